@@ -1,0 +1,94 @@
+// The one error table. Every handler (HTTP, KServe REST, gRPC) throws a
+// ServeError built from this table; one place per protocol turns it into a
+// reply. Codes are stable API: add new ones, never rename or reuse.
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+interface ErrorSpec {
+  readonly httpStatus: number;
+  readonly grpcStatus: GrpcStatus;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  // request shape
+  SWIN_BAD_REQUEST: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Bad request: %s' },
+  SWIN_EMPTY_BODY: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'The request carries no image: send the image bytes as the body, a multipart file, or base64 in JSON' },
+  SWIN_BAD_BASE64: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is not valid base64' },
+  SWIN_BAD_TOP_K: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'top_k must be an integer from 1 to %s, got %s' },
+  SWIN_TOO_MANY_IMAGES: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'At most %s images per request, got %s' },
+  SWIN_BAD_TENSOR: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Bad input tensor: %s' },
+  SWIN_UNSUPPORTED_MEDIA_TYPE: { httpStatus: 415, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unsupported content type or image format %s; accepted: %s' },
+  SWIN_IMAGE_DECODE_FAILED: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s could not be decoded: %s' },
+  SWIN_IMAGE_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is too large: %s' },
+  SWIN_PAYLOAD_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Request body larger than %s bytes' },
+  // models
+  SWIN_MODEL_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Unknown model %s; loaded models: %s' },
+  SWIN_VARIANT_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Model %s has no variant %s; available: %s' },
+  SWIN_MODEL_NOT_READY: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Model %s is not ready: %s' },
+  // load and time
+  SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Queue of model %s is full (%s requests); retry later' },
+  SWIN_RATE_LIMITED: { httpStatus: 429, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Rate limit exceeded; retry later' },
+  SWIN_DEADLINE_EXCEEDED: { httpStatus: 504, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'Request deadline of %s ms passed before inference finished' },
+  SWIN_CANCELLED: { httpStatus: 499, grpcStatus: GrpcStatus.CANCELLED, message: 'The client cancelled the request' },
+  SWIN_SHUTTING_DOWN: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'The server is shutting down' },
+  // access
+  SWIN_UNAUTHENTICATED: { httpStatus: 401, grpcStatus: GrpcStatus.UNAUTHENTICATED, message: 'Missing or invalid API key' },
+  // server side
+  SWIN_INFERENCE_FAILED: { httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL, message: 'Inference failed on model %s: %s' },
+  SWIN_NON_FINITE_OUTPUT: { httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL, message: 'Model %s (%s) returned non-finite logits; the variant was taken out of service' },
+  SWIN_INTERNAL: { httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL, message: 'Internal error' },
+  SWIN_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.UNIMPLEMENTED, message: 'Route %s %s not found' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+function format(template: string, args: readonly unknown[]): string {
+  let i = 0;
+  return template.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '%s'));
+}
+
+export class ServeError extends Error {
+  readonly code: ErrorCode;
+  readonly httpStatus: number;
+  readonly grpcStatus: GrpcStatus;
+  /** Seconds a client should wait before retrying (503/429 replies carry it as Retry-After). */
+  retryAfterSeconds?: number;
+
+  constructor(code: ErrorCode, ...args: unknown[]) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(format(spec.message, args));
+    this.name = 'ServeError';
+    this.code = code;
+    this.httpStatus = spec.httpStatus;
+    this.grpcStatus = spec.grpcStatus;
+  }
+
+  withRetryAfter(seconds: number): this {
+    this.retryAfterSeconds = seconds;
+    return this;
+  }
+}
+
+export function isServeError(err: unknown): err is ServeError {
+  return err instanceof ServeError;
+}
+
+/** Anything thrown that is not a ServeError becomes SWIN_INTERNAL: no stack traces reach clients. */
+export function toServeError(err: unknown): ServeError {
+  return isServeError(err) ? err : new ServeError('SWIN_INTERNAL');
+}
+
+/** The HTTP error body: {statusCode, code, error, message}. */
+export function httpErrorBody(err: ServeError): { statusCode: number; code: ErrorCode; error: string; message: string } {
+  return { statusCode: err.httpStatus, code: err.code, error: httpReason(err.httpStatus), message: err.message };
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  429: 'Too Many Requests', 499: 'Client Closed Request', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+export function httpReason(status: number): string {
+  return REASONS[status] ?? 'Error';
+}

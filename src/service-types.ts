@@ -1,0 +1,89 @@
+// What the protocol front ends (HTTP /classify, KServe v2 REST and gRPC,
+// swin.v1 gRPC) need from the core. They depend on this interface only, so
+// each front end stays a thin translation layer:
+//   front end -> InferenceService -> batcher -> backend.
+import type { BackendKind, Variant } from './backends/backend.js';
+import type { ModelConfig } from './model-config.js';
+
+export interface RequestOptions {
+  /** Absolute time (Date.now() ms) after which the request must not run; default from config. */
+  deadline?: number;
+  /** Aborted when the client goes away; a queued request then leaves the queue. */
+  signal?: AbortSignal;
+  /** For metrics labels: "http", "grpc", "kserve_http", "kserve_grpc". */
+  api?: string;
+}
+
+export interface TopKEntry {
+  label: string;
+  index: number;
+  /** softmax probability */
+  score: number;
+}
+
+export interface Timings {
+  preprocess_ms: number;
+  queue_ms: number;
+  inference_ms: number;
+  total_ms: number;
+}
+
+export interface ClassifyResult {
+  model: string;
+  variant: Variant;
+  backend: BackendKind;
+  predictions: TopKEntry[][];
+  timings: Timings;
+}
+
+export interface TensorResult {
+  model: string;
+  variant: Variant;
+  backend: BackendKind;
+  /** n x num_classes logits, row-major */
+  logits: Float32Array;
+  n: number;
+  numClasses: number;
+}
+
+export interface VariantStatus {
+  variant: Variant;
+  backend: BackendKind | null;
+  ready: boolean;
+  /** Why it is not ready (failed self-test, load error), if it is not. */
+  reason?: string;
+}
+
+export interface ModelStatus {
+  name: string;
+  version: string;
+  ready: boolean;
+  /** Variant requests get when they name none. */
+  active_variant: Variant | null;
+  variants: VariantStatus[];
+  config: ModelConfig;
+}
+
+export interface InferenceService {
+  listModels(): ModelStatus[];
+  /** Throws ServeError SWIN_MODEL_NOT_FOUND. */
+  getModel(name: string): ModelStatus;
+  defaultModelName(): string;
+  /** Encoded images (JPEG, PNG, ...) -> preprocessing -> batcher -> top-k. */
+  classify(
+    modelName: string | undefined,
+    images: Buffer[],
+    opts: RequestOptions & { variant?: Variant; topK?: number },
+  ): Promise<ClassifyResult>;
+  /** Already-preprocessed uint8 NHWC tensor (n x H x W x 3) -> logits. */
+  inferTensor(
+    modelName: string,
+    pixels: Uint8Array,
+    n: number,
+    opts: RequestOptions & { variant?: Variant },
+  ): Promise<TensorResult>;
+  /** Every configured model is serving. */
+  isReady(): boolean;
+  /** Stop admitting, finish everything accepted, release engines. */
+  close(): Promise<void>;
+}
