@@ -111,3 +111,138 @@ export const backendErrors = new client.Counter({
   labelNames: ['model', 'variant', 'backend', 'reason'] as const,
   registers: [registry],
 });
+
+// ---------------------------------------------------------------------------
+// GPU gauges. Filled at scrape time from the native addon's gpuInfo() (NVML
+// where the addon found it, else cudaMemGetInfo). The addon is optional: on a
+// CPU-only host, or where it was not built, these gauges simply have no series.
+
+/** One GPU as the gauges need it. Bytes are bytes; utilization is 0..1 or null when unknown. */
+export interface GpuStats {
+  index: number;
+  name: string;
+  memoryUsedBytes: number;
+  memoryTotalBytes: number;
+  utilization: number | null;
+}
+
+export type GpuInfoSource = () => GpuStats[] | Promise<GpuStats[]>;
+
+export const gpuMemoryUsed = new client.Gauge({
+  name: 'swin_gpu_memory_used_bytes',
+  help: 'GPU memory in use (all processes on the device), per GPU.',
+  labelNames: ['gpu', 'name'] as const,
+  registers: [registry],
+  async collect() { await refreshGpuGauges(); },
+});
+
+export const gpuMemoryTotal = new client.Gauge({
+  name: 'swin_gpu_memory_total_bytes',
+  help: 'GPU memory capacity, per GPU.',
+  labelNames: ['gpu', 'name'] as const,
+  registers: [registry],
+  async collect() { await refreshGpuGauges(); },
+});
+
+export const gpuUtilization = new client.Gauge({
+  name: 'swin_gpu_utilization_ratio',
+  help: 'Fraction (0..1) of the last sample period in which a kernel ran on the GPU (NVML); absent without NVML.',
+  labelNames: ['gpu', 'name'] as const,
+  registers: [registry],
+  async collect() { await refreshGpuGauges(); },
+});
+
+// undefined: not looked up yet; null: no source on this host.
+let gpuSource: GpuInfoSource | null | undefined;
+let gpuRefresh: { at: number; done: Promise<void> } | null = null;
+// One scrape calls the three collect() hooks together; they share one sample.
+const GPU_SAMPLE_REUSE_MS = 1000;
+
+/** Replaces the GPU source (tests, or a caller that owns the addon). null turns the gauges off. */
+export function setGpuInfoSource(source: GpuInfoSource | null): void {
+  gpuSource = source;
+  gpuRefresh = null;
+}
+
+async function refreshGpuGauges(): Promise<void> {
+  const now = Date.now();
+  if (gpuRefresh && now - gpuRefresh.at < GPU_SAMPLE_REUSE_MS) return gpuRefresh.done;
+  gpuRefresh = { at: now, done: sampleGpus() };
+  return gpuRefresh.done;
+}
+
+async function sampleGpus(): Promise<void> {
+  if (gpuSource === undefined) gpuSource = await loadNativeGpuSource();
+  let gpus: GpuStats[] = [];
+  if (gpuSource) {
+    try {
+      gpus = await gpuSource();
+    } catch {
+      gpus = []; // a failing read must not fail the scrape; the series go away instead
+    }
+  }
+  gpuMemoryUsed.reset();
+  gpuMemoryTotal.reset();
+  gpuUtilization.reset();
+  for (const g of gpus) {
+    const labels = { gpu: String(g.index), name: g.name };
+    gpuMemoryUsed.set(labels, g.memoryUsedBytes);
+    gpuMemoryTotal.set(labels, g.memoryTotalBytes);
+    if (g.utilization !== null) gpuUtilization.set(labels, g.utilization);
+  }
+}
+
+// The native backend module is written separately and may be absent, or present
+// with its addon unbuilt; either way there is no GPU to report. The specifier
+// is a variable so the type checker does not require the module to exist.
+async function loadNativeGpuSource(): Promise<GpuInfoSource | null> {
+  const specifier = './backends/native-backend.js';
+  try {
+    const mod = (await import(specifier)) as { gpuInfo?: () => unknown };
+    if (typeof mod.gpuInfo !== 'function') return null;
+    const gpuInfo = mod.gpuInfo;
+    const source: GpuInfoSource = async () => normaliseGpuInfo(await gpuInfo());
+    await source(); // probe once: an unbuilt addon or no device throws here
+    return source;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Accepts the addon's gpuInfo() result: an array of per-GPU objects with
+ * index, name, memory used/total in bytes (memoryUsedBytes | memoryUsed,
+ * memoryTotalBytes | memoryTotal) and utilization as a 0..1 ratio
+ * (utilization) or a percentage (utilizationPercent); missing utilization
+ * means unknown. Entries without both memory numbers are skipped.
+ */
+export function normaliseGpuInfo(raw: unknown): GpuStats[] {
+  if (!Array.isArray(raw)) return [];
+  const out: GpuStats[] = [];
+  raw.forEach((item: unknown, i: number) => {
+    if (typeof item !== 'object' || item === null) return;
+    const r = item as Record<string, unknown>;
+    const num = (...keys: string[]): number | null => {
+      for (const k of keys) {
+        const v = r[k];
+        if (typeof v === 'number' && Number.isFinite(v)) return v;
+        if (typeof v === 'bigint') return Number(v);
+      }
+      return null;
+    };
+    const used = num('memoryUsedBytes', 'memoryUsed', 'memory_used_bytes');
+    const total = num('memoryTotalBytes', 'memoryTotal', 'memory_total_bytes');
+    if (used === null || total === null) return;
+    const ratio = num('utilization', 'utilizationRatio');
+    const percent = num('utilizationPercent', 'utilization_percent');
+    const utilization = ratio !== null ? ratio : percent !== null ? percent / 100 : null;
+    out.push({
+      index: num('index', 'device', 'ordinal') ?? i,
+      name: typeof r.name === 'string' ? r.name : `gpu${i}`,
+      memoryUsedBytes: used,
+      memoryTotalBytes: total,
+      utilization: utilization === null ? null : Math.min(1, Math.max(0, utilization)),
+    });
+  });
+  return out;
+}
