@@ -75,6 +75,13 @@ export interface InferenceService {
     images: Buffer[],
     opts: RequestOptions & { variant?: Variant; topK?: number },
   ): Promise<ClassifyResult>;
+  /**
+   * Encoded images -> the model's preprocessing (the same sharp path as classify) ->
+   * uint8 RGB NHWC, images.length x H x W x 3 bytes. No inference. Used by KServe
+   * BYTES inputs, which need logits rather than classify's top-k.
+   * Throws the decode errors classify throws (SWIN_IMAGE_DECODE_FAILED, ...).
+   */
+  preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array>;
   /** Already-preprocessed uint8 NHWC tensor (n x H x W x 3) -> logits. */
   inferTensor(
     modelName: string,
