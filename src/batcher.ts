@@ -1,0 +1,351 @@
+// Dynamic batcher for one model variant on one backend (Triton's dynamic
+// batching, reduced to what we need). Callers submit n preprocessed images;
+// the batcher groups queued images into batches of at most maxBatchSize,
+// waiting at most maxQueueDelayMs for a batch to fill, keeps up to
+// `instances` batches in flight, and hands every caller its own rows of
+// logits. Pure logic: no HTTP, no engine code; the engine arrives as `run`.
+import type { BackendKind, Variant } from './backends/backend.js';
+import { ServeError, isServeError } from './errors.js';
+import { backendErrors, batchSize, droppedRequests, inferenceDuration, inflightBatches, queueDepth, queueDuration } from './metrics.js';
+
+export interface BatcherOptions {
+  /** Metric labels. */
+  model: string;
+  variant: Variant;
+  backend: BackendKind;
+  maxBatchSize: number;
+  /** Longest a queued image waits for company before a partial batch runs, ms. */
+  maxQueueDelayMs: number;
+  /** Most images waiting (not running); more are refused with SWIN_QUEUE_FULL. */
+  maxQueueSize: number;
+  /** Batches in flight at once. */
+  instances: number;
+  /** Batch sizes worth running at once without waiting out the delay (engine profiles). */
+  preferredBatchSizes?: number[];
+  /** Bytes of one image: H * W * 3 (uint8 NHWC). */
+  imageBytes: number;
+  numClasses: number;
+  /** Runs one batch: n images, n*imageBytes bytes -> n*numClasses logits. */
+  run(images: Uint8Array, n: number): Promise<Float32Array>;
+  /** Told about every failed batch (after its callers were rejected). */
+  onBatchError?(err: ServeError): void;
+  now?: () => number;
+}
+
+export interface SubmitOptions {
+  /** Absolute Date.now() ms; a request still queued then is dropped, one still running is answered 504. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface BatchResult {
+  /** This caller's n x numClasses logits (a copy; the caller owns it). */
+  logits: Float32Array;
+  /** Longest time one of its images waited in the queue, ms. */
+  queueMs: number;
+  /** Backend time of the batch(es) it ran in, ms (the longest when split). */
+  inferenceMs: number;
+}
+
+type JobState = 'queued' | 'running' | 'done';
+
+interface Job {
+  images: Uint8Array;
+  n: number;
+  enqueuedAt: number;
+  deadline?: number;
+  budgetMs: number;
+  signal?: AbortSignal;
+  state: JobState;
+  timer?: NodeJS.Timeout;
+  onAbort?: () => void;
+  resolve(r: BatchResult): void;
+  reject(e: ServeError): void;
+}
+
+export class Batcher {
+  private readonly opts: BatcherOptions;
+  private readonly now: () => number;
+  private readonly queue: Job[] = [];
+  private queuedImages = 0;
+  private inflight = 0;
+  private wakeTimer?: NodeJS.Timeout;
+  private wakeAt = Infinity;
+  private closing = false;
+  private drained?: () => void;
+  private readonly preferred: number[];
+
+  constructor(opts: BatcherOptions) {
+    if (opts.maxBatchSize < 1 || opts.instances < 1 || opts.maxQueueSize < 1) {
+      throw new Error('Batcher: maxBatchSize, instances and maxQueueSize must be >= 1');
+    }
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+    this.preferred = (opts.preferredBatchSizes ?? []).filter((p) => p >= 1 && p <= opts.maxBatchSize).sort((a, b) => b - a);
+  }
+
+  get queueLength(): number {
+    return this.queuedImages;
+  }
+
+  get inflightBatches(): number {
+    return this.inflight;
+  }
+
+  /** Queues n images (n*imageBytes bytes) and resolves with their logits. Rejects with a ServeError. */
+  submit(images: Uint8Array, n: number, opts: SubmitOptions = {}): Promise<BatchResult> {
+    const { maxBatchSize, imageBytes, numClasses, model } = this.opts;
+    if (this.closing) return Promise.reject(new ServeError('SWIN_SHUTTING_DOWN'));
+    if (!Number.isInteger(n) || n < 1 || images.length !== n * imageBytes) {
+      return Promise.reject(new ServeError('SWIN_BAD_TENSOR', `expected ${n} x ${imageBytes} bytes, got ${images.length}`));
+    }
+    if (opts.signal?.aborted) {
+      droppedRequests.inc({ model, reason: 'cancelled' }, n);
+      return Promise.reject(new ServeError('SWIN_CANCELLED'));
+    }
+    if (this.queuedImages + n > this.opts.maxQueueSize) {
+      droppedRequests.inc({ model, reason: 'queue_full' }, n);
+      return Promise.reject(new ServeError('SWIN_QUEUE_FULL', model, this.opts.maxQueueSize).withRetryAfter(this.retryAfterSeconds()));
+    }
+    const now = this.now();
+    if (opts.deadline !== undefined && opts.deadline <= now) {
+      droppedRequests.inc({ model, reason: 'deadline' }, n);
+      return Promise.reject(new ServeError('SWIN_DEADLINE_EXCEEDED', 0));
+    }
+    if (n <= maxBatchSize) return this.enqueue(images, n, opts, now);
+
+    // Larger than one batch: split, and if one part fails take the others out of the queue.
+    const parts: Promise<BatchResult>[] = [];
+    const inner = new AbortController();
+    const onOuterAbort = () => inner.abort();
+    opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
+    for (let start = 0; start < n; start += maxBatchSize) {
+      const k = Math.min(maxBatchSize, n - start);
+      const p = this.enqueue(images.subarray(start * imageBytes, (start + k) * imageBytes), k, { deadline: opts.deadline, signal: inner.signal }, now);
+      p.catch(() => inner.abort());
+      parts.push(p);
+    }
+    return Promise.all(parts)
+      .then((results) => {
+        const logits = new Float32Array(n * numClasses);
+        let off = 0;
+        for (const r of results) {
+          logits.set(r.logits, off);
+          off += r.logits.length;
+        }
+        return {
+          logits,
+          queueMs: Math.max(...results.map((r) => r.queueMs)),
+          inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
+        };
+      })
+      .finally(() => opts.signal?.removeEventListener('abort', onOuterAbort));
+  }
+
+  /**
+   * Takes every queued (not running) request out of this batcher, rejecting it
+   * with `makeError()` (e.g. when the variant is withdrawn); returns how many.
+   */
+  withdrawQueued(makeError: () => ServeError): number {
+    const jobs = this.queue.splice(0, this.queue.length);
+    for (const job of jobs) this.finish(job, undefined, makeError());
+    this.setQueued(0);
+    this.rearm();
+    return jobs.length;
+  }
+
+  /** Stops admitting; resolves once everything already accepted has been answered. */
+  close(): Promise<void> {
+    this.closing = true;
+    this.schedule();
+    if (this.queue.length === 0 && this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  private retryAfterSeconds(): number {
+    // Rough time to work through a full queue at one batch per max delay, at least 1 s.
+    const batches = Math.ceil(this.opts.maxQueueSize / this.opts.maxBatchSize / this.opts.instances);
+    return Math.max(1, Math.ceil((batches * Math.max(this.opts.maxQueueDelayMs, 10)) / 1000));
+  }
+
+  private enqueue(images: Uint8Array, n: number, opts: SubmitOptions, now: number): Promise<BatchResult> {
+    return new Promise<BatchResult>((resolve, reject) => {
+      const job: Job = {
+        images, n, enqueuedAt: now, deadline: opts.deadline, budgetMs: opts.deadline === undefined ? 0 : opts.deadline - now,
+        signal: opts.signal, state: 'queued', resolve, reject,
+      };
+      if (job.deadline !== undefined) {
+        job.timer = setTimeout(() => this.expire(job), Math.max(0, job.deadline - now));
+      }
+      if (job.signal) {
+        job.onAbort = () => this.cancel(job);
+        job.signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.queue.push(job);
+      this.setQueued(this.queuedImages + n);
+      this.schedule();
+    });
+  }
+
+  private expire(job: Job): void {
+    if (job.state === 'done') return;
+    if (job.state === 'queued') {
+      this.removeQueued(job);
+      droppedRequests.inc({ model: this.opts.model, reason: 'deadline' }, job.n);
+    }
+    // A running job's result is thrown away when it arrives: the caller has its 504.
+    this.finish(job, undefined, new ServeError('SWIN_DEADLINE_EXCEEDED', job.budgetMs));
+  }
+
+  private cancel(job: Job): void {
+    if (job.state === 'done') return;
+    if (job.state === 'queued') {
+      this.removeQueued(job);
+      droppedRequests.inc({ model: this.opts.model, reason: 'cancelled' }, job.n);
+    }
+    this.finish(job, undefined, new ServeError('SWIN_CANCELLED'));
+  }
+
+  private removeQueued(job: Job): void {
+    const i = this.queue.indexOf(job);
+    if (i >= 0) {
+      this.queue.splice(i, 1);
+      this.setQueued(this.queuedImages - job.n);
+      this.rearm();
+    }
+  }
+
+  private finish(job: Job, result: BatchResult | undefined, err?: ServeError): void {
+    if (job.state === 'done') return;
+    job.state = 'done';
+    if (job.timer) clearTimeout(job.timer);
+    if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort);
+    if (err) job.reject(err);
+    else job.resolve(result!);
+    this.checkDrained();
+  }
+
+  private setQueued(n: number): void {
+    queueDepth.inc({ model: this.opts.model }, n - this.queuedImages);
+    this.queuedImages = n;
+  }
+
+  /** Images to run now, or 0 to keep waiting for more. */
+  private readySize(now: number): number {
+    const { maxBatchSize, maxQueueDelayMs } = this.opts;
+    if (this.queuedImages >= maxBatchSize) return maxBatchSize;
+    if (this.closing || now - this.queue[0].enqueuedAt >= maxQueueDelayMs) return maxBatchSize;
+    for (const p of this.preferred) if (p <= this.queuedImages) return p;
+    return 0;
+  }
+
+  private schedule(): void {
+    while (this.inflight < this.opts.instances && this.queue.length > 0) {
+      const now = this.now();
+      const size = this.readySize(now);
+      if (size === 0) break;
+      const jobs: Job[] = [];
+      let total = 0;
+      while (this.queue.length > 0) {
+        const next = this.queue[0];
+        if (jobs.length > 0 && total + next.n > size) break;
+        this.queue.shift();
+        this.setQueued(this.queuedImages - next.n);
+        // A timer can fire late; never hand an expired request to the engine.
+        if (next.deadline !== undefined && next.deadline <= now) {
+          droppedRequests.inc({ model: this.opts.model, reason: 'deadline' }, next.n);
+          this.finish(next, undefined, new ServeError('SWIN_DEADLINE_EXCEEDED', next.budgetMs));
+          continue;
+        }
+        jobs.push(next);
+        total += next.n;
+      }
+      if (jobs.length > 0) this.dispatch(jobs, total, now);
+    }
+    this.rearm();
+  }
+
+  /** Wakes the scheduler when the oldest queued request has waited maxQueueDelayMs. */
+  private rearm(): void {
+    const at = this.queue.length > 0 && this.inflight < this.opts.instances ? this.queue[0].enqueuedAt + this.opts.maxQueueDelayMs : Infinity;
+    if (at === this.wakeAt) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.wakeAt = at;
+    if (at !== Infinity) {
+      this.wakeTimer = setTimeout(() => {
+        this.wakeTimer = undefined;
+        this.wakeAt = Infinity;
+        this.schedule();
+      }, Math.max(0, at - this.now()));
+    }
+  }
+
+  private dispatch(jobs: Job[], total: number, now: number): void {
+    const { model, variant, backend, imageBytes, numClasses } = this.opts;
+    const labels = { model, variant, backend };
+    let batch: Uint8Array;
+    if (jobs.length === 1) {
+      batch = jobs[0].images;
+    } else {
+      batch = new Uint8Array(total * imageBytes);
+      let off = 0;
+      for (const j of jobs) {
+        batch.set(j.images, off);
+        off += j.images.length;
+      }
+    }
+    for (const j of jobs) {
+      j.state = 'running';
+      const waited = (now - j.enqueuedAt) / 1000;
+      for (let i = 0; i < j.n; i++) queueDuration.observe(labels, waited);
+    }
+    this.inflight++;
+    inflightBatches.inc({ model });
+    batchSize.observe(labels, total);
+    const start = performance.now();
+    let promise: Promise<Float32Array>;
+    try {
+      promise = this.opts.run(batch, total);
+    } catch (err) {
+      promise = Promise.reject(err);
+    }
+    promise
+      .then((logits) => {
+        const inferenceMs = performance.now() - start;
+        inferenceDuration.observe(labels, inferenceMs / 1000);
+        if (!(logits instanceof Float32Array) || logits.length !== total * numClasses) {
+          throw new ServeError('SWIN_INFERENCE_FAILED', model, `backend returned ${logits?.length} values for ${total} x ${numClasses}`);
+        }
+        let row = 0;
+        for (const j of jobs) {
+          const mine = logits.slice(row * numClasses, (row + j.n) * numClasses);
+          row += j.n;
+          this.finish(j, { logits: mine, queueMs: now - j.enqueuedAt, inferenceMs });
+        }
+      })
+      .catch((err: unknown) => {
+        const serveErr = isServeError(err) ? err : new ServeError('SWIN_INFERENCE_FAILED', model, (err as Error)?.message ?? String(err));
+        backendErrors.inc({ ...labels, reason: serveErr.code === 'SWIN_NON_FINITE_OUTPUT' ? 'non_finite' : 'exception' });
+        for (const j of jobs) this.finish(j, undefined, serveErr);
+        this.opts.onBatchError?.(serveErr);
+      })
+      .finally(() => {
+        this.inflight--;
+        inflightBatches.dec({ model });
+        this.schedule();
+        this.checkDrained();
+      });
+  }
+
+  private checkDrained(): void {
+    if (this.closing && this.drained && this.queue.length === 0 && this.inflight === 0) {
+      if (this.wakeTimer) clearTimeout(this.wakeTimer);
+      const done = this.drained;
+      this.drained = undefined;
+      done();
+    }
+  }
+}
