@@ -32,6 +32,8 @@ export interface PreprocessConfig {
   /** Per-channel mean and std on the 0..1 scale, RGB order; applied inside the engine. */
   mean: [number, number, number];
   std: [number, number, number];
+  /** RGB 0..255 that transparent pixels are flattened onto; default white [255, 255, 255]. */
+  background?: [number, number, number];
 }
 
 export interface BatchingConfig {

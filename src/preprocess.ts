@@ -1,0 +1,136 @@
+// Encoded image -> the model's input: uint8 RGB NHWC, img_size x img_size x 3.
+// All pixel work happens in libvips (sharp) on libuv's thread pool; nothing
+// here loops over pixels in JavaScript. Order of operations, as model.json's
+// preprocess block describes it:
+//   sniff format (bytes, not the Content-Type) -> check pixel budget ->
+//   EXIF orientation -> sRGB -> flatten alpha onto the background ->
+//   resize ("squash" to size x size, or shorter side to `resize` then centre
+//   crop `crop`) with the model's kernel -> raw 8-bit RGB.
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { ServeError } from './errors.js';
+import { preprocessDuration } from './metrics.js';
+import type { ModelConfig } from './model-config.js';
+
+// Images are small and many: parallelism comes from handling several images at
+// once on the thread pool, not from splitting one image across threads, and
+// request images are never repeated, so libvips' operation cache only costs memory.
+sharp.concurrency(1);
+sharp.cache(false);
+
+export interface PreprocessLimits {
+  /** Largest width x height accepted (of the first frame/page). */
+  maxImagePixels: number;
+  /** Format names as reported below: jpeg, png, webp, gif, tiff, avif, heif, svg. */
+  acceptedFormats: string[];
+}
+
+const RESIZE_KERNELS = new Set(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']);
+
+/** Output side length and operations for one model. */
+export class Preprocessor {
+  readonly size: number;
+  /** Bytes of one preprocessed image: size * size * 3. */
+  readonly imageBytes: number;
+  private readonly model: ModelConfig;
+  private readonly limits: PreprocessLimits;
+  private readonly background: { r: number; g: number; b: number };
+
+  constructor(model: ModelConfig, limits: PreprocessLimits) {
+    const pre = model.preprocess;
+    if (!RESIZE_KERNELS.has(pre.kernel)) throw new Error(`preprocess.kernel ${pre.kernel} is not a sharp kernel`);
+    this.model = model;
+    this.limits = limits;
+    this.size = model.architecture.img_size;
+    this.imageBytes = this.size * this.size * 3;
+    const [r, g, b] = pre.background ?? [255, 255, 255];
+    this.background = { r, g, b };
+  }
+
+  /** Several images, preprocessed concurrently, concatenated: n x size x size x 3 bytes. */
+  async many(images: Buffer[]): Promise<Uint8Array> {
+    const raws = await Promise.all(images.map((img, i) => this.one(img, i)));
+    return raws.length === 1 ? raws[0] : Buffer.concat(raws);
+  }
+
+  /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
+  async one(input: Buffer, index = 0): Promise<Buffer> {
+    const start = performance.now();
+    if (input.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
+    const accepted = this.limits.acceptedFormats;
+    // XML/SVG is refused before libvips sees it (librsvg would parse it, and could follow references).
+    if (!accepted.includes('svg') && looksLikeMarkup(input)) {
+      throw new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', 'svg/xml', accepted.join(', '));
+    }
+    let meta: Metadata;
+    try {
+      meta = await sharp(input, { limitInputPixels: false }).metadata();
+    } catch (err) {
+      throw decodeError(err, index, accepted);
+    }
+    const format = formatName(meta);
+    if (!accepted.includes(format)) throw new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', format, accepted.join(', '));
+    const width = meta.width ?? 0;
+    const height = meta.pageHeight ?? meta.height ?? 0;
+    if (width < 1 || height < 1) throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, 'no dimensions');
+    if (width * height > this.limits.maxImagePixels) {
+      throw new ServeError('SWIN_IMAGE_TOO_LARGE', index, `${width} x ${height} pixels is more than ${this.limits.maxImagePixels}`);
+    }
+    // EXIF orientations 5..8 swap width and height.
+    const swap = (meta.orientation ?? 1) >= 5;
+    const [w, h] = swap ? [height, width] : [width, height];
+
+    let pipeline = sharp(input, { limitInputPixels: this.limits.maxImagePixels, failOn: 'error', pages: 1, sequentialRead: true })
+      .rotate()
+      .flatten({ background: this.background })
+      .toColourspace('srgb');
+    const pre = this.model.preprocess;
+    if (pre.mode === 'squash') {
+      pipeline = pipeline.resize(this.size, this.size, { fit: 'fill', kernel: pre.kernel });
+    } else {
+      // torchvision's Resize(int): shorter side -> resize, longer side floored, then CenterCrop.
+      const scale = pre.resize / Math.min(w, h);
+      const nw = w <= h ? pre.resize : Math.max(pre.resize, Math.floor(w * scale));
+      const nh = h < w ? pre.resize : Math.max(pre.resize, Math.floor(h * scale));
+      const crop = this.size;
+      pipeline = pipeline
+        .resize(nw, nh, { fit: 'fill', kernel: pre.kernel })
+        .extract({ left: Math.round((nw - crop) / 2), top: Math.round((nh - crop) / 2), width: crop, height: crop });
+    }
+    let out: { data: Buffer; info: OutputInfo };
+    try {
+      out = await pipeline.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    } catch (err) {
+      throw decodeError(err, index, accepted);
+    }
+    if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
+      throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
+    }
+    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
+    return out.data;
+  }
+}
+
+/** sharp reports AVIF as heif + av1; we name it avif, as users do. */
+function formatName(meta: Metadata): string {
+  const f = String(meta.format ?? 'unknown');
+  if (f === 'heif') return meta.compression === 'av1' ? 'avif' : 'heif';
+  if (f === 'jp2k') return 'jp2';
+  return f;
+}
+
+function looksLikeMarkup(buf: Buffer): boolean {
+  for (let i = 0; i < Math.min(buf.length, 256); i++) {
+    const c = buf[i];
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0xef || c === 0xbb || c === 0xbf) continue; // space, BOM
+    return c === 0x3c; // '<'
+  }
+  return false;
+}
+
+function decodeError(err: unknown, index: number, accepted: string[]): ServeError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/unsupported image format/i.test(message)) return new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', 'unknown', accepted.join(', '));
+  if (/pixel limit/i.test(message)) return new ServeError('SWIN_IMAGE_TOO_LARGE', index, 'more pixels than allowed');
+  // libvips messages name the decoder and the defect ("VipsJpeg: premature end of JPEG image"); no paths.
+  return new ServeError('SWIN_IMAGE_DECODE_FAILED', index, message.split('\n')[0].slice(0, 200));
+}
