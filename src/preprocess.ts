@@ -65,7 +65,7 @@ export class Preprocessor {
     try {
       meta = await sharp(input, { limitInputPixels: false }).metadata();
     } catch (err) {
-      throw decodeError(err, index, accepted);
+      throw decodeError(err, index, accepted, input);
     }
     const format = formatName(meta);
     if (!accepted.includes(format)) throw new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', format, accepted.join(', '));
@@ -127,9 +127,17 @@ function looksLikeMarkup(buf: Buffer): boolean {
   return false;
 }
 
-function decodeError(err: unknown, index: number, accepted: string[]): ServeError {
+// Leading bytes of formats libvips reads: a file that starts like one of them
+// but will not load is damaged (400), not of an unknown format (415).
+const SIGNATURES: Buffer[] = [
+  [0xff, 0xd8, 0xff], [0x89, 0x50, 0x4e, 0x47], [0x47, 0x49, 0x46, 0x38], [0x49, 0x49, 0x2a, 0x00], [0x4d, 0x4d, 0x00, 0x2a],
+  [0x52, 0x49, 0x46, 0x46],
+].map((b) => Buffer.from(b));
+
+function decodeError(err: unknown, index: number, accepted: string[], input?: Buffer): ServeError {
   const message = err instanceof Error ? err.message : String(err);
-  if (/unsupported image format/i.test(message)) return new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', 'unknown', accepted.join(', '));
+  const damaged = input !== undefined && SIGNATURES.some((sig) => input.subarray(0, sig.length).equals(sig));
+  if (/unsupported image format/i.test(message) && !damaged) return new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', 'unknown', accepted.join(', '));
   if (/pixel limit/i.test(message)) return new ServeError('SWIN_IMAGE_TOO_LARGE', index, 'more pixels than allowed');
   // libvips messages name the decoder and the defect ("VipsJpeg: premature end of JPEG image"); no paths.
   return new ServeError('SWIN_IMAGE_DECODE_FAILED', index, message.split('\n')[0].slice(0, 200));
