@@ -1,0 +1,39 @@
+// swin.v1.Classifier: Predict turns encoded images into top-k classes through
+// the same service.classify path as HTTP POST /classify.
+import type { BaseLogger } from 'pino';
+import type { Variant } from '../backends/backend.js';
+import { ServeError } from '../errors.js';
+import type { ClassifierHandlers } from '../generated/swin/v1/Classifier.js';
+import type { PredictRequest__Output } from '../generated/swin/v1/PredictRequest.js';
+import type { PredictResponse } from '../generated/swin/v1/PredictResponse.js';
+import type { InferenceService } from '../service-types.js';
+import { optionalString, unary } from './grpc-call.js';
+
+export function classifierHandlers(service: InferenceService, logger: BaseLogger): ClassifierHandlers {
+  return {
+    Predict: unary<PredictRequest__Output, PredictResponse>(
+      logger,
+      'grpc',
+      async (req, { opts }) => {
+        if (req.images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
+        const variant = parseVariant(req.variant);
+        const model = optionalString(req.model);
+        const result = await service.classify(model, req.images, { ...opts, variant, topK: req.top_k === 0 ? undefined : req.top_k });
+        return {
+          model: result.model,
+          variant: result.variant,
+          backend: result.backend,
+          predictions: result.predictions.map((classes) => ({ classes })),
+          timings: result.timings,
+        };
+      },
+      { api: 'grpc', model: (req) => req.model },
+    ),
+  };
+}
+
+function parseVariant(v: string): Variant | undefined {
+  if (v === '') return undefined;
+  if (v === 'fold' || v === 'unfold') return v;
+  throw new ServeError('SWIN_BAD_REQUEST', `variant must be "fold", "unfold" or empty, got ${JSON.stringify(v)}`);
+}

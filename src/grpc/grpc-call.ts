@@ -1,0 +1,92 @@
+// What every unary handler of ours does around its work: the call's deadline
+// and cancellation become RequestOptions (so an expired or abandoned request
+// leaves the batcher queue and never runs), ServeErrors become a gRPC status
+// with the table's code and message plus the stable code in the trailer
+// "swin-code", and request metrics are recorded.
+import { Metadata, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
+import type { BaseLogger } from 'pino';
+import { type ServeError, isServeError, toServeError } from '../errors.js';
+import { requestDuration, requestsTotal } from '../metrics.js';
+import type { RequestOptions } from '../service-types.js';
+
+/** grpc-timeout as an absolute Date.now() deadline, or undefined for calls without one. */
+export function callDeadline(call: ServerUnaryCall<unknown, unknown>): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+export function callOptions(call: ServerUnaryCall<unknown, unknown>, api: string): RequestOptions {
+  const controller = new AbortController();
+  // grpc-js emits 'cancelled' when the client cancels, the connection drops, or the deadline passes.
+  if (call.cancelled) controller.abort();
+  else call.once('cancelled', () => controller.abort());
+  return { deadline: callDeadline(call), signal: controller.signal, api };
+}
+
+export function grpcStatusOf(err: ServeError): Partial<StatusObject> {
+  const metadata = new Metadata();
+  metadata.set('swin-code', err.code);
+  if (err.retryAfterSeconds !== undefined) {
+    metadata.set('retry-after', String(err.retryAfterSeconds));
+    metadata.set('grpc-retry-pushback-ms', String(err.retryAfterSeconds * 1000));
+  }
+  return { code: err.grpcStatus, details: err.message, metadata };
+}
+
+export interface UnaryContext {
+  call: ServerUnaryCall<unknown, unknown>;
+  /** RequestOptions built from the call (deadline, cancellation, api label). */
+  opts: RequestOptions;
+}
+
+export interface UnaryMetrics<Req> {
+  api: string;
+  /** Model label for request metrics; omitted for calls that are not inference. */
+  model(req: Req): string;
+}
+
+/** Wraps an async handler as a grpc-js unary handler. */
+export function unary<Req, Res>(
+  logger: BaseLogger,
+  api: string,
+  handler: (req: Req, ctx: UnaryContext) => Promise<Res>,
+  metrics?: UnaryMetrics<Req>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const anyCall = call as unknown as ServerUnaryCall<unknown, unknown>;
+    const finish = (code: string) => {
+      if (!metrics) return;
+      const labels = { api: metrics.api, model: metrics.model(call.request) || 'default', code };
+      requestsTotal.inc(labels);
+      requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    let opts: RequestOptions;
+    try {
+      opts = callOptions(anyCall, api);
+    } catch (err) {
+      callback(grpcStatusOf(toServeError(err)));
+      return;
+    }
+    handler(call.request, { call: anyCall, opts }).then(
+      (res) => {
+        finish('OK');
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const serveErr = toServeError(err);
+        if (!isServeError(err) || serveErr.httpStatus >= 500) {
+          logger.error({ err, code: serveErr.code, method: call.getPath() }, 'grpc call failed');
+        }
+        finish(serveErr.code);
+        callback(grpcStatusOf(serveErr));
+      },
+    );
+  };
+}
+
+/** For handlers: a non-empty string field, or undefined. */
+export function optionalString(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
