@@ -13,6 +13,8 @@ export interface Backend {
   readonly maxBatchSize: number;
   /** Human-readable device ("cpu", "NVIDIA H100 80GB HBM3 #0"). */
   readonly device: string;
+  /** Arithmetic precision; picks the self-test tolerance (model.json selftest.tolerance). Default fp32. */
+  readonly precision?: 'fp32' | 'fp16';
   /**
    * Runs one batch. `images` holds n images, n*H*W*3 bytes, uint8 RGB NHWC.
    * Resolves to n*numClasses float32 logits, row-major.

@@ -1,0 +1,164 @@
+// ONNX Runtime on the CPU. Each of `instances` worker threads owns its own
+// session (onnxruntime-node would otherwise run inference on the event loop);
+// a batch goes to an idle worker, or waits for one. Threads per session:
+// intraOpThreads (0 = one per physical core) and interOpThreads.
+import { Worker } from 'node:worker_threads';
+import type { Backend, Variant } from './backend.js';
+import type { WorkerInit, WorkerReply } from './onnxruntime-worker.js';
+
+export interface OnnxRuntimeOptions {
+  path: string;
+  variant: Variant;
+  inputName: string;
+  outputName: string;
+  imgSize: number;
+  numClasses: number;
+  maxBatchSize: number;
+  /** Worker threads, one session each; match the batcher's `instances`. */
+  instances: number;
+  intraOpThreads: number;
+  interOpThreads: number;
+}
+
+interface Pending {
+  resolve(logits: Float32Array): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  busy: boolean;
+  pending: Map<number, Pending>;
+}
+
+// Under tsx (tests, `npm run dev`) this module is .ts and so is its worker; built, both are .js.
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './onnxruntime-worker.ts' : './onnxruntime-worker.js', import.meta.url);
+
+export class OnnxRuntimeBackend implements Backend {
+  readonly kind = 'onnxruntime' as const;
+  readonly variant: Variant;
+  readonly maxBatchSize: number;
+  readonly device = 'cpu';
+  readonly precision = 'fp32' as const;
+  private readonly opts: OnnxRuntimeOptions;
+  private readonly slots: Slot[] = [];
+  private readonly waiting: Array<() => void> = [];
+  private nextId = 1;
+  private disposed = false;
+
+  private constructor(opts: OnnxRuntimeOptions) {
+    this.opts = opts;
+    this.variant = opts.variant;
+    this.maxBatchSize = opts.maxBatchSize;
+  }
+
+  static async create(opts: OnnxRuntimeOptions): Promise<OnnxRuntimeBackend> {
+    const backend = new OnnxRuntimeBackend(opts);
+    try {
+      for (let i = 0; i < Math.max(1, opts.instances); i++) backend.slots.push(await backend.spawn());
+    } catch (err) {
+      await backend.dispose();
+      throw err;
+    }
+    return backend;
+  }
+
+  private spawn(): Promise<Slot> {
+    const init: WorkerInit = {
+      path: this.opts.path, inputName: this.opts.inputName, outputName: this.opts.outputName,
+      height: this.opts.imgSize, width: this.opts.imgSize,
+      intraOpThreads: this.opts.intraOpThreads, interOpThreads: this.opts.interOpThreads,
+    };
+    const worker = WORKER_URL.pathname.endsWith('.ts')
+      // Loader hooks do not reach worker threads on Node 20: register tsx inside the worker first.
+      ? new Worker(
+        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
+        { eval: true, workerData: init },
+      )
+      : new Worker(WORKER_URL, { workerData: init });
+    const slot: Slot = { worker, busy: false, pending: new Map() };
+    return new Promise<Slot>((resolve, reject) => {
+      const onFirst = (msg: WorkerReply) => {
+        if ('type' in msg && msg.type === 'ready') {
+          const missing = [this.opts.inputName].filter((n) => !msg.inputNames.includes(n))
+            .concat([this.opts.outputName].filter((n) => !msg.outputNames.includes(n)));
+          if (missing.length > 0) {
+            void worker.terminate();
+            reject(new Error(`${this.opts.path}: no tensor named ${missing.join(', ')} (inputs ${msg.inputNames}, outputs ${msg.outputNames})`));
+            return;
+          }
+          worker.off('message', onFirst);
+          worker.on('message', (m: WorkerReply) => this.onReply(slot, m));
+          resolve(slot);
+        } else if ('type' in msg && msg.type === 'init-error') {
+          void worker.terminate();
+          reject(new Error(`onnxruntime could not load ${this.opts.path}: ${msg.message}`));
+        }
+      };
+      worker.on('message', onFirst);
+      worker.once('error', (err) => {
+        reject(err);
+        this.failSlot(slot, err);
+      });
+      worker.once('exit', (code) => this.failSlot(slot, new Error(`onnxruntime worker exited with code ${code}`)));
+    });
+  }
+
+  private onReply(slot: Slot, msg: WorkerReply): void {
+    if (!('id' in msg)) return;
+    const p = slot.pending.get(msg.id);
+    if (!p) return;
+    slot.pending.delete(msg.id);
+    slot.busy = false;
+    if ('error' in msg) p.reject(new Error(msg.error));
+    else p.resolve(msg.logits);
+    this.waiting.shift()?.();
+  }
+
+  /** A worker that died takes its batch with it; a fresh one replaces it. */
+  private failSlot(slot: Slot, err: Error): void {
+    for (const p of slot.pending.values()) p.reject(err);
+    slot.pending.clear();
+    const i = this.slots.indexOf(slot);
+    if (i < 0 || this.disposed) return;
+    this.slots.splice(i, 1);
+    this.spawn().then(
+      (s) => {
+        this.slots.push(s);
+        this.waiting.shift()?.();
+      },
+      () => undefined,
+    );
+  }
+
+  async run(images: Uint8Array, n: number): Promise<Float32Array> {
+    if (this.disposed) throw new Error('onnxruntime backend is disposed');
+    const bytes = this.opts.imgSize * this.opts.imgSize * 3;
+    if (images.length !== n * bytes) throw new Error(`expected ${n} x ${bytes} bytes, got ${images.length}`);
+    let slot = this.slots.find((s) => !s.busy);
+    while (!slot) {
+      await new Promise<void>((r) => this.waiting.push(r));
+      if (this.disposed) throw new Error('onnxruntime backend is disposed');
+      slot = this.slots.find((s) => !s.busy);
+    }
+    slot.busy = true;
+    const id = this.nextId++;
+    // The worker gets its own copy (transferred, not cloned a second time).
+    const copy = images.slice();
+    const logits = await new Promise<Float32Array>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, images: copy, n }, [copy.buffer]);
+    });
+    if (logits.length !== n * this.opts.numClasses) {
+      throw new Error(`onnxruntime returned ${logits.length} logits for ${n} x ${this.opts.numClasses}`);
+    }
+    return logits;
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    const slots = this.slots.splice(0, this.slots.length);
+    for (const w of this.waiting.splice(0, this.waiting.length)) w();
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,111 @@
+// The core behind every front end (HTTP /classify, gRPC, KServe):
+// encoded images -> preprocess (sharp) -> batcher -> engine -> softmax/top-k.
+// Front ends translate their protocol to these calls and record their own
+// request metrics; this class records images served.
+import type { Variant } from './backends/backend.js';
+import type { Config } from './config.js';
+import { ServeError } from './errors.js';
+import { imagesTotal } from './metrics.js';
+import type { ModelRepository } from './model-repository.js';
+import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
+import { topK } from './topk.js';
+
+export class CoreInferenceService implements InferenceService {
+  private readonly repo: ModelRepository;
+  private readonly config: Config;
+  private closing: Promise<void> | null = null;
+
+  constructor(repo: ModelRepository, config: Config) {
+    this.repo = repo;
+    this.config = config;
+  }
+
+  get repository(): ModelRepository {
+    return this.repo;
+  }
+
+  listModels(): ModelStatus[] {
+    return this.repo.names().map((n) => this.repo.status(n));
+  }
+
+  getModel(name: string): ModelStatus {
+    return this.repo.status(name);
+  }
+
+  defaultModelName(): string {
+    return this.repo.names()[0];
+  }
+
+  isReady(): boolean {
+    return this.closing === null && this.repo.isReady();
+  }
+
+  async classify(
+    modelName: string | undefined,
+    images: Buffer[],
+    opts: RequestOptions & { variant?: Variant; topK?: number },
+  ): Promise<ClassifyResult> {
+    const start = performance.now();
+    this.admit();
+    const m = this.repo.get(modelName ?? this.defaultModelName());
+    const numClasses = m.config.architecture.num_classes;
+    const k = opts.topK ?? Math.min(this.config.defaultTopK, numClasses);
+    if (!Number.isInteger(k) || k < 1 || k > numClasses) throw new ServeError('SWIN_BAD_TOP_K', numClasses, k);
+    if (images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
+    const max = this.config.limits.maxImagesPerRequest;
+    if (images.length > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, images.length);
+    // Fail fast on an unknown or unavailable variant, before decoding anything.
+    this.repo.resolveVariant(m, opts.variant);
+
+    const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
+    const pixels = await m.preprocessor.many(images);
+    const preprocessMs = performance.now() - start;
+    if (opts.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, signal: opts.signal });
+    const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
+    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
+    const round = (x: number) => Math.round(x * 1000) / 1000;
+    return {
+      model: m.name,
+      variant: r.variant,
+      backend: r.backend,
+      predictions,
+      timings: {
+        preprocess_ms: round(preprocessMs),
+        queue_ms: round(r.queueMs),
+        inference_ms: round(r.inferenceMs),
+        total_ms: round(performance.now() - start),
+      },
+    };
+  }
+
+  async preprocess(modelName: string, images: Buffer[], _opts: RequestOptions): Promise<Uint8Array> {
+    this.admit();
+    const m = this.repo.get(modelName);
+    if (images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
+    return m.preprocessor.many(images);
+  }
+
+  async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
+    this.admit();
+    const m = this.repo.get(modelName);
+    const size = m.config.architecture.img_size;
+    if (!Number.isInteger(n) || n < 1 || pixels.length !== n * size * size * 3) {
+      throw new ServeError('SWIN_BAD_TENSOR', `expected ${n} x ${size} x ${size} x 3 = ${n * size * size * 3} bytes, got ${pixels.length}`);
+    }
+    const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
+    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, signal: opts.signal });
+    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
+    return { model: m.name, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
+  }
+
+  /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
+  close(): Promise<void> {
+    this.closing ??= this.repo.close();
+    return this.closing;
+  }
+
+  private admit(): void {
+    if (this.closing) throw new ServeError('SWIN_SHUTTING_DOWN');
+  }
+}

@@ -1,0 +1,357 @@
+// The loaded models: for each engines/models/<name>/model.json, a
+// preprocessor, and per variant (fold, unfold) an engine that passed its
+// self-test plus the batcher in front of it. Decides which variant serves
+// (model.json default_variant or VARIANT, else the other one), takes a variant
+// out of service when it fails at run time, and re-tests it later so it can
+// come back without a restart.
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { BaseLogger } from 'pino';
+import type { Backend, BackendKind, Variant } from './backends/backend.js';
+import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from './backends/backend-factory.js';
+import { Batcher, type BatchResult, type SubmitOptions } from './batcher.js';
+import type { Config } from './config.js';
+import { ServeError } from './errors.js';
+import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
+import type { BatchingConfig, ModelConfig } from './model-config.js';
+import { ModelConfigError, readModelConfig } from './model-json.js';
+import { Preprocessor } from './preprocess.js';
+import { loadSelfTest, runSelfTest, type SelfTestData } from './selftest.js';
+import type { ModelStatus } from './service-types.js';
+
+export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
+const MAX_RETRY_DELAY_MS = 10 * 60_000;
+
+export interface VariantSlot {
+  readonly variant: Variant;
+  kind: BackendKind | null;
+  backend: Backend | null;
+  batcher: Batcher | null;
+  ready: boolean;
+  reason?: string;
+  retryTimer?: NodeJS.Timeout;
+  retryDelayMs: number;
+}
+
+export interface LoadedModel {
+  readonly name: string;
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly preprocessor: Preprocessor;
+  /** model.json batching with the service's overrides applied. */
+  readonly batching: BatchingConfig;
+  readonly variants: Map<Variant, VariantSlot>;
+  /** Variant used when a request names none; null when no variant is serving. */
+  active: Variant | null;
+  /** Variant preferred whenever it is serving. */
+  readonly preferred: Variant;
+  selftest: SelfTestData | null;
+}
+
+export interface InferOutcome extends BatchResult {
+  variant: Variant;
+  backend: BackendKind;
+}
+
+export interface RepositoryOptions {
+  config: Config;
+  logger: BaseLogger;
+  /** Engine factory; tests and fault injection substitute their own. */
+  createBackend?: BackendFactory;
+}
+
+/** A request taken out of a withdrawn variant's queue; it may be sent to the other variant. */
+class WithdrawnError extends ServeError {}
+
+export class ModelRepository {
+  private readonly models = new Map<string, LoadedModel>();
+  private readonly opts: RepositoryOptions;
+  private readonly log: BaseLogger;
+  private readonly makeBackend: BackendFactory;
+  private closed = false;
+
+  private constructor(opts: RepositoryOptions) {
+    this.opts = opts;
+    this.log = opts.logger;
+    this.makeBackend = opts.createBackend ?? defaultCreateBackend;
+  }
+
+  /**
+   * Loads every configured model. A bad model.json, or a configured model that
+   * does not exist, throws (a configuration mistake); an engine that fails to
+   * load or to pass its self-test only leaves that variant (or model) not ready.
+   */
+  static async load(opts: RepositoryOptions): Promise<ModelRepository> {
+    const repo = new ModelRepository(opts);
+    const { modelsDir, models } = opts.config;
+    const names = models.length > 0 ? models : await discover(modelsDir);
+    if (names.length === 0) throw new ModelConfigError(`no models found: no ${modelsDir}/*/model.json`);
+    for (const name of names) {
+      const dir = path.resolve(modelsDir, name);
+      const cfg = await readModelConfig(dir);
+      if (cfg.name !== name) opts.logger.warn({ model: name, name: cfg.name }, 'model.json name differs from its folder; serving it under the folder name');
+      await repo.addModel(name, dir, { ...cfg, name });
+    }
+    return repo;
+  }
+
+  list(): LoadedModel[] {
+    return [...this.models.values()];
+  }
+
+  names(): string[] {
+    return [...this.models.keys()];
+  }
+
+  get(name: string): LoadedModel {
+    const m = this.models.get(name);
+    if (!m) throw new ServeError('SWIN_MODEL_NOT_FOUND', JSON.stringify(name).slice(0, 100), this.names().join(', '));
+    return m;
+  }
+
+  status(name: string): ModelStatus {
+    const m = this.get(name);
+    return {
+      name: m.name,
+      version: m.config.version,
+      ready: m.active !== null,
+      active_variant: m.active,
+      variants: [...m.variants.values()].map((s) => ({
+        variant: s.variant, backend: s.kind, ready: s.ready, ...(s.ready ? {} : { reason: s.reason ?? 'not loaded' }),
+      })),
+      config: m.config,
+    };
+  }
+
+  /** Every model has a serving variant. */
+  isReady(): boolean {
+    return !this.closed && this.list().every((m) => m.active !== null);
+  }
+
+  /** The variant a request would use; throws SWIN_VARIANT_NOT_FOUND / SWIN_MODEL_NOT_READY. */
+  resolveVariant(m: LoadedModel, variant: Variant | undefined): VariantSlot {
+    if (variant !== undefined) {
+      const slot = m.variants.get(variant);
+      if (!slot) throw new ServeError('SWIN_VARIANT_NOT_FOUND', m.name, String(variant).slice(0, 50), [...m.variants.keys()].join(', '));
+      if (!slot.ready || !slot.batcher) throw new ServeError('SWIN_MODEL_NOT_READY', m.name, `variant ${variant}: ${slot.reason ?? 'not loaded'}`);
+      return slot;
+    }
+    const slot = m.active === null ? undefined : m.variants.get(m.active);
+    if (!slot || !slot.ready || !slot.batcher) {
+      const why = [...m.variants.values()].map((s) => `${s.variant}: ${s.reason ?? 'not loaded'}`).join('; ');
+      throw new ServeError('SWIN_MODEL_NOT_READY', m.name, why);
+    }
+    return slot;
+  }
+
+  /** n preprocessed images (uint8 NHWC) -> logits, through the variant's batcher. */
+  async infer(name: string, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
+    const m = this.get(name);
+    for (let attempt = 0; ; attempt++) {
+      const slot = this.resolveVariant(m, variant);
+      try {
+        const r = await slot.batcher!.submit(pixels, n, opts);
+        return { ...r, variant: slot.variant, backend: slot.kind! };
+      } catch (err) {
+        // Queued behind a batch that took the variant down: try the variant now serving, once.
+        if (err instanceof WithdrawnError && variant === undefined && attempt === 0) continue;
+        throw err;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.list().flatMap((m) => [...m.variants.values()]);
+    for (const s of slots) if (s.retryTimer) clearTimeout(s.retryTimer);
+    await Promise.all(slots.map((s) => s.batcher?.close()));
+    await Promise.all(slots.map((s) => s.backend?.dispose().catch(() => undefined)));
+  }
+
+  private async addModel(name: string, dir: string, config: ModelConfig): Promise<void> {
+    const o = this.opts.config;
+    const batching: BatchingConfig = {
+      ...config.batching,
+      ...(o.batching.maxBatchSize !== undefined && { max_batch_size: o.batching.maxBatchSize }),
+      ...(o.batching.maxQueueDelayMs !== undefined && { max_queue_delay_ms: o.batching.maxQueueDelayMs }),
+      ...(o.batching.maxQueueSize !== undefined && { max_queue_size: o.batching.maxQueueSize }),
+      ...(o.batching.instances !== undefined && { instances: o.batching.instances }),
+    };
+    const m: LoadedModel = {
+      name, dir, config, batching,
+      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats }),
+      variants: new Map(),
+      active: null,
+      preferred: o.variant ?? config.default_variant,
+      selftest: null,
+    };
+    this.models.set(name, m);
+    queueCapacity.set({ model: name }, batching.max_queue_size);
+    for (const v of VARIANTS) {
+      if (config.artifacts[v]) m.variants.set(v, { variant: v, kind: null, backend: null, batcher: null, ready: false, retryDelayMs: o.selftestRetryMs });
+    }
+    try {
+      m.selftest = await loadSelfTest(dir, config);
+    } catch (err) {
+      const reason = `self-test data unusable: ${(err as Error).message}`;
+      this.log.error({ model: name }, `model ${name}: ${reason}; no variant can be verified, none will serve`);
+      for (const s of m.variants.values()) s.reason = reason;
+      return;
+    }
+    for (const slot of m.variants.values()) await this.loadVariant(m, slot);
+    this.chooseActive(m);
+  }
+
+  /** Tries each candidate backend for the variant until one loads and passes its self-test. */
+  private async loadVariant(m: LoadedModel, slot: VariantSlot): Promise<void> {
+    const { kinds, skipped } = await candidateKinds(this.opts.config.backend, m.config, slot.variant);
+    for (const s of skipped) this.log.debug({ model: m.name, variant: slot.variant }, `backend skipped: ${s}`);
+    const failures: string[] = [];
+    for (const kind of kinds) {
+      const labels = { model: m.name, variant: slot.variant, backend: kind };
+      let backend: Backend;
+      const file = artifactPath(m.dir, m.config, slot.variant, kind)!;
+      try {
+        backend = await this.makeBackend({
+          kind, path: file, config: m.config, variant: slot.variant,
+          opts: { instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort },
+        });
+      } catch (err) {
+        const why = `${kind} failed to load ${path.basename(file)}: ${(err as Error).message}`;
+        failures.push(why);
+        selftestFailures.inc({ ...labels, reason: 'load_error' });
+        modelReady.set(labels, 0);
+        this.log.error(labels, `model ${m.name} variant ${slot.variant}: ${why}`);
+        continue;
+      }
+      const result = await runSelfTest(backend, m.selftest!);
+      if (!result.ok) {
+        const why = `${kind} failed its self-test: ${result.reason}`;
+        failures.push(why);
+        selftestFailures.inc({ ...labels, reason: result.failure! });
+        modelReady.set(labels, 0);
+        this.log.error({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance },
+          `model ${m.name}: refusing variant ${slot.variant} on ${kind}: ${result.reason}`);
+        await backend.dispose().catch(() => undefined);
+        continue;
+      }
+      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, device: backend.device },
+        `model ${m.name} variant ${slot.variant} on ${kind} passed its self-test`);
+      this.attach(m, slot, kind, backend);
+      return;
+    }
+    slot.reason = failures.length > 0 ? failures.join('; ') : `no usable backend (${skipped.join('; ') || 'none configured'})`;
+    if (kinds.length > 0) this.scheduleRetest(m, slot);
+  }
+
+  private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): void {
+    slot.kind = kind;
+    slot.backend = backend;
+    slot.ready = true;
+    slot.reason = undefined;
+    slot.retryDelayMs = this.opts.config.selftestRetryMs;
+    slot.batcher = new Batcher({
+      model: m.name, variant: slot.variant, backend: kind,
+      maxBatchSize: Math.max(1, Math.min(m.batching.max_batch_size, backend.maxBatchSize)),
+      maxQueueDelayMs: m.batching.max_queue_delay_ms,
+      maxQueueSize: m.batching.max_queue_size,
+      instances: m.batching.instances,
+      preferredBatchSizes: m.batching.preferred_batch_sizes,
+      imageBytes: m.preprocessor.imageBytes,
+      numClasses: m.config.architecture.num_classes,
+      run: async (images, n) => {
+        const logits = await backend.run(images, n);
+        for (let i = 0; i < logits.length; i++) {
+          if (!Number.isFinite(logits[i])) throw new ServeError('SWIN_NON_FINITE_OUTPUT', m.name, `${slot.variant} on ${kind}`);
+        }
+        return logits;
+      },
+      onBatchError: (err) => this.takeOutOfService(m, slot, err),
+    });
+    modelReady.set({ model: m.name, variant: slot.variant, backend: kind }, 1);
+  }
+
+  private chooseActive(m: LoadedModel): void {
+    const before = m.active;
+    const ready = (v: Variant) => m.variants.get(v)?.ready === true;
+    const other = VARIANTS.find((v) => v !== m.preferred && ready(v)) ?? null;
+    m.active = ready(m.preferred) ? m.preferred : other;
+    if (m.active === before) return;
+    if (m.active === null) {
+      this.log.error({ model: m.name }, `model ${m.name} is not ready: no variant passed its self-test`);
+    } else {
+      const slot = m.variants.get(m.active)!;
+      const fallback = m.active !== m.preferred ? ` (fallback: ${m.preferred} is not ready)` : '';
+      this.log.info({ model: m.name, variant: m.active, backend: slot.kind }, `model ${m.name} serving variant ${m.active} on ${slot.kind}${fallback}`);
+    }
+  }
+
+  /** A batch failed (non-finite logits or an engine error): stop sending work to this variant. */
+  private takeOutOfService(m: LoadedModel, slot: VariantSlot, err: ServeError): void {
+    if (!slot.ready || this.closed) return;
+    const labels = { model: m.name, variant: slot.variant, backend: slot.kind ?? 'none' };
+    slot.ready = false;
+    slot.reason = `taken out of service: ${err.message}`;
+    modelReady.set(labels, 0);
+    selftestFailures.inc({ ...labels, reason: err.code === 'SWIN_NON_FINITE_OUTPUT' ? 'runtime_non_finite' : 'runtime_error' });
+    this.log.error(labels, `model ${m.name}: variant ${slot.variant} on ${slot.kind} taken out of service: ${err.message}`);
+    this.chooseActive(m);
+    const withdrawn = slot.batcher?.withdrawQueued(() => new WithdrawnError('SWIN_MODEL_NOT_READY', m.name, slot.reason)) ?? 0;
+    if (withdrawn > 0) this.log.warn(labels, `${withdrawn} queued requests moved off variant ${slot.variant}`);
+    this.scheduleRetest(m, slot);
+  }
+
+  private scheduleRetest(m: LoadedModel, slot: VariantSlot): void {
+    if (this.closed || slot.retryTimer) return;
+    const delay = slot.retryDelayMs;
+    slot.retryDelayMs = Math.min(MAX_RETRY_DELAY_MS, delay * 2);
+    slot.retryTimer = setTimeout(() => {
+      slot.retryTimer = undefined;
+      void this.retest(m, slot);
+    }, delay);
+    slot.retryTimer.unref();
+  }
+
+  /** Runs the self-test again on the engine that failed (or loads it again if it never loaded). */
+  private async retest(m: LoadedModel, slot: VariantSlot): Promise<void> {
+    if (this.closed || slot.ready) return;
+    if (!slot.backend) {
+      await this.loadVariant(m, slot);
+      this.chooseActive(m);
+      return;
+    }
+    const labels = { model: m.name, variant: slot.variant, backend: slot.kind! };
+    const result = await runSelfTest(slot.backend, m.selftest!);
+    if (this.closed) return;
+    if (!result.ok) {
+      selftestFailures.inc({ ...labels, reason: result.failure! });
+      this.log.warn(labels, `model ${m.name} variant ${slot.variant} still failing its self-test: ${result.reason}; next try in ${slot.retryDelayMs} ms`);
+      this.scheduleRetest(m, slot);
+      return;
+    }
+    slot.ready = true;
+    slot.reason = undefined;
+    slot.retryDelayMs = this.opts.config.selftestRetryMs;
+    modelReady.set(labels, 1);
+    this.log.info(labels, `model ${m.name} variant ${slot.variant} on ${slot.kind} passed its self-test again and is back in service`);
+    this.chooseActive(m);
+  }
+}
+
+async function discover(modelsDir: string): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(modelsDir);
+  } catch (err) {
+    throw new ModelConfigError(`MODELS_DIR ${modelsDir}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const names: string[] = [];
+  for (const e of entries.sort()) {
+    try {
+      if ((await stat(path.join(modelsDir, e, 'model.json'))).isFile()) names.push(e);
+    } catch {
+      // not a model folder
+    }
+  }
+  return names;
+}

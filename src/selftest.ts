@@ -1,0 +1,91 @@
+// The load-time (and recovery) self-test of one engine: run the model's
+// reference images and compare with the PyTorch fp32 logits committed next to
+// model.json. An engine passes when every output is finite, the largest
+// absolute difference is within the tolerance for its precision, and top-1
+// agrees on every image. The seed project shipped folded TensorRT engines that
+// answered NaN; this is what keeps such an engine out of service.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Backend } from './backends/backend.js';
+import type { ModelConfig } from './model-config.js';
+
+export interface SelfTestData {
+  /** count x H x W x 3 uint8 */
+  images: Uint8Array;
+  count: number;
+  /** count x numClasses float32 */
+  expected: Float32Array;
+  numClasses: number;
+  tolerance: { fp32: number; fp16: number };
+}
+
+export interface SelfTestResult {
+  ok: boolean;
+  /** One line for logs and /models when !ok. */
+  reason?: string;
+  /** Metric label when !ok: non_finite | mismatch | top1 | error. */
+  failure?: 'non_finite' | 'mismatch' | 'top1' | 'error';
+  maxAbsDiff: number;
+  tolerance: number;
+  top1Agreement: number;
+}
+
+export async function loadSelfTest(dir: string, cfg: ModelConfig): Promise<SelfTestData> {
+  const { selftest, architecture } = cfg;
+  const size = architecture.img_size;
+  const numClasses = architecture.num_classes;
+  const images = new Uint8Array(await readFile(path.resolve(dir, selftest.input)));
+  if (images.length !== selftest.count * size * size * 3) {
+    throw new Error(`${selftest.input}: ${images.length} bytes, expected ${selftest.count} x ${size} x ${size} x 3`);
+  }
+  const rows = JSON.parse(await readFile(path.resolve(dir, selftest.expected_logits), 'utf8')) as unknown;
+  if (!Array.isArray(rows) || rows.length !== selftest.count || !rows.every((r) => Array.isArray(r) && r.length === numClasses)) {
+    throw new Error(`${selftest.expected_logits}: expected ${selftest.count} rows of ${numClasses} numbers`);
+  }
+  const expected = Float32Array.from((rows as number[][]).flat());
+  return { images, count: selftest.count, expected, numClasses, tolerance: selftest.tolerance };
+}
+
+function argmax(a: Float32Array, row: number, k: number): number {
+  let best = 0;
+  for (let i = 1; i < k; i++) if (a[row * k + i] > a[row * k + best]) best = i;
+  return best;
+}
+
+/** Compares logits with the reference; exported for tests and for the recovery path. */
+export function compareLogits(got: Float32Array, data: SelfTestData, tolerance: number): SelfTestResult {
+  const k = data.numClasses;
+  let maxAbsDiff = 0;
+  let nonFinite = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (!Number.isFinite(got[i])) nonFinite++;
+    else maxAbsDiff = Math.max(maxAbsDiff, Math.abs(got[i] - data.expected[i]));
+  }
+  let agree = 0;
+  for (let r = 0; r < data.count; r++) if (argmax(got, r, k) === argmax(data.expected, r, k)) agree++;
+  const top1Agreement = agree / data.count;
+  const base = { maxAbsDiff, tolerance, top1Agreement };
+  if (nonFinite > 0) return { ...base, ok: false, failure: 'non_finite', reason: `${nonFinite} of ${got.length} logits are not finite` };
+  if (maxAbsDiff > tolerance) {
+    return { ...base, ok: false, failure: 'mismatch', reason: `max abs diff ${maxAbsDiff.toExponential(2)} to the reference exceeds ${tolerance}` };
+  }
+  if (agree < data.count) return { ...base, ok: false, failure: 'top1', reason: `top-1 differs from the reference on ${data.count - agree} of ${data.count} images` };
+  return { ...base, ok: true };
+}
+
+export async function runSelfTest(backend: Backend, data: SelfTestData): Promise<SelfTestResult> {
+  const tolerance = backend.precision === 'fp16' ? data.tolerance.fp16 : data.tolerance.fp32;
+  const bytes = data.images.length / data.count;
+  const got = new Float32Array(data.count * data.numClasses);
+  try {
+    for (let start = 0; start < data.count; start += backend.maxBatchSize) {
+      const n = Math.min(backend.maxBatchSize, data.count - start);
+      const out = await backend.run(data.images.subarray(start * bytes, (start + n) * bytes), n);
+      if (out.length !== n * data.numClasses) throw new Error(`returned ${out.length} logits for ${n} x ${data.numClasses}`);
+      got.set(out, start * data.numClasses);
+    }
+  } catch (err) {
+    return { ok: false, failure: 'error', reason: `engine failed: ${(err as Error).message}`, maxAbsDiff: NaN, tolerance, top1Agreement: 0 };
+  }
+  return compareLogits(got, data, tolerance);
+}
