@@ -1,0 +1,133 @@
+# syntax=docker/dockerfile:1.7
+# swin-serve images. Build targets:
+#   cpu        slim Node image, onnxruntime backend, the embedded swin-fmnist model
+#   gpu        CUDA runtime image, the native addon (TensorRT + CUDA backends),
+#              ONNX files and CUDA engine files of every model in engines/models
+#   trt-plans  one-shot tool image: builds TensorRT plans for the GPU it runs on
+#              into a cache volume that the gpu image reads (plans are tied to
+#              the GPU model and the TensorRT version, so they are never shipped)
+#
+#   docker build --target cpu -t swin-serve:0.1.0-cpu .
+#   docker build --target gpu -t swin-serve:0.1.0-gpu .
+#   docker build --target trt-plans -t swin-serve-trt-plans:0.1.0 .
+#
+# The TensorRT image and the CUDA runtime image must carry the same CUDA major
+# version; the TensorRT libraries in the gpu image are copied from the
+# TensorRT image, so the addon, the plans and the runtime share one version.
+ARG NODE_VERSION=24.11.1
+ARG TENSORRT_IMAGE=nvcr.io/nvidia/tensorrt:25.10-py3
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
+
+# Official Node binaries: copied into the NVIDIA images below.
+FROM node:${NODE_VERSION}-bookworm-slim AS node
+
+# ---------------------------------------------------------------------------
+# TypeScript -> dist/, then production dependencies only.
+FROM node:${NODE_VERSION}-bookworm-slim AS js-build
+WORKDIR /build
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ # onnxruntime-node bundles binaries for every OS; keep Linux only
+ && rm -rf node_modules/onnxruntime-node/bin/napi-v*/darwin node_modules/onnxruntime-node/bin/napi-v*/win32 \
+ && npm cache clean --force
+
+# ---------------------------------------------------------------------------
+# CPU image.
+FROM node:${NODE_VERSION}-bookworm-slim AS cpu
+ENV NODE_ENV=production \
+    PORT=8080 \
+    GRPC_PORT=8081 \
+    BACKEND=onnxruntime \
+    MODELS_DIR=/app/engines/models
+WORKDIR /app
+RUN groupadd --system --gid 10001 swin \
+ && useradd --system --uid 10001 --gid swin --home-dir /app --shell /usr/sbin/nologin swin
+COPY --from=js-build /build/node_modules ./node_modules
+COPY --from=js-build /build/dist ./dist
+COPY package.json ./
+COPY proto ./proto
+COPY engines/models/swin-fmnist ./engines/models/swin-fmnist
+USER 10001:10001
+EXPOSE 8080 8081
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "dist/src/main.js"]
+
+# ---------------------------------------------------------------------------
+# Native addon, compiled against CUDA and TensorRT from NVIDIA's TensorRT image.
+FROM ${TENSORRT_IMAGE} AS addon-build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
+ && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+WORKDIR /build
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --no-audit --no-fund
+COPY addon ./addon
+# The build log must say it found both; a missing piece would silently
+# disable a backend, which this image exists to provide.
+RUN npm run build:addon 2>&1 | tee /tmp/addon-build.log \
+ && grep -q -- "-- TensorRT: found" /tmp/addon-build.log \
+ && grep -q -- "-- CUDA: found" /tmp/addon-build.log
+# The TensorRT runtime libraries the gpu image needs (the same version as the
+# headers above, so plans built by trt-plans load at run time).
+RUN mkdir -p /opt/tensorrt/lib \
+ && for lib in libnvinfer.so.10 libnvinfer_plugin.so.10; do \
+      path="$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')"; \
+      test -n "$path" || { echo "missing $lib" >&2; exit 1; }; \
+      cp -L "$path" "/opt/tensorrt/lib/$lib"; \
+    done
+
+# ---------------------------------------------------------------------------
+# GPU image.
+FROM ${CUDA_RUNTIME_IMAGE} AS gpu
+ENV NODE_ENV=production \
+    PORT=8080 \
+    GRPC_PORT=8081 \
+    BACKEND=auto \
+    MODELS_DIR=/app/engines/models \
+    TRT_PLAN_CACHE=/var/cache/swin-serve/trt
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=addon-build /opt/tensorrt/lib /opt/tensorrt/lib
+RUN echo /opt/tensorrt/lib > /etc/ld.so.conf.d/tensorrt.conf \
+ && ldconfig \
+ && groupadd --system --gid 10001 swin \
+ && useradd --system --uid 10001 --gid swin --home-dir /app --shell /usr/sbin/nologin swin \
+ && mkdir -p /var/cache/swin-serve/trt \
+ && chown swin:swin /var/cache/swin-serve/trt
+WORKDIR /app
+COPY --from=js-build /build/node_modules ./node_modules
+COPY --from=js-build /build/dist ./dist
+COPY --from=addon-build /build/addon/build/Release ./addon/build/Release
+COPY package.json ./
+COPY proto ./proto
+COPY engines/models ./engines/models
+USER 10001:10001
+VOLUME ["/var/cache/swin-serve/trt"]
+EXPOSE 8080 8081
+# Long start period: every variant is self-tested on load.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=180s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "dist/src/main.js"]
+
+# ---------------------------------------------------------------------------
+# One-shot plan builder: `docker compose --profile gpu run --rm trt-plans`.
+# Runs on the GPU host, writes <cache>/<model>/<variant>.plan for that GPU.
+FROM ${TENSORRT_IMAGE} AS trt-plans
+ENV MODELS_DIR=/app/engines/models \
+    TRT_PLAN_CACHE=/var/cache/swin-serve/trt
+RUN groupadd --system --gid 10001 swin \
+ && useradd --system --uid 10001 --gid swin --home-dir /app --shell /usr/sbin/nologin swin \
+ && mkdir -p /var/cache/swin-serve/trt \
+ && chown swin:swin /var/cache/swin-serve/trt
+WORKDIR /app
+COPY engines/build_trt_plans.sh ./engines/build_trt_plans.sh
+COPY engines/models ./engines/models
+USER 10001:10001
+VOLUME ["/var/cache/swin-serve/trt"]
+ENTRYPOINT ["bash", "engines/build_trt_plans.sh"]
