@@ -327,7 +327,9 @@ export class Batcher {
         }
       })
       .catch((err: unknown) => {
-        const serveErr = isServeError(err) ? err : new ServeError('SWIN_INFERENCE_FAILED', model, (err as Error)?.message ?? String(err));
+        // Clients see the engine's first line only: engine messages can carry native stack frames and paths.
+        const detail = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 300);
+        const serveErr = isServeError(err) ? err : new ServeError('SWIN_INFERENCE_FAILED', model, detail);
         backendErrors.inc({ ...labels, reason: serveErr.code === 'SWIN_NON_FINITE_OUTPUT' ? 'non_finite' : 'exception' });
         for (const j of jobs) this.finish(j, undefined, serveErr);
         this.opts.onBatchError?.(serveErr);

@@ -1,0 +1,98 @@
+// Graceful shutdown under load, on the real server process: SIGTERM while
+// closed-loop clients keep sending. The server must stop accepting, answer
+// every request it accepted, and exit 0 within the drain timeout.
+//
+// "Accepted" is measured on the server side: fastify logs "incoming request"
+// and "request completed" per request id, so lost = incoming without
+// completed. Client side, every request ends as a reply (200, or 503
+// SWIN_SHUTTING_DOWN) or as a connection refused/reset that the server never
+// logged as incoming.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test } from 'node:test';
+import { request, samplePng, startServer } from './reliability-harness.js';
+
+const DRAIN_TIMEOUT_MS = 20_000;
+
+export interface ShutdownResult {
+  clientOutcomes: Record<string, number>;
+  serverIncoming: number;
+  serverCompleted: number;
+  lost: number;
+  completedOk: number;
+  clientOk: number;
+  exitCode: number | string;
+  exitMs: number;
+}
+
+export async function shutdownUnderLoad(opts: { workers: number; loadMs: number; env?: Record<string, string> }): Promise<ShutdownResult> {
+  const server = await startServer({ DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS), LOG_LEVEL: 'info', ...opts.env });
+  const image = await samplePng();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.workers });
+  const outcomes: Record<string, number> = {};
+  const count = (k: string) => (outcomes[k] = (outcomes[k] ?? 0) + 1);
+  let stop = false;
+  let sigtermAt = 0;
+  const hardEnd = Date.now() + opts.loadMs + DRAIN_TIMEOUT_MS + 10_000;
+  const workers = Array.from({ length: opts.workers }, async () => {
+    while (!stop && Date.now() < hardEnd) {
+      try {
+        const r = await request(server.url, { path: '/classify', body: image, contentType: 'image/png', agent, timeoutMs: DRAIN_TIMEOUT_MS + 5000 });
+        const code = r.status === 200 ? '200' : `${r.status} ${(JSON.parse(r.body) as { code?: string }).code ?? ''}`;
+        count(code);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+        count(`client ${code}`);
+        // Refused: the listener is gone; stop this worker.
+        if (code === 'ECONNREFUSED') return;
+      }
+    }
+  });
+  await new Promise((r) => setTimeout(r, opts.loadMs));
+  sigtermAt = Date.now();
+  server.proc.kill('SIGTERM');
+  const exitCode = await Promise.race([server.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), DRAIN_TIMEOUT_MS + 10_000))]);
+  const exitMs = Date.now() - sigtermAt;
+  stop = true;
+  if (exitCode === 'timeout') server.proc.kill('SIGKILL');
+  await Promise.all(workers);
+  agent.destroy();
+
+  const incoming = new Set<string>();
+  const completed = new Map<string, number>();
+  for (const line of server.logs().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let j: { msg?: string; reqId?: string; req?: { url?: string }; res?: { statusCode?: number } };
+    try {
+      j = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (j.reqId === undefined) continue;
+    if (j.msg === 'incoming request' && j.req?.url?.startsWith('/classify')) incoming.add(j.reqId);
+    if (j.msg === 'request completed' && incoming.has(j.reqId)) completed.set(j.reqId, j.res?.statusCode ?? 0);
+  }
+  const lost = [...incoming].filter((id) => !completed.has(id)).length;
+  return {
+    clientOutcomes: outcomes,
+    serverIncoming: incoming.size,
+    serverCompleted: completed.size,
+    lost,
+    completedOk: [...completed.values()].filter((s) => s === 200).length,
+    clientOk: outcomes['200'] ?? 0,
+    exitCode,
+    exitMs,
+  };
+}
+
+test('SIGTERM under load: exit 0 within the drain timeout, zero accepted requests lost', { timeout: 180_000 }, async () => {
+  const r = await shutdownUnderLoad({ workers: 16, loadMs: 3000 });
+  console.log(JSON.stringify(r));
+  assert.equal(r.exitCode, 0);
+  assert.ok(r.exitMs < DRAIN_TIMEOUT_MS, `exit took ${r.exitMs} ms`);
+  assert.ok(r.serverIncoming > 50, `only ${r.serverIncoming} requests reached the server`);
+  assert.equal(r.lost, 0, 'requests the server accepted but never answered');
+  assert.equal(r.clientOk, r.completedOk, 'every 200 the server sent reached a client');
+  const allowed = /^(200|503 SWIN_SHUTTING_DOWN|client (ECONNREFUSED|ECONNRESET|socket hang up|EPIPE))$/;
+  for (const k of Object.keys(r.clientOutcomes)) assert.match(k, allowed);
+});
