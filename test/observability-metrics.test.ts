@@ -129,7 +129,7 @@ test('the server-error alert counts exactly the error codes whose HTTP status is
 test('the alerts cover error rate, p99 latency, queue near full, readiness, self-tests and GPU memory', () => {
   const names = alerts.map((r) => r.alert);
   for (const a of ['SwinServeHighErrorRate', 'SwinServeHighLatencyP99', 'SwinServeQueueNearFull',
-    'SwinServeModelNotReady', 'SwinServeSelfTestFailures', 'SwinServeGpuMemoryHigh', 'SwinServeDown']) {
+    'SwinServeModelNotReady', 'SwinServeVariantNotServing', 'SwinServeSelfTestFailures', 'SwinServeGpuMemoryHigh', 'SwinServeDown']) {
     assert.ok(names.includes(a), a);
   }
   const queue = alerts.find((r) => r.alert === 'SwinServeQueueNearFull')!;
