@@ -60,7 +60,7 @@ export class CoreInferenceService implements InferenceService {
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const pixels = await m.preprocessor.many(images);
     const preprocessMs = performance.now() - start;
-    if (opts.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, signal: opts.signal });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
