@@ -4,6 +4,7 @@
 // them all; test/config.test.ts checks that it does.
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { accessConfigFromEnv, type AccessConfig } from './access/access-config.js';
 import type { BackendChoice, Variant } from './backends/backend.js';
 
 export interface Config {
@@ -41,6 +42,8 @@ export interface Config {
   /** Default top_k when the request names none (capped at the model's class count). */
   defaultTopK: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Auth, TLS, rate limiting, CORS: environment only (src/access/access-config.ts). */
+  access: AccessConfig;
 }
 
 export class ConfigError extends Error {
@@ -179,7 +182,16 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
+    access: readAccess(env),
   };
+}
+
+function readAccess(env: NodeJS.ProcessEnv): AccessConfig {
+  try {
+    return accessConfigFromEnv(env);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 /** Worker threads for libuv (sharp decodes there): enough to keep every core busy decoding. */

@@ -119,7 +119,8 @@ export class ModelRepository {
       variants: [...m.variants.values()].map((s) => ({
         variant: s.variant, backend: s.kind, ready: s.ready, ...(s.ready ? {} : { reason: s.reason ?? 'not loaded' }),
       })),
-      config: m.config,
+      // Batching as it is in effect (model.json with the service's overrides).
+      config: { ...m.config, batching: m.batching },
     };
   }
 

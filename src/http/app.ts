@@ -1,0 +1,151 @@
+// buildApp(config, service): the fastify instance with every HTTP route, the
+// one error handler and request metrics, but no listener, so tests drive it
+// with app.inject(). src/main.ts starts it.
+import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { BaseLogger } from 'pino';
+import { LOG_REDACT_PATHS, registerAccessControl } from '../access/http-access.js';
+import type { AccessController } from '../access/access-control.js';
+import type { Config } from '../config.js';
+import { ServeError, httpErrorBody } from '../errors.js';
+import { registry, requestDuration, requestsTotal } from '../metrics.js';
+import type { InferenceService } from '../service-types.js';
+import { registerKServeRoutes } from '../kserve/kserve-http.js';
+import { classifyRoute } from './classify-route.js';
+import { toHttpServeError } from './http-errors.js';
+import { modelsRoutes } from './models-routes.js';
+import { errorBody, healthReply } from './schemas.js';
+
+export interface BuildAppOptions {
+  /** pino options or false; default: JSON logs at config.logLevel with credentials redacted. */
+  logger?: FastifyServerOptions['logger'];
+  /** An existing pino logger to use instead (main shares one with the model repository). */
+  loggerInstance?: BaseLogger;
+  /** Share rate-limit buckets with gRPC (main passes the one it gives the gRPC interceptor). */
+  access?: AccessController;
+  /** Extra fastify server options (https from TLS files, ...). */
+  server?: Record<string, unknown>;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,64}$/;
+
+export async function buildApp(config: Config, service: InferenceService, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.loggerInstance
+      ? { loggerInstance: opts.loggerInstance }
+      : { logger: opts.logger ?? { level: config.logLevel, redact: LOG_REDACT_PATHS } }),
+    bodyLimit: config.limits.maxBodyBytes,
+    // A client's x-request-id is kept when it is short and plain; otherwise a fresh UUID.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    // The deadline is enforced per request by the batcher; this only bounds slow uploads.
+    requestTimeout: config.requestTimeoutMs + 5_000,
+    ...(opts.server as object),
+  } as FastifyServerOptions) as unknown as FastifyInstance;
+
+  const limits = { maxBodyBytes: config.limits.maxBodyBytes, maxImages: config.limits.maxImagesPerRequest };
+  app.addSchema(errorBody);
+
+  app.setErrorHandler((err, request, reply) => {
+    const se = toHttpServeError(err, request, limits);
+    request.swinCode = se.code;
+    if (se.httpStatus >= 500 && se.code !== 'SWIN_QUEUE_FULL' && se.code !== 'SWIN_SHUTTING_DOWN' && se.code !== 'SWIN_MODEL_NOT_READY') {
+      request.log.error({ err, code: se.code }, 'request failed');
+    } else {
+      request.log.info({ code: se.code, status: se.httpStatus }, se.message);
+    }
+    if (se.retryAfterSeconds !== undefined) void reply.header('retry-after', String(se.retryAfterSeconds));
+    else if (se.httpStatus === 503) void reply.header('retry-after', '1');
+    return reply.code(se.httpStatus).send(httpErrorBody(se));
+  });
+  app.setNotFoundHandler((request) => {
+    throw new ServeError('SWIN_NOT_FOUND', request.method, request.url.split('?')[0].slice(0, 200));
+  });
+
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  // swin_requests_total / _duration for routes that carry config.api (KServe records its own).
+  app.addHook('onResponse', async (request, reply) => {
+    const api = request.routeOptions.config?.api;
+    if (!api) return;
+    const known = request.swinModel !== undefined && service.listModels().some((m) => m.name === request.swinModel);
+    const labels = { api, model: known ? request.swinModel! : 'unknown', code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL' };
+    requestsTotal.inc(labels);
+    requestDuration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  await registerAccessControl(app, opts.access ?? config.access);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'swin-serve', description: 'Swin Transformer image classification (docs/api.md)', version: '0.1.0' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'Only when AUTH_API_KEYS is set' },
+        },
+      },
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => String(json.$id ?? `def-${i}`) },
+    hideUntagged: false,
+    transform: ({ schema, url, route }) => {
+      // Binary bodies are parsed by content-type parsers, not by JSON schema; document them here.
+      if (url === '/classify' && route.method === 'POST' && schema) {
+        const s = schema as Record<string, unknown> & { body?: { content?: Record<string, unknown> } };
+        const content = {
+          ...(s.body?.content ?? {}),
+          'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+          'image/png': { schema: { type: 'string', format: 'binary' } },
+          'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+          'multipart/form-data': {
+            schema: {
+              type: 'object',
+              properties: {
+                image: { type: 'string', format: 'binary' },
+                model: { type: 'string' }, variant: { type: 'string', enum: ['fold', 'unfold'] }, top_k: { type: 'integer', minimum: 1 },
+              },
+            },
+          },
+        };
+        return { schema: { ...s, body: { content } } as typeof schema, url };
+      }
+      return { schema, url };
+    },
+  });
+  await app.register(multipart, {
+    limits: {
+      fileSize: config.limits.maxBodyBytes,
+      files: config.limits.maxImagesPerRequest,
+      fields: 16,
+      fieldSize: 1024,
+      parts: config.limits.maxImagesPerRequest + 16,
+      headerPairs: 100,
+    },
+  });
+
+  await app.register(classifyRoute, {
+    service, maxBodyBytes: config.limits.maxBodyBytes, maxImages: config.limits.maxImagesPerRequest, requestTimeoutMs: config.requestTimeoutMs,
+  });
+  await app.register(modelsRoutes, { service });
+
+  app.get('/health/live', { schema: { summary: 'Liveness', response: { 200: healthReply } } }, async () => ({ status: 'ok' }));
+  app.get('/health/ready', {
+    schema: { summary: 'Readiness: 200 only when every configured model is serving', response: { 200: healthReply, 503: healthReply } },
+  }, async (_req, reply) => {
+    const models = Object.fromEntries(service.listModels().map((m) => [m.name, m.ready]));
+    const ready = service.isReady();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });
+  });
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
+    return reply.header('content-type', registry.contentType).send(await registry.metrics());
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  registerKServeRoutes(app, service);
+  return app;
+}

@@ -1,0 +1,79 @@
+// Starts the service: configuration, models, HTTP and gRPC listeners, and
+// graceful shutdown (SIGTERM/SIGINT: stop accepting, finish everything
+// accepted, release engines, exit 0; exit 1 if that takes longer than
+// DRAIN_TIMEOUT_MS).
+import { pino } from 'pino';
+import { AccessController } from './access/access-control.js';
+import { grpcAccessInterceptor } from './access/grpc-access.js';
+import { LOG_REDACT_PATHS } from './access/http-access.js';
+import { grpcServerCredentials, httpsServerOptions } from './access/tls.js';
+import { ConfigError, loadConfig } from './config.js';
+import { startGrpcServer } from './grpc/grpc-server.js';
+import { buildApp } from './http/app.js';
+import { CoreInferenceService } from './inference-service.js';
+import { ModelRepository } from './model-repository.js';
+import { ModelConfigError } from './model-json.js';
+
+export async function startServer(argv = process.argv.slice(2), env = process.env): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`swin-serve: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
+  logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
+
+  let repo: ModelRepository;
+  try {
+    repo = await ModelRepository.load({ config, logger });
+  } catch (err) {
+    if (err instanceof ModelConfigError) {
+      logger.fatal(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const service = new CoreInferenceService(repo, config);
+  const access = new AccessController(config.access);
+  const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
+  await app.listen({ port: config.port, host: config.host });
+
+  const grpc = await startGrpcServer(service, {
+    host: config.host,
+    port: config.grpcPort,
+    maxMessageBytes: config.limits.maxBodyBytes,
+    credentials: grpcServerCredentials(config.access),
+    interceptors: [grpcAccessInterceptor(access)],
+  }, logger);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const started = Date.now();
+    logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'shutting down: no new connections; finishing accepted requests');
+    const timer = setTimeout(() => {
+      logger.error({ drainTimeoutMs: config.drainTimeoutMs }, 'drain timeout passed with work still running; exiting 1');
+      process.exit(1);
+    }, config.drainTimeoutMs);
+    timer.unref();
+    try {
+      // Listeners first (in-flight requests finish and reply), then the batchers and engines.
+      await Promise.all([app.close(), grpc.close(config.drainTimeoutMs)]);
+      await service.close();
+      logger.info({ ms: Date.now() - started }, 'shutdown complete');
+      logger.flush?.();
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
