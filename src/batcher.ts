@@ -35,6 +35,8 @@ export interface BatcherOptions {
 export interface SubmitOptions {
   /** Absolute Date.now() ms; a request still queued then is dropped, one still running is answered 504. */
   deadline?: number;
+  /** The timeout the deadline came from, ms, for the 504 message (else deadline minus enqueue time). */
+  timeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -110,7 +112,7 @@ export class Batcher {
     const now = this.now();
     if (opts.deadline !== undefined && opts.deadline <= now) {
       droppedRequests.inc({ model, reason: 'deadline' }, n);
-      return Promise.reject(new ServeError('SWIN_DEADLINE_EXCEEDED', 0));
+      return Promise.reject(new ServeError('SWIN_DEADLINE_EXCEEDED', opts.timeoutMs ?? 0));
     }
     if (n <= maxBatchSize) return this.enqueue(images, n, opts, now);
 
@@ -121,7 +123,7 @@ export class Batcher {
     opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
     for (let start = 0; start < n; start += maxBatchSize) {
       const k = Math.min(maxBatchSize, n - start);
-      const p = this.enqueue(images.subarray(start * imageBytes, (start + k) * imageBytes), k, { deadline: opts.deadline, signal: inner.signal }, now);
+      const p = this.enqueue(images.subarray(start * imageBytes, (start + k) * imageBytes), k, { deadline: opts.deadline, timeoutMs: opts.timeoutMs, signal: inner.signal }, now);
       p.catch(() => inner.abort());
       parts.push(p);
     }
@@ -173,7 +175,7 @@ export class Batcher {
   private enqueue(images: Uint8Array, n: number, opts: SubmitOptions, now: number): Promise<BatchResult> {
     return new Promise<BatchResult>((resolve, reject) => {
       const job: Job = {
-        images, n, enqueuedAt: now, deadline: opts.deadline, budgetMs: opts.deadline === undefined ? 0 : opts.deadline - now,
+        images, n, enqueuedAt: now, deadline: opts.deadline, budgetMs: opts.timeoutMs ?? (opts.deadline === undefined ? 0 : opts.deadline - now),
         signal: opts.signal, state: 'queued', resolve, reject,
       };
       if (job.deadline !== undefined) {

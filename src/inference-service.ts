@@ -46,6 +46,7 @@ export class CoreInferenceService implements InferenceService {
     opts: RequestOptions & { variant?: Variant; topK?: number },
   ): Promise<ClassifyResult> {
     const start = performance.now();
+    const startedAt = Date.now();
     this.admit();
     const m = this.repo.get(modelName ?? this.defaultModelName());
     const numClasses = m.config.architecture.num_classes;
@@ -57,11 +58,12 @@ export class CoreInferenceService implements InferenceService {
     // Fail fast on an unknown or unavailable variant, before decoding anything.
     this.repo.resolveVariant(m, opts.variant);
 
-    const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
+    const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
+    const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
     const pixels = await m.preprocessor.many(images);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
-    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, signal: opts.signal });
+    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -94,7 +96,8 @@ export class CoreInferenceService implements InferenceService {
       throw new ServeError('SWIN_BAD_TENSOR', `expected ${n} x ${size} x ${size} x 3 = ${n * size * size * 3} bytes, got ${pixels.length}`);
     }
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
-    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, signal: opts.signal });
+    const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
+    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal });
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
     return { model: m.name, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
   }

@@ -14,7 +14,7 @@ import { registry, requestDuration, requestsTotal } from '../metrics.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
-import { toHttpServeError } from './http-errors.js';
+import { toHttpServeError, type ErrorContext } from './http-errors.js';
 import { modelsRoutes } from './models-routes.js';
 import { errorBody, healthReply } from './schemas.js';
 
@@ -48,7 +48,12 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
-  const limits = { maxBodyBytes: config.limits.maxBodyBytes, maxImages: config.limits.maxImagesPerRequest };
+  const limits: ErrorContext = {
+    maxBodyBytes: config.limits.maxBodyBytes,
+    maxImages: config.limits.maxImagesPerRequest,
+    defaultModel: () => service.defaultModelName(),
+    numClasses: (model) => service.listModels().find((m) => m.name === model)?.config.architecture.num_classes,
+  };
   app.addSchema(errorBody);
 
   app.setErrorHandler((err, request, reply) => {
@@ -129,7 +134,7 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   });
 
   await app.register(classifyRoute, {
-    service, maxBodyBytes: config.limits.maxBodyBytes, maxImages: config.limits.maxImagesPerRequest, requestTimeoutMs: config.requestTimeoutMs,
+    service, maxBodyBytes: config.limits.maxBodyBytes, maxImages: config.limits.maxImagesPerRequest,
   });
   await app.register(modelsRoutes, { service });
 

@@ -14,7 +14,6 @@ export interface ClassifyRouteOptions {
   service: InferenceService;
   maxBodyBytes: number;
   maxImages: number;
-  requestTimeoutMs: number;
 }
 
 interface Fields {
@@ -73,7 +72,7 @@ function disconnectSignal(reply: FastifyReply): AbortSignal {
 }
 
 export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOptions): Promise<void> {
-  const { service, maxBodyBytes, maxImages, requestTimeoutMs } = opts;
+  const { service, maxBodyBytes, maxImages } = opts;
   const rawBody = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) => done(null, body);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: maxBodyBytes }, rawBody);
   app.addContentTypeParser(/^image\/[\w.+-]+$/, { parseAs: 'buffer', bodyLimit: maxBodyBytes }, rawBody);
@@ -92,7 +91,6 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       response: { 200: classifyReply, ...errorResponses(400, 401, 404, 413, 415, 429, 500, 503, 504) },
     },
   }, async (request, reply) => {
-    const receivedAt = Date.now();
     const query = request.query as Fields;
     let images: Buffer[];
     let fields: Fields = {};
@@ -125,7 +123,7 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       variant: parseVariant(query.variant ?? fields.variant, modelName),
       topK,
       api: 'http',
-      deadline: receivedAt + requestTimeoutMs,
+      // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
       signal: disconnectSignal(reply),
     });
   });

@@ -25,13 +25,24 @@ function short(v: unknown): string {
 }
 
 /** `maxBodyBytes` and `maxImages` fill in the limits the messages quote. */
-export function toHttpServeError(err: unknown, request: FastifyRequest, limits: { maxBodyBytes: number; maxImages: number; maxTopK?: number }): ServeError {
+export interface ErrorContext {
+  maxBodyBytes: number;
+  maxImages: number;
+  /** Model a request addresses when it names none. */
+  defaultModel(): string;
+  /** Class count of a model (the top_k limit), undefined if unknown. */
+  numClasses(model: string): number | undefined;
+}
+
+export function toHttpServeError(err: unknown, request: FastifyRequest, limits: ErrorContext): ServeError {
   if (isServeError(err)) return err;
   const e = err as FastifyError & { validation?: ValidationEntry[]; validationContext?: string };
   if (Array.isArray(e.validation)) {
     const first = e.validation[0] ?? {};
     const where = `${e.validationContext ?? 'request'}${first.instancePath ?? ''}`;
-    if (first.instancePath === '/top_k') return new ServeError('SWIN_BAD_TOP_K', limits.maxTopK ?? 'the number of classes', short(field(request, 'top_k')));
+    const model = String(field(request, 'model') ?? limits.defaultModel());
+    if (first.instancePath === '/top_k') return new ServeError('SWIN_BAD_TOP_K', limits.numClasses(model) ?? 'the number of classes', short(field(request, 'top_k')));
+    if (first.instancePath === '/variant') return new ServeError('SWIN_VARIANT_NOT_FOUND', short(model), short(field(request, 'variant')), 'fold, unfold');
     if (first.instancePath === '/images' && first.keyword === 'maxItems') {
       const images = field(request, 'images');
       return new ServeError('SWIN_TOO_MANY_IMAGES', limits.maxImages, Array.isArray(images) ? images.length : '?');
