@@ -25,11 +25,13 @@ export function httpRequestKind(url: string): AccessRequest['kind'] {
  * never logged: fastify's request serializer logs method, url and address.)
  */
 export const LOG_REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers["x-api-key"]',
-  'req.headers.cookie',
   'headers.authorization',
   'headers["x-api-key"]',
+  'headers.cookie',
+  // any object one level down: req.headers, and @fastify/multipart's trace-level busboyOptions.headers
+  '*.headers.authorization',
+  '*.headers["x-api-key"]',
+  '*.headers.cookie',
 ];
 
 async function accessPlugin(app: FastifyInstance, opts: { controller: AccessController }): Promise<void> {
