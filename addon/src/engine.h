@@ -47,6 +47,10 @@ struct EngineOptions {
   int instances = 1;       // infer() may run concurrently from this many threads
   bool use_cuda_graphs = true;
   std::string precision;   // "" keeps the file's precision; "fp32" asks for the checking mode where supported
+  // IO tensor names from model.json (input.name, output.name); "" accepts the
+  // engine's only input / only output. Engines without named tensors ignore them.
+  std::string input_name;
+  std::string output_name;
 };
 
 class Engine {

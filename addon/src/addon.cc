@@ -1,0 +1,23 @@
+// Entry point of the swin_addon module: registers exports, nothing else.
+//   capabilities(), gpuInfo(), loadEngine(kind, path, options), Engine, _testing
+#include <napi.h>
+
+#include "capabilities.h"
+#include "load_engine.h"
+#include "native_engine.h"
+#include "testing.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  swin::NativeEngine::Init(env, exports);
+  exports.Set("capabilities", Napi::Function::New(env, swin::Capabilities, "capabilities"));
+  exports.Set("gpuInfo", Napi::Function::New(env, swin::GpuInfo, "gpuInfo"));
+  exports.Set("loadEngine", Napi::Function::New(env, swin::LoadEngine, "loadEngine"));
+  exports.Set("_testing", swin::InitTesting(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(swin_addon, Init)
