@@ -26,7 +26,10 @@ FROM node:${NODE_VERSION}-bookworm-slim AS node
 FROM node:${NODE_VERSION}-bookworm-slim AS js-build
 WORKDIR /build
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: the root package's install hook would try to build the
+# addon (addon-build does that, with CUDA); the dependencies need no scripts
+# (sharp and onnxruntime-node ship prebuilt binaries in their packages).
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build \
@@ -65,9 +68,11 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+# cmake from PyPI: a pinned version, whatever the base image carries.
+RUN pip install --no-cache-dir cmake==3.31.6
 WORKDIR /build
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY addon ./addon
 # The build log must say it found both; a missing piece would silently
 # disable a backend, which this image exists to provide.
@@ -91,7 +96,8 @@ ENV NODE_ENV=production \
     GRPC_PORT=8081 \
     BACKEND=auto \
     MODELS_DIR=/app/engines/models \
-    TRT_PLAN_CACHE=/var/cache/swin-serve/trt
+    TRT_PLAN_CACHE=/var/cache/swin-serve/trt \
+    SWIN_ADDON_PATH=/app/addon/build/Release/swin_addon.node
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=addon-build /opt/tensorrt/lib /opt/tensorrt/lib
 RUN echo /opt/tensorrt/lib > /etc/ld.so.conf.d/tensorrt.conf \
