@@ -252,6 +252,13 @@ test('traffic: good and bad requests over REST and KServe REST get the replies t
   assert.ok(burst.includes('SWIN_QUEUE_FULL'), `the burst should overflow an 8-image queue: ${burst.join()}`);
 });
 
+test('the endpoints the Docker HEALTHCHECK and the Kubernetes probes call answer 200', { skip: !HAVE_PROMETHEUS }, async () => {
+  for (const path of ['/health/live', '/health/ready']) {
+    const r = await fetch(service!.url + path);
+    assert.equal(r.status, 200, path);
+  }
+});
+
 test('Prometheus scraped a count of requests equal to what was sent', { skip: !HAVE_PROMETHEUS }, async () => {
   const got = await until('every request in swin_requests_total', async () => {
     const r = await query('sum(swin_requests_total{job="swin-serve"})');
