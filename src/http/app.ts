@@ -45,6 +45,9 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     requestIdHeader: false,
     // The deadline is enforced per request by the batcher; this only bounds slow uploads.
     requestTimeout: config.requestTimeoutMs + 5_000,
+    // During close, requests arriving on open keep-alive connections are refused by the
+    // hook below with the table's SWIN_SHUTTING_DOWN body (fastify's own 503 has another shape).
+    return503OnClosing: false,
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
@@ -70,6 +73,14 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   });
   app.setNotFoundHandler((request) => {
     throw new ServeError('SWIN_NOT_FOUND', request.method, request.url.split('?')[0].slice(0, 200));
+  });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (closing) throw new ServeError('SWIN_SHUTTING_DOWN').withRetryAfter(1);
   });
 
   app.addHook('onSend', async (request, reply) => {

@@ -77,6 +77,10 @@ export function toHttpServeError(err: unknown, request: FastifyRequest, limits: 
   }
   // JSON.parse failures (fastify rethrows SyntaxError with statusCode 400).
   if (e instanceof SyntaxError || e.name === 'SyntaxError') return new ServeError('SWIN_BAD_REQUEST', 'the body is not valid JSON');
+  // busboy's parse errors carry neither code nor status ("Unexpected end of multipart data", "Malformed part header").
+  if (String(request.headers['content-type'] ?? '').startsWith('multipart/') && /multipart|part header|end of form|boundary/i.test(String(e.message))) {
+    return new ServeError('SWIN_BAD_REQUEST', `malformed multipart body: ${String(e.message).split('\n')[0].slice(0, 100)}`);
+  }
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
   if (status === 413) return new ServeError('SWIN_PAYLOAD_TOO_LARGE', limits.maxBodyBytes);
   if (status === 415) return new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', short(request.headers['content-type'] ?? 'none'), ACCEPTED_CONTENT_TYPES);
