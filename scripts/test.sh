@@ -22,5 +22,12 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
 fi
 
+# Native addon (test/addon-*.test.ts): npm ci's install hook builds it with
+# cmake-js, which needs cmake and a C++ compiler; the tests then require it.
+if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null || ! command -v make >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null
+fi
+
 npm ci --no-audit --no-fund
 npm test
