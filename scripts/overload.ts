@@ -118,10 +118,13 @@ const rssAfter = server?.rssKiB() ?? NaN;
 const live = await request(url, { method: 'GET', path: '/health/live', timeoutMs: 5000 });
 const after = await classify();
 let queueLimit: number | undefined;
+let maxBatch = 1;
 try {
-  const models = JSON.parse((await request(url, { method: 'GET', path: '/models', timeoutMs: 5000 })).body) as unknown;
-  const m = JSON.stringify(models).match(/"max_queue_size":(\d+)/);
-  if (m) queueLimit = Number(m[1]);
+  const models = JSON.stringify(JSON.parse((await request(url, { method: 'GET', path: '/models', timeoutMs: 5000 })).body));
+  const q = models.match(/"max_queue_size":(\d+)/);
+  const b = models.match(/"max_batch_size":(\d+)/);
+  if (q) queueLimit = Number(q[1]);
+  if (b) maxBatch = Number(b[1]);
 } catch {
   // GET /models shape unknown: no bound printed
 }
@@ -142,8 +145,9 @@ const summary = {
     max: Math.round(Math.max(...admittedMs)),
   },
   queue_limit_images: queueLimit ?? null,
-  // An admitted request waits behind at most queue_limit images drained at `capacity`.
-  queue_wait_bound_ms: queueLimit ? Math.round((queueLimit / capacity) * 1000) : null,
+  // An admitted request waits behind at most queue_limit images, then runs in one batch,
+  // all drained at `capacity` images/s.
+  latency_bound_ms: queueLimit ? Math.round(((queueLimit + maxBatch) / capacity) * 1000) : null,
   rejections_without_retry_after: missingRetryAfter,
   other_5xx: other5xx,
   rss_mib: server
