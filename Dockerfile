@@ -30,7 +30,7 @@ COPY package.json package-lock.json .npmrc ./
 # addon (addon-build does that, with CUDA); the dependencies need no scripts
 # (sharp and onnxruntime-node ship prebuilt binaries in their packages).
 RUN npm ci --no-audit --no-fund --ignore-scripts
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
@@ -68,8 +68,9 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
-# cmake from PyPI: a pinned version, whatever the base image carries.
-RUN pip install --no-cache-dir cmake==3.31.6
+# cmake from PyPI: a pinned version, whatever the base image carries (the
+# variable lets pip install next to Ubuntu 24.04's own Python packages).
+RUN PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6
 WORKDIR /build
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -86,7 +87,10 @@ RUN mkdir -p /opt/tensorrt/lib \
       path="$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')"; \
       test -n "$path" || { echo "missing $lib" >&2; exit 1; }; \
       cp -L "$path" "/opt/tensorrt/lib/$lib"; \
-    done
+    done \
+ # libnvinfer.so.10 -> libnvinfer.so.10.x.y: the version plans are stamped with
+ && readlink -f "$(ldconfig -p | awk '$1 == "libnvinfer.so.10" { print $NF; exit }')" \
+    | sed 's/.*libnvinfer\.so\.//' > /opt/tensorrt/VERSION
 
 # ---------------------------------------------------------------------------
 # GPU image.
@@ -95,11 +99,10 @@ ENV NODE_ENV=production \
     PORT=8080 \
     GRPC_PORT=8081 \
     BACKEND=auto \
-    MODELS_DIR=/app/engines/models \
     TRT_PLAN_CACHE=/var/cache/swin-serve/trt \
     SWIN_ADDON_PATH=/app/addon/build/Release/swin_addon.node
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
-COPY --from=addon-build /opt/tensorrt/lib /opt/tensorrt/lib
+COPY --from=addon-build /opt/tensorrt /opt/tensorrt
 RUN echo /opt/tensorrt/lib > /etc/ld.so.conf.d/tensorrt.conf \
  && ldconfig \
  && groupadd --system --gid 10001 swin \
@@ -113,20 +116,24 @@ COPY --from=addon-build /build/addon/build/Release ./addon/build/Release
 COPY package.json ./
 COPY proto ./proto
 COPY engines/models ./engines/models
+COPY deploy/docker/serve.sh ./serve.sh
 USER 10001:10001
 VOLUME ["/var/cache/swin-serve/trt"]
 EXPOSE 8080 8081
 # Long start period: every variant is self-tested on load.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=180s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-CMD ["node", "dist/src/main.js"]
+# serve.sh picks the plan cache (when its plans match this GPU and image) or the image's models.
+ENTRYPOINT ["/app/serve.sh"]
+CMD []
 
 # ---------------------------------------------------------------------------
 # One-shot plan builder: `docker compose --profile gpu run --rm trt-plans`.
-# Runs on the GPU host, writes <cache>/<model>/<variant>.plan for that GPU.
+# Runs on the GPU host; writes <cache>/models/<model>/ (see deploy/docker/build-plans.sh).
 FROM ${TENSORRT_IMAGE} AS trt-plans
 ENV MODELS_DIR=/app/engines/models \
     TRT_PLAN_CACHE=/var/cache/swin-serve/trt
+COPY --from=addon-build /opt/tensorrt/VERSION /opt/tensorrt/VERSION
 RUN groupadd --system --gid 10001 swin \
  && useradd --system --uid 10001 --gid swin --home-dir /app --shell /usr/sbin/nologin swin \
  && mkdir -p /var/cache/swin-serve/trt \
@@ -134,6 +141,7 @@ RUN groupadd --system --gid 10001 swin \
 WORKDIR /app
 COPY engines/build_trt_plans.sh ./engines/build_trt_plans.sh
 COPY engines/models ./engines/models
+COPY deploy/docker/build-plans.sh ./build-plans.sh
 USER 10001:10001
 VOLUME ["/var/cache/swin-serve/trt"]
-ENTRYPOINT ["bash", "engines/build_trt_plans.sh"]
+ENTRYPOINT ["bash", "/app/build-plans.sh"]

@@ -134,9 +134,13 @@ test('runtime images run as a non-root numeric user, expose both ports and check
     assert.ok(hc, `${name} has a HEALTHCHECK`);
     assert.match(hc.args, /\/health\/ready/);
     assert.match(hc.args, /--start-period=\d+s/);
-    const cmd = s.instrs.filter((i) => i.op === 'CMD').at(-1);
-    assert.equal(cmd?.args, '["node", "dist/src/main.js"]');
   }
+  assert.equal(stage('cpu').instrs.filter((i) => i.op === 'CMD').at(-1)?.args, '["node", "dist/src/main.js"]');
+  // gpu: serve.sh chooses the plan cache or the image's models, then execs dist/src/main.js
+  assert.equal(stage('gpu').instrs.filter((i) => i.op === 'ENTRYPOINT').at(-1)?.args, '["/app/serve.sh"]');
+  assert.ok(stage('gpu').instrs.some((i) => i.op === 'COPY' && i.args === 'deploy/docker/serve.sh ./serve.sh'));
+  assert.match(readFileSync('deploy/docker/serve.sh', 'utf8'), /exec node "\$\{SWIN_MAIN:-\/app\/dist\/src\/main\.js\}"/);
+  assert.equal(stage('trt-plans').instrs.filter((i) => i.op === 'ENTRYPOINT').at(-1)?.args, '["bash", "/app/build-plans.sh"]');
   // the gpu image reads TensorRT plans from the cache volume that trt-plans fills
   for (const name of ['gpu', 'trt-plans']) {
     assert.ok(stage(name).instrs.some((i) => i.op === 'VOLUME' && i.args.includes('/var/cache/swin-serve/trt')), name);
@@ -148,7 +152,14 @@ test('the service entry point the images run exists (tsc emits src/main.ts as di
   const tsconfig = JSON.parse(readFileSync('tsconfig.json', 'utf8'));
   assert.equal(tsconfig.compilerOptions.outDir, 'dist');
   assert.equal(tsconfig.compilerOptions.rootDir, '.');
-  assert.match(JSON.parse(readFileSync('package.json', 'utf8')).scripts.build, /^tsc\b/);
+  const build = JSON.parse(readFileSync('package.json', 'utf8')).scripts.build as string;
+  assert.match(build, /^tsc\b/);
+  // the tsconfig the build script names is in the js-build stage
+  const project = /-p\s+(\S+)/.exec(build)?.[1] ?? 'tsconfig.json';
+  const copied = stage('js-build').instrs.filter((i) => i.op === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+  assert.ok(copied.includes(project), `js-build does not copy ${project}`);
+  const ext = JSON.parse(readFileSync(project, 'utf8')).extends as string | undefined;
+  if (ext) assert.ok(copied.includes(ext.replace(/^\.\//, '')), `js-build does not copy ${ext}`);
 });
 
 test('every COPY source from the build context exists and survives .dockerignore', () => {
@@ -173,11 +184,11 @@ test('every COPY source from the build context exists and survives .dockerignore
 test('.dockerignore keeps build output, dependencies, tests, secrets and TensorRT plans out of the context', () => {
   const sent = contextFilter();
   for (const p of ['node_modules/fastify/package.json', '.git/HEAD', 'dist/src/main.js', 'addon/build/Release/x.node',
-    '.venv/bin/python', 'test/batcher.test.ts', 'engines/models/swin-fmnist/fold.plan', 'deploy/k8s/deployment.yaml', 'tls/server.key']) {
+    '.venv/bin/python', 'test/batcher.test.ts', 'engines/models/swin-fmnist/fold.plan', 'engines/models/m/m.fold.fp16.plan.log', 'deploy/k8s/deployment.yaml', 'tls/server.key']) {
     assert.equal(sent(p), false, `${p} would be sent to the builder`);
   }
   for (const p of ['src/main.ts', 'package.json', 'package-lock.json', '.npmrc', 'addon/src/engine.h', 'proto',
-    'engines/models/swin-fmnist/model.json']) {
+    'engines/models/swin-fmnist/model.json', 'deploy/docker/serve.sh']) {
     assert.equal(sent(p), true, `${p} would be left out`);
   }
 });
