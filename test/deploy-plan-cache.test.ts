@@ -115,7 +115,8 @@ test('serve.sh serves from the cache when its plans match this GPU and TensorRT'
 });
 
 test('serve.sh serves the image models when the plans were built for another GPU or TensorRT, or are missing', () => {
-  for (const extra of [{ FAKE_GPU: 'NVIDIA L4' }, { TRT_PLAN_CACHE: join(work, 'empty') }]) {
+  const cases: Record<string, string>[] = [{ FAKE_GPU: 'NVIDIA L4' }, { TRT_PLAN_CACHE: join(work, 'empty') }];
+  for (const extra of cases) {
     const r = serve(extra);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).modelsDir, IMAGE_MODELS, JSON.stringify(extra));
