@@ -6,6 +6,9 @@
 //   EXIF orientation -> sRGB -> flatten alpha onto the background ->
 //   resize ("squash" to size x size, or shorter side to `resize` then centre
 //   crop `crop`) with the model's kernel -> raw 8-bit RGB.
+// Large JPEG and WebP inputs are shrunk while decoding (libjpeg DCT scaling,
+// sharp's fastShrinkOnLoad) when the target is at most half their size, so a
+// 12 MP photo is never fully decoded to feed a 224-pixel model.
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { ServeError } from './errors.js';
 import { preprocessDuration } from './metrics.js';
@@ -85,7 +88,7 @@ export class Preprocessor {
       .toColourspace('srgb');
     const pre = this.model.preprocess;
     if (pre.mode === 'squash') {
-      pipeline = pipeline.resize(this.size, this.size, { fit: 'fill', kernel: pre.kernel });
+      pipeline = pipeline.resize(this.size, this.size, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true });
     } else {
       // torchvision's Resize(int): shorter side -> resize, longer side floored, then CenterCrop.
       const scale = pre.resize / Math.min(w, h);
@@ -93,7 +96,7 @@ export class Preprocessor {
       const nh = h < w ? pre.resize : Math.max(pre.resize, Math.floor(h * scale));
       const crop = this.size;
       pipeline = pipeline
-        .resize(nw, nh, { fit: 'fill', kernel: pre.kernel })
+        .resize(nw, nh, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true })
         .extract({ left: Math.round((nw - crop) / 2), top: Math.round((nh - crop) / 2), width: crop, height: crop });
     }
     let out: { data: Buffer; info: OutputInfo };
