@@ -165,15 +165,16 @@ def main(argv=None):
     tmp = '/dev/shm' if os.path.isdir('/dev/shm') else '/tmp'
     rows = []
     t0 = time.time()
-    for name in args.models.split(','):
-        rows += bench_model(name, batches, comp.get(name, set()), args.iters, tmp, lambda s: print(s, flush=True))
     props = torch.cuda.get_device_properties(0)
     meta = {'device': props.name, 'sms': props.multi_processor_count, 'torch': torch.__version__,
             'cuda': torch.version.cuda, 'command': 'python engines/bench_gpu.py ' + ' '.join(argv or sys.argv[1:]),
-            'compile_mode': 'reduce-overhead', 'eager_fp32_matmul_tf32': torch.backends.cuda.matmul.allow_tf32, 'seconds': round(time.time() - t0)}
+            'compile_mode': 'reduce-overhead', 'eager_fp32_matmul_tf32': torch.backends.cuda.matmul.allow_tf32}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump({'meta': meta, 'rows': rows}, f, indent=1)
+    for name in args.models.split(','):
+        rows += bench_model(name, batches, comp.get(name, set()), args.iters, tmp, lambda s: print(s, flush=True))
+        meta['seconds'] = round(time.time() - t0)
+        with open(args.out, 'w') as f:  # after every model, so a cut-off run keeps what it measured
+            json.dump({'meta': meta, 'rows': rows}, f, indent=1)
     md = table(rows)
     with open(os.path.splitext(args.out)[0] + '.md', 'w') as f:
         f.write(f"{props.name}, PyTorch {torch.__version__}; median ms (images/s)\n\n{md}\n")

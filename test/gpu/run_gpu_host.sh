@@ -19,6 +19,7 @@ nvcc --version | tail -2
 $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'
 
 stamp "build"
+mkdir -p build
 if ! timeout 300 bash -c 'cmake -S addon/cuda -B build/cuda -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release >build/cmake.log 2>&1 && cmake --build build/cuda -j16 -- VERBOSE=0 2>&1 | tail -20'; then
   echo "cmake build failed:"; tail -40 build/cmake.log; exit 1
 fi
