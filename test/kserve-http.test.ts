@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
+import http from 'node:http';
 import { registerKServeRoutes } from '../src/kserve/kserve-http.js';
+import { registry } from '../src/metrics.js';
 import { FakeService, H, W, uniformImage } from './kserve-fake-service.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -247,5 +249,39 @@ test('parameter timeout (microseconds) becomes the deadline; an expired request 
   const call = service.calls.at(-1)!;
   assert.ok(call.opts.deadline! >= before + 50 && call.opts.deadline! <= Date.now(), `deadline ${call.opts.deadline! - before} ms after the request`);
   assert.equal(call.ran, false);
+  await app.close();
+});
+
+test('a client that goes away aborts its queued request', async () => {
+  const service = new FakeService();
+  service.delayMs = 5000;
+  const { app } = await appWith(service);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as import('node:net').AddressInfo;
+  const body = JSON.stringify({ inputs: [pixelsInput(1, Array(48).fill(0))] });
+  const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v2/models/fake/infer', headers: { 'content-type': 'application/json' } });
+  req.on('error', () => {});
+  req.end(body);
+  for (let i = 0; i < 100 && service.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(service.calls.length, 1, 'the request never reached the service');
+  req.destroy();
+  for (let i = 0; i < 100 && !service.calls[0].aborted; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(service.calls[0].aborted, true, 'the service never saw the abort');
+  assert.equal(service.calls[0].ran, false);
+  await app.close();
+});
+
+test('infer requests are counted in swin_requests_total by api, model and code', async () => {
+  const { app } = await appWith();
+  const count = async (code: string) => {
+    const m = await registry.getSingleMetric('swin_requests_total')!.get();
+    return m.values.find((v) => v.labels.api === 'kserve_http' && v.labels.model === 'fake' && v.labels.code === code)?.value ?? 0;
+  };
+  const ok0 = await count('OK');
+  const bad0 = await count('SWIN_BAD_TENSOR');
+  await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { inputs: [pixelsInput(1, Array(48).fill(0))] } });
+  await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { inputs: [pixelsInput(1, [1])] } });
+  assert.equal(await count('OK'), ok0 + 1);
+  assert.equal(await count('SWIN_BAD_TENSOR'), bad0 + 1);
   await app.close();
 });
