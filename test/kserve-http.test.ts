@@ -215,6 +215,7 @@ test('bad tensors and requests get 400 with a message that says what is wrong', 
     [{ inputs: [pixelsInput(1, Array(48).fill(0))], outputs: [{ name: 'logits', parameters: { classification: 4 } }] },
       "Bad request: output 'logits': classification must be an integer from 1 to 3, got 4"],
     [{ inputs: [] }, 'Bad request: the inference request needs a non-empty "inputs" array'],
+    [{ inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [65], data: Array(65).fill('cmdiOjEsMiwz') }] }, 'At most 64 images per request, got 65'],
   ];
   for (const [payload, error] of cases) {
     const r = await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload });

@@ -126,6 +126,10 @@ async function inputPixels(
   if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new ServeError('SWIN_BAD_TENSOR', `input '${input.name}' has shape ${formatShape(shape)}; dimensions must be non-negative integers`);
   }
+  // The batcher can never admit more than its queue holds; refusing here also
+  // keeps a body of many tiny encoded images from being decoded to N x H x W x 3 bytes.
+  const maxImages = status.config.batching.max_queue_size;
+  if (shape.length > 0 && shape[0] > maxImages) throw new ServeError('SWIN_TOO_MANY_IMAGES', maxImages, shape[0]);
   if (input.datatype === 'UINT8') {
     if (shape.length !== 4 || shape[1] !== h || shape[2] !== w || shape[3] !== 3 || shape[0] < 1) {
       throw new ServeError('SWIN_BAD_TENSOR', `input '${input.name}' has shape ${formatShape(shape)}; model ${status.name} takes ${expected}`);
