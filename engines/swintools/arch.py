@@ -70,12 +70,13 @@ def get_arch(name_or_dict: str | ArchDict, num_classes: int | None = None) -> Ar
     return arch
 
 
-def build_model(arch: ArchDict, seed: int | None = 0, device: str | torch.device = 'cpu') -> nn.Module:
-    """timm model for `arch`, in eval mode. With `seed`, the random init is reproducible."""
+def build_model(arch: ArchDict, seed: int | None = 0, device: str | torch.device = 'cpu', **extra) -> nn.Module:
+    """timm model for `arch`, in eval mode. With `seed`, the random init is reproducible.
+    `extra` goes to the timm constructor (e.g. drop_path_rate for training)."""
     kwargs = dict(
         img_size=arch['img_size'], patch_size=arch['patch_size'], window_size=arch['window_size'],
         embed_dim=arch['embed_dim'], depths=tuple(arch['depths']), num_heads=tuple(arch['num_heads']),
-        mlp_ratio=arch.get('mlp_ratio', 4.0), num_classes=arch['num_classes'],
+        mlp_ratio=arch.get('mlp_ratio', 4.0), num_classes=arch['num_classes'], **extra,
     )
     if seed is not None:
         torch.manual_seed(seed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import lzma
 import json
 import os
 import struct
@@ -29,7 +30,11 @@ KERNEL = 'linear'   # sharp kernel named in swin-fmnist's model.json; resize_flo
 
 
 def _read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, 'rb') as f:
+    """An IDX file, gzip (Debian's package) or xz (smaller, to carry to the GPU host)."""
+    if not os.path.exists(path) and os.path.exists(path[:-3] + '.xz'):
+        path = path[:-3] + '.xz'
+    opener = lzma.open if path.endswith('.xz') else gzip.open
+    with opener(path, 'rb') as f:
         data = f.read()
     magic, = struct.unpack('>I', data[:4])
     ndim = magic & 0xFF

@@ -41,9 +41,10 @@ def torch_logits(wrapped: torch.nn.Module, images: np.ndarray, batch: int = 8) -
     return np.concatenate(outs)
 
 
-def ort_session(path: str, graph_opt: str = 'all'):
+def ort_session(path: str, graph_opt: str = 'all', threads: int = 0):
     import onnxruntime as ort
     so = ort.SessionOptions()
+    so.intra_op_num_threads = threads   # 0: ORT's default (one per physical core)
     so.graph_optimization_level = {
         'all': ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         'basic': ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -83,7 +84,7 @@ def random_images(img_size: int, count: int, seed: int) -> np.ndarray:
 
 def run_parity(model, mean, std, img_size: int, paths: dict[str, str], n_random: int = 3, n_real: int = 8,
                seed: int | None = None, kernel: str = 'linear', graph_opt: str = 'all', tol: float = 1e-4,
-               log=print) -> dict:
+               threads: int = 0, log=print) -> dict:
     """Compares each ONNX file in `paths` ({variant: path}) with the torch model."""
     seed = int.from_bytes(os.urandom(4), 'little') if seed is None else seed
     wrapped = UInt8NHWC(model, mean, std).to(next(model.parameters()).device).eval()
@@ -96,7 +97,7 @@ def run_parity(model, mean, std, img_size: int, paths: dict[str, str], n_random:
     rows = []
     for variant, path in paths.items():
         t0 = time.time()
-        sess = ort_session(path, graph_opt)
+        sess = ort_session(path, graph_opt, threads)
         load_s = time.time() - t0
         for k, imgs in sets.items():
             t0 = time.time()
@@ -156,6 +157,7 @@ def main(argv=None):
     p.add_argument('--kernel', default='linear', help='resize kernel for the real images')
     p.add_argument('--ort-graph-opt', default='all', choices=['all', 'basic', 'disable'])
     p.add_argument('--tol', type=float, default=1e-4)
+    p.add_argument('--ort-threads', type=int, default=0, help='ORT intra-op threads (0: one per core)')
     args = p.parse_args(argv)
     resolve_arch_arg(args)
     model, arch, pre = load_for_cli(args)
@@ -168,7 +170,7 @@ def main(argv=None):
         raise SystemExit(f'no {name}.fold.onnx / {name}.unfold.onnx in {args.onnx_dir}')
     weights = args.checkpoint or f'seeded random init (seed {args.random_seed})'
     report = run_parity(model, pre['mean'], pre['std'], arch['img_size'], paths, args.random, args.real,
-                        args.input_seed, args.kernel, args.ort_graph_opt, args.tol)
+                        args.input_seed, args.kernel, args.ort_graph_opt, args.tol, args.ort_threads)
     report.update({'model': name, 'arch': arch, 'weights': weights})
     md, js = write_report(args.onnx_dir, name, f'{name} ({weights})', report)
     print(f'[parity] wrote {md} and {js}: {"ALL PASS" if report["all_pass"] else "FAILURES"}')
