@@ -25,6 +25,7 @@ Writes <out>/hackathon.json and <out>/hackathon.md and prints the tables.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -134,22 +135,28 @@ def onnx_rows(t: Table, model, pre, img, images, ref, a):
 
 
 def engine_rows(t: Table, model, arch, pre, images, ref, dev, a):
-    """Our CUDA engine via engines/swintools/cuda_engine.py (ctypes over addon/cuda's C API)."""
+    """Our CUDA engine via engines/swintools/cuda_engine.py (ctypes over addon/cuda's C API,
+    libswin_cuda_capi.so: cmake -S addon/cuda -B build/cuda && cmake --build build/cuda -j)."""
     try:
-        from swintools import cuda_engine
+        from swintools.cuda_engine import Engine, write_engine
     except Exception as err:
         t.add('engine', '-', '-', None, None, f'not available: {err}'[:200])
         return
     xs = torch.from_numpy(images).to(dev)
-    x1 = xs[:1]
-    for variant in VARIANTS:
-        for prec in ('fp16', 'fp32'):
+    x1 = xs[:1].contiguous()
+    cpu_model = copy.deepcopy(model).float().cpu()
+    for prec in ('fp16', 'fp32'):
+        for variant in VARIANTS:
             try:
                 path = os.path.join(a.out, f'{a.arch}.{variant}.{prec}.swin')
-                cuda_engine.build_engine_file(model, arch, pre, path, variant=variant, precision=prec)
-                with cuda_engine.Engine(path, max_batch=len(images)) as eng:
+                write_engine(path, cpu_model, variant, prec, pre['mean'], pre['std'], name=a.arch, arch=arch,
+                             max_batch=len(images))
+                eng = Engine(path, max_batch=len(images))
+                try:
                     ms = time_gpu(lambda: eng.infer(x1), a.warmup, a.iters, dev)
                     out = eng.infer(xs).float().cpu().numpy()
+                finally:
+                    eng.close()
                 t.add('engine', prec, variant, ms, max_abs_diff(ref, out))
             except Exception as err:
                 traceback.print_exc()

@@ -1,7 +1,8 @@
 // The two load shapes. Each step runs warm-up then a measured window and ends by
 // itself: at most warmup + duration + timeout seconds.
 //   closed loop: `concurrency` workers, each sends, waits for the reply, sends again;
-//                latency from send; counts replies that arrive inside the window.
+//                latency from send; counts replies that arrive inside the window and
+//                ends at the window's end (replies still out are abandoned).
 //   open loop:   requests sent at `rate`/s (Poisson or constant gaps) whatever the
 //                replies do; latency from the scheduled time (no coordinated omission);
 //                counts requests scheduled inside the window, waiting for them to end.
@@ -135,7 +136,11 @@ export async function runStep(
           else if (e <= wEnd) record(tally, o, e - s);
         }
       };
-      await Promise.all(Array.from({ length: n }, worker));
+      // The step ends at the window's end: replies still out then are not counted, and
+      // the caller's next setConnections()/close() drops their connections (the server
+      // sees the clients go away) instead of waiting up to the timeout for them.
+      const windowEnd = new Promise<void>((r) => setTimeout(r, Math.max(0, wEnd - performance.now())));
+      await Promise.race([Promise.all(Array.from({ length: n }, worker)), windowEnd]);
     } else {
       await openLoop(spec, nextImage, random, target, t0, wStart, wEnd, warm, tally, record, (d) => (inFlight += d));
     }

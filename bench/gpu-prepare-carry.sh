@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds, on this machine, what bench/gpu-service-bench.sh needs on the GPU host, which
+# has no Node.js and no network. Everything lands in .carry/bench-*/ (git-ignored) and
+# travels with a `device` run as carried paths (64 MiB per call, tracked files included):
+#
+#   .carry/bench-node/node.xz        /usr/bin/node, xz -9 (about 23 MB)
+#   .carry/bench-node/addon-headers.tar.xz  node-api-headers + node-addon-api (the addon build)
+#   .carry/bench-node/selftest-photos/      16 JPEGs for the Swin-T self-test inputs
+#   .carry/bench-run/modules.tar.xz  production node_modules, pruned: no onnxruntime-node
+#                                    binaries (the GPU run serves through the cuda backend;
+#                                    onnxruntime is only loaded by its worker threads), no
+#                                    cmake-js (the addon is built with plain cmake there),
+#                                    no docs, maps or type declarations
+#   .carry/bench-run/dist.tar.xz     the compiled service (npm run build -> dist/)
+#   .carry/bench-run/photos/         the benchmark JPEGs (bench/.images/photos)
+#
+# The two folders go in separate calls (node alone is a third of the limit); see
+# bench/gpu-service-bench.sh. Prints the sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NODE_DIR=.carry/bench-node
+RUN_DIR=.carry/bench-run
+mkdir -p "$NODE_DIR" "$RUN_DIR"
+
+if [ ! -s "$NODE_DIR/node.xz" ] || [ /usr/bin/node -nt "$NODE_DIR/node.xz" ]; then
+  echo "compressing $(command -v node) ($(node --version))..."
+  xz -9e -T0 -c "$(readlink -f "$(command -v node)")" > "$NODE_DIR/node.xz.tmp"
+  mv "$NODE_DIR/node.xz.tmp" "$NODE_DIR/node.xz"
+fi
+
+# Headers the addon's CMake build resolves through node (built in the prepare call).
+tar -C . -cf - node_modules/node-api-headers node_modules/node-addon-api | xz -9 > "$NODE_DIR/addon-headers.tar.xz"
+# A few photographs for the Swin-T self-test images (gpu_model_repo.py).
+[ -d bench/.images/photos ] || npm run -s bench:images
+rm -rf "$NODE_DIR/selftest-photos" && mkdir -p "$NODE_DIR/selftest-photos"
+ls bench/.images/photos/*.jpg | head -16 | xargs -I{} cp {} "$NODE_DIR/selftest-photos/"
+
+echo "building dist/ ..."
+npx tsc -p tsconfig.json --outDir dist >/dev/null || { echo "tsc failed: fix the typecheck first"; exit 1; }
+tar -C . -cf - dist/src proto package.json | xz -9 -T0 > "$RUN_DIR/dist.tar.xz"
+
+echo "packing production node_modules ..."
+# Production packages (one path per line), minus what the GPU run does not load.
+npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$PWD/||" | grep '^node_modules/' | sort -u \
+  | grep -v -E '^node_modules/(onnxruntime-node|cmake-js)(/|$)' > "$RUN_DIR/packages.txt"
+tar -C . -cf - \
+  --exclude='*.md' --exclude='*.map' --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts' \
+  --exclude='*/docs' --exclude='*/test' --exclude='*/tests' --exclude='*/example' --exclude='*/examples' \
+  --exclude='*/LICENSE*' --exclude='*/CHANGELOG*' \
+  -T "$RUN_DIR/packages.txt" \
+  node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist \
+  | xz -9 -T0 > "$RUN_DIR/modules.tar.xz"
+
+rm -rf "$RUN_DIR/photos"
+mkdir -p "$RUN_DIR/photos"
+[ -d bench/.images/photos ] || npm run -s bench:images
+cp bench/.images/photos/*.jpg "$RUN_DIR/photos/"
+
+du -b "$NODE_DIR"/*.xz "$RUN_DIR"/*.xz | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
+du -sb "$RUN_DIR/photos" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
+tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+untracked=$(git ls-files --others --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+printf '%8.1f MiB  working tree that travels with every call (tracked + untracked-not-ignored)\n' \
+  "$(echo "($tracked + ${untracked:-0}) / 1048576" | bc -l)"

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# GPU end-to-end benchmark: POST /classify with JPEG photographs against swin-serve
+# (Swin-T on our CUDA engine) and against the Python baseline, on the GPU host.
+#
+# The GPU host has no Node.js and no network, and each `device` call carries at most
+# 64 MiB (tracked files included), so the run takes two calls on one warm machine
+# (files under ignored paths stay there between calls; the machine is given back
+# 30 s after a call, so send the second at once):
+#
+#   bench/gpu-prepare-carry.sh                          # here: .carry/bench-node, .carry/bench-run
+#   run(carry=[".carry/bench-node"], command="bash bench/gpu-service-bench.sh prepare")
+#   run(carry=[".carry/bench-run"],  command="bash bench/gpu-service-bench.sh run")
+#
+# prepare: unpacks node; builds the C API library (build/cuda) and the addon
+#          (build/gpu-addon) for this GPU; writes the Swin-T model folder with fold/unfold
+#          fp16 engine files (bench/gpu_model_repo.py); runs bench/hackathon_tables.py.
+# run:     unpacks node_modules and dist; measures the decode ceiling; starts the service
+#          (cuda backend) and runs a closed-loop sweep, then an open-loop Poisson run at
+#          80% of the sweep's peak, and a gRPC step; then the Python baseline (eager fp32,
+#          eager fp16 with naive batching, torch.compile) with the same client and images.
+# Results go to $OUT (the device tool returns it) or bench/.out/gpu/results.
+#
+# Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list),
+# BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, SKIP_HACKATHON=1,
+# BASELINE_COMPILE=0 to leave torch.compile out, LOCAL=1 for a dry run of `run` off the GPU host
+# (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PHASE=${1:-run}
+G=bench/.out/gpu
+RES=${OUT:-$G/results}
+mkdir -p "$G" "$RES"
+export PYTHONUNBUFFERED=1 PYTHONPATH=engines
+NODE_DIR=$G/node
+export PATH="$PWD/$NODE_DIR/bin:$PATH"
+MODEL=${MODEL:-swin-tiny}
+MODELS_DIR=${MODELS_DIR:-$G/models}
+BACKEND=${BACKEND:-cuda}
+IMAGES=${IMAGES:-.carry/bench-run/photos}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-3}
+CONC=${CONC:-1,8,32,64,128,256}
+PORT=${PORT:-28080}
+GRPC_PORT=${GRPC_PORT:-28081}
+BPORT=${BPORT:-28090}
+PY=${PY:-python3}
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+# Servers and monitors started here end with the script, whatever way it ends.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+host_info() {
+  { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+    echo "cpus: $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    free -g | sed -n 2p
+    node --version 2>/dev/null || true
+    "$PY" -c 'import torch; print("torch", torch.__version__)' || true; } | tee "$RES/host.txt"
+}
+
+prepare() {
+  log "prepare: node"
+  mkdir -p "$NODE_DIR/bin"
+  xz -dc .carry/bench-node/node.xz > "$NODE_DIR/bin/node"
+  chmod +x "$NODE_DIR/bin/node"
+  mkdir -p node_modules
+  tar -C . -xJf .carry/bench-node/addon-headers.tar.xz
+  host_info
+  local arch
+  arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}")')
+  log "prepare: build C API library and addon for sm_$arch"
+  cmake -S addon/cuda -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1
+  cmake -S addon -B build/gpu-addon -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+    -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build/gpu-addon/Release" 2>&1 | tee "$RES/cmake-addon.log" | grep -E -- '-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine|Node)' || true
+  ( cmake --build build/cuda -j "$(nproc)" >"$RES/build-capi.log" 2>&1 & cmake --build build/gpu-addon -j "$(nproc)" >"$RES/build-addon.log" 2>&1; wait ) \
+    || { tail -30 "$RES/build-capi.log" "$RES/build-addon.log"; exit 1; }
+  ls -la build/gpu-addon/Release/swin_addon.node build/cuda/libswin_cuda_capi.so
+  log "prepare: Swin-T model folder"
+  "$PY" bench/gpu_model_repo.py --out "$MODELS_DIR/$MODEL" --images .carry/bench-node/selftest-photos
+  if [ "${SKIP_HACKATHON:-0}" != 1 ]; then
+    log "prepare: hackathon tables (SwinV2-B w16 256, batch 1)"
+    "$PY" bench/hackathon_tables.py --no-compile --out "$G/hackathon" 2>&1 | grep -v -i warning | tee "$RES/hackathon.log"
+    cp "$G/hackathon/hackathon.json" "$G/hackathon/hackathon.md" "$RES/" || true
+  fi
+  log "prepare: done"
+}
+
+wait_ready() {  # url, pid, seconds
+  for _ in $(seq 1 "$3"); do
+    kill -0 "$2" 2>/dev/null || { echo "server exited"; return 1; }
+    if curl -sf "$1" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "not ready after $3 s"; return 1
+}
+
+bench() {  # label, json name, extra args...
+  local label=$1 name=$2; shift 2
+  node dist/src/bench/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 \
+    --label "$label" --json "$RES/$name.json" --csv "$RES/$name.csv" "$@" 2>&1 | tee -a "$RES/bench.log"
+}
+
+peak_rps() { node -e 'const r=require(require("path").resolve(process.argv[1])); console.log(Math.max(...r.steps.map(s=>s.throughput_rps)))' "$1"; }
+
+proc_cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }   # user+sys seconds (USER_HZ 100)
+
+run() {
+  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
+  if [ "${LOCAL:-0}" != 1 ]; then   # LOCAL=1: this checkout's node_modules and dist (a dry run off the GPU host)
+    log "run: unpack node_modules and dist"
+    tar -C . -xJf .carry/bench-run/modules.tar.xz
+    tar -C . -xJf .carry/bench-run/dist.tar.xz
+  fi
+  host_info
+  local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
+
+  log "run: decode ceiling (service preprocessing, sharp, no HTTP)"
+  for pool in 16 32; do
+    UV_THREADPOOL_SIZE=$pool node dist/src/bench/decode-ceiling.js --model "$MODELS_DIR/$MODEL" --images "$IMAGES" \
+      --seconds 5 --json "$RES/decode-ceiling-pool$pool.json" 2>&1 | tee -a "$RES/bench.log" || true
+  done
+
+  log "run: swin-serve ($BACKEND backend)"
+  if curl -s -m 2 "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then echo "port $PORT is taken"; exit 1; fi
+  nvidia-smi dmon -s u -d 1 > "$RES/dmon.txt" 2>&1 &
+  local dmon=$!
+  SWIN_ADDON_PATH=$ADDON node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
+    --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service.log" 2>&1 &
+  local svc=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 180 || { tail -40 "$RES/service.log"; kill $dmon; exit 1; }
+  curl -s "http://127.0.0.1:$PORT/models" > "$RES/models.json" || true
+  local c0; c0=$(proc_cpu_s "$svc"); local t0; t0=$(date +%s.%N)
+  bench "swin-serve http" serve-http --url "http://127.0.0.1:$PORT" --concurrency "$CONC"
+  local c1; c1=$(proc_cpu_s "$svc"); local t1; t1=$(date +%s.%N)
+  awk -v c="$c1" -v d="$c0" -v t="$t1" -v u="$t0" 'BEGIN{printf "service process CPU during the closed-loop sweep (warm-ups included): %.2f cores\n", (c-d)/(t-u)}' | tee -a "$RES/bench.log"
+  local peak; peak=$(peak_rps "$RES/serve-http.json")
+  local rate; rate=$(node -e "console.log(Math.round(0.8 * $peak))")
+  log "run: open loop at 80% of peak ($peak req/s) = $rate req/s"
+  bench "swin-serve http open 80%" serve-http-open80 --url "http://127.0.0.1:$PORT" --mode open --rate "$rate" --arrival poisson --duration "$((DURATION * 2))s"
+  bench "swin-serve grpc" serve-grpc --api grpc --grpc-target "127.0.0.1:$GRPC_PORT" --proto proto/swin/v1/classifier.proto --concurrency 64,256
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics.txt" || true
+  kill "$svc" 2>/dev/null || true; wait "$svc" 2>/dev/null || true
+  kill "$dmon" 2>/dev/null || true
+
+  if [ "${SKIP_BASELINE:-0}" != 1 ]; then
+    baseline "python eager fp32" base-eager-fp32 --arch swin_tiny
+    baseline "python eager fp16 batch<=32" base-eager-fp16-b32 --arch swin_tiny --half --max-batch 32
+    if [ "${BASELINE_COMPILE:-1}" = 1 ]; then
+      baseline "python torch.compile fp16" base-compile-fp16 --arch swin_tiny --half --compile --max-batch 1
+    fi
+  fi
+  log "run: summary"
+  node -e '
+    const fs = require("fs"), dir = process.argv[1];
+    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json") && !f.startsWith("decode") && f !== "models.json" && !f.startsWith("hackathon"))) {
+      const r = JSON.parse(fs.readFileSync(dir + "/" + f));
+      if (!r.steps) continue;
+      const best = r.steps.reduce((a, s) => (s.throughput_rps > a.throughput_rps ? s : a));
+      console.log(`${r.label.padEnd(32)} peak ${best.throughput_rps.toFixed(1).padStart(8)} req/s at ${best.concurrency ?? best.rate}  p99 ${best.latency.p99_ms} ms  errors ${best.error_count}`);
+    }' "$(cd "$RES" && pwd)" | tee "$RES/summary.txt"
+}
+
+baseline() {  # label, name, python_baseline args...
+  local label=$1 name=$2; shift 2
+  log "run: baseline $label"
+  "$PY" bench/python_baseline.py "$@" --device "${BASE_DEVICE:-cuda}" --port "$BPORT" > "$RES/$name.server.log" 2>&1 &
+  local pid=$!
+  if wait_ready "http://127.0.0.1:$BPORT/health/ready" "$pid" 300; then
+    bench "$label" "$name" --url "http://127.0.0.1:$BPORT" --concurrency "${BASE_CONC:-1,8,32,64}" --timeout 60s
+  else
+    tail -20 "$RES/$name.server.log"
+  fi
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+}
+
+case "$PHASE" in
+  prepare) prepare ;;
+  run) run ;;
+  all) prepare; run ;;
+  *) echo "usage: $0 prepare|run|all"; exit 2 ;;
+esac
