@@ -52,8 +52,7 @@ else
 fi
 
 set +e
-"$ST" run "$URL/openapi.json" \
-  --checks all \
+"$ST" --config-file scripts/fuzz.toml run "$URL/openapi.json" \
   --max-time "$SECONDS_BUDGET" \
   --workers 2 \
   --seed "${FUZZ_SEED:-20261124}" \

@@ -39,6 +39,7 @@ export const ERRORS = {
   SWIN_NON_FINITE_OUTPUT: { httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL, message: 'Model %s (%s) returned non-finite logits; the variant was taken out of service' },
   SWIN_INTERNAL: { httpStatus: 500, grpcStatus: GrpcStatus.INTERNAL, message: 'Internal error' },
   SWIN_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.UNIMPLEMENTED, message: 'Route %s %s not found' },
+  SWIN_METHOD_NOT_ALLOWED: { httpStatus: 405, grpcStatus: GrpcStatus.UNIMPLEMENTED, message: 'Method %s is not allowed on %s; allowed: %s' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -85,7 +86,7 @@ export function httpErrorBody(err: ServeError): { statusCode: number; code: Erro
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
   429: 'Too Many Requests', 499: 'Client Closed Request', 500: 'Internal Server Error', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

@@ -377,3 +377,20 @@ export function selfSignedCert(dir: string): { certFile: string; keyFile: string
   ], { stdio: 'ignore' });
   return { certFile, keyFile };
 }
+
+describe('HTTP methods', () => {
+  test('a known path under another method is 405 with Allow, before the body is read; unknown paths stay 404', async () => {
+    const app = await appWith(cfg({}));
+    app.get('/models/:name', async () => ({}));
+    const trace = await app.inject({ method: 'TRACE', url: '/classify' });
+    assert.equal(trace.statusCode, 405);
+    assert.equal(trace.headers.allow, 'POST');
+    assert.equal(trace.json().code, 'SWIN_METHOD_NOT_ALLOWED');
+    const put = await app.inject({ method: 'PUT', url: '/models/abc?x=1', headers: { 'content-type': 'application/x-nothing' }, payload: 'zzz' });
+    assert.equal(put.statusCode, 405);
+    assert.equal(put.headers.allow, 'GET, HEAD');
+    assert.equal((await app.inject({ method: 'GET', url: '/models/abc' })).statusCode, 200);
+    assert.equal((await app.inject({ method: 'GET', url: '/models/abc/extra' })).statusCode, 404);
+    await app.close();
+  });
+});

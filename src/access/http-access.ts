@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { AccessConfig } from './access-config.js';
 import { AccessController, type AccessRequest } from './access-control.js';
+import { methodNotAllowed } from './method-policy.js';
 
 const HEALTH_PATHS = new Set(['/health/live', '/health/ready', '/v2/health/live', '/v2/health/ready']);
 
@@ -60,11 +61,12 @@ async function accessPlugin(app: FastifyInstance, opts: { controller: AccessCont
     if (denied.code === 'SWIN_UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer');
     throw denied;
   });
+  await app.register(methodNotAllowed);
 }
 
 /**
- * Registers CORS, auth and rate limiting on every route of `app` (also those
- * registered later). Pass an AccessController to share rate-limit buckets with
+ * Registers CORS, auth, rate limiting and 405 answers on every route of `app`
+ * (call it before adding routes). Pass an AccessController to share rate-limit buckets with
  * the gRPC server.
  */
 export async function registerAccessControl(app: FastifyInstance, cfg: AccessConfig | AccessController): Promise<AccessController> {

@@ -48,6 +48,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     // During close, requests arriving on open keep-alive connections are refused by the
     // hook below with the table's SWIN_SHUTTING_DOWN body (fastify's own 503 has another shape).
     return503OnClosing: false,
+    // Long path parameters reach schema validation (400) instead of fastify's bare 414.
+    maxParamLength: 1000,
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 

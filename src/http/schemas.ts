@@ -54,7 +54,7 @@ export const classifyJsonBody = {
     images: {
       type: 'array',
       minItems: 1,
-      items: { type: 'string', description: 'base64 (standard or URL-safe) of an encoded image; a data: URL prefix is allowed' },
+      items: { type: 'string', minLength: 1, description: 'base64 (standard or URL-safe) of an encoded image; a data: URL prefix is allowed' },
     },
     model: classifyQuery.properties.model,
     variant: classifyQuery.properties.variant,

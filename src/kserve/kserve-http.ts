@@ -27,6 +27,14 @@ export function registerKServeRoutes(app: FastifyInstance, service: InferenceSer
   void app.register(kservePlugin, { prefix: '/v2', service });
 }
 
+// The statuses these routes answer, declared for the OpenAPI document
+// (schemathesis checks replies against it). additionalProperties keeps every
+// field when fastify serializes: error bodies are {"error"}, not-ready ones {name, ready}.
+const ANY_BODY = { type: 'object', additionalProperties: true, properties: { error: { type: 'string' } } } as const;
+const DOCUMENTED = {
+  schema: { response: Object.fromEntries([200, 400, 401, 404, 405, 413, 415, 429, 500, 503, 504].map((status) => [status, ANY_BODY])) },
+};
+
 async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceService }): Promise<void> {
   const { service } = opts;
   scope.removeAllContentTypeParsers();
@@ -35,27 +43,27 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   scope.setErrorHandler((err, request, reply) => sendError(reply, request, toKServeError(err, scope.initialConfig.bodyLimit ?? 1048576)));
   scope.setNotFoundHandler((request, reply) => sendError(reply, request, new ServeError('SWIN_NOT_FOUND', request.method, request.url)));
 
-  scope.get('/health/live', async () => ({ live: true }));
-  scope.get('/health/ready', async (_req, reply) => {
+  scope.get('/health/live', DOCUMENTED, async () => ({ live: true }));
+  scope.get('/health/ready', DOCUMENTED, async (_req, reply) => {
     const ready = service.isReady();
     return reply.code(ready ? 200 : 400).send({ ready });
   });
-  scope.get('/', async () => serverMetadata());
+  scope.get('/', DOCUMENTED, async () => serverMetadata());
 
   const metadata = async (req: FastifyRequest<{ Params: ModelParams }>) => modelMetadata(resolveModel(service, req.params.model, req.params.version));
-  scope.get('/models/:model', metadata);
-  scope.get('/models/:model/versions/:version', metadata);
+  scope.get('/models/:model', DOCUMENTED, metadata);
+  scope.get('/models/:model/versions/:version', DOCUMENTED, metadata);
 
   const ready = async (req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
     const status = resolveModel(service, req.params.model, req.params.version);
     return reply.code(status.ready ? 200 : 400).send({ name: status.name, ready: status.ready });
   };
-  scope.get('/models/:model/ready', ready);
-  scope.get('/models/:model/versions/:version/ready', ready);
+  scope.get('/models/:model/ready', DOCUMENTED, ready);
+  scope.get('/models/:model/versions/:version/ready', DOCUMENTED, ready);
 
   const config = async (req: FastifyRequest<{ Params: ModelParams }>) => modelConfig(resolveModel(service, req.params.model, req.params.version));
-  scope.get('/models/:model/config', config);
-  scope.get('/models/:model/versions/:version/config', config);
+  scope.get('/models/:model/config', DOCUMENTED, config);
+  scope.get('/models/:model/versions/:version/config', DOCUMENTED, config);
 
   const infer = async (req: FastifyRequest<{ Params: ModelParams; Body: Buffer }>, reply: FastifyReply) => {
     const started = process.hrtime.bigint();
@@ -79,8 +87,8 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     }
   };
-  scope.post('/models/:model/infer', infer);
-  scope.post('/models/:model/versions/:version/infer', infer);
+  scope.post('/models/:model/infer', DOCUMENTED, infer);
+  scope.post('/models/:model/versions/:version/infer', DOCUMENTED, infer);
 }
 
 /** Triton's request parameter "timeout" (microseconds) becomes the request deadline. */
