@@ -22,6 +22,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c 'import torch, timm, onnx, onnxruntime; print("torch", torch.__version__, "timm", timm.__version__, "onnx", onnx.__version__, "ort", onnxruntime.__version__)'
 W=/tmp/swin-gpu; rm -rf $W; mkdir -p $W/par
+$PY -m pytest -q tests/test_export_parity.py -k cuda 2>&1 | tail -3 | tee $W/pytest-cuda.txt
 
 (
   for a in swin_tiny swinv2_base_w16; do
@@ -49,5 +50,5 @@ A=$!
 $PY -m swintools.train_fmnist --seed $SEED --epochs $EPOCHS --data-root "$DATA" --out $W/runB 2>&1 | tee $W/runB.out
 wait $A; echo "runA exit $?"; tail -3 $W/runA.out
 echo "waiting for parity"; wait $PAR; cat $W/parity.log
-cd $W && tar czf "$OUT/gpu-results.tar.gz" bench*.json runA runB parity.log par/*/*.parity.* par/*/*.export.json
+cd $W && tar czf "$OUT/gpu-results.tar.gz" pytest-cuda.txt bench*.json runA runB parity.log par/*/*.parity.* par/*/*.export.json
 ls -la "$OUT"
