@@ -49,7 +49,7 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     // hook below with the table's SWIN_SHUTTING_DOWN body (fastify's own 503 has another shape).
     return503OnClosing: false,
     // Long path parameters reach schema validation (400) instead of fastify's bare 414.
-    maxParamLength: 1000,
+    routerOptions: { maxParamLength: 1000 },
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
