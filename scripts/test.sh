@@ -15,6 +15,13 @@ export SWIN_REQUIRE_TOOLS=1   # those tests fail, rather than skip, when a tool 
 # KServe/gRPC client tests (test/kserve-clients.test.ts): Triton's client and grpcio-tools.
 .venv/bin/pip install -q --disable-pip-version-check 'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1
 export SWIN_REQUIRE_PYTHON_CLIENTS=1
+# Reliability/security tests: schemathesis fuzzes /openapi.json (test/security-fuzz.test.ts,
+# scripts/fuzz.sh); openssl makes the TLS tests' throwaway certificate; curl polls readiness.
+.venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
+if ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl curl >/dev/null
+fi
 
 # Serving-core tests: Fashion-MNIST for the accuracy test (test/accuracy.test.ts).
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
