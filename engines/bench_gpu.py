@@ -131,6 +131,42 @@ def bench_model(name, batches, compile_batches, iters, tmp, log):
     return rows
 
 
+def profile(name, n, tmp, log):
+    """Per-kernel GPU time of one engine forward (fp16 fold, eager launches, no graph)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprof
+    arch = get_arch(name)
+    pre = PREPROCESS[name]
+    path = os.path.join(tmp, f'{name}.prof.swin')
+    write_engine(path, build_model(arch, seed=0), 'fold', 'fp16', pre['mean'], pre['std'], name=name, max_batch=n)
+    eng = Engine(path, max_batch=n, graphs=False)
+    os.remove(path)
+    images = torch.randint(0, 256, (n, arch['img_size'], arch['img_size'], 3), dtype=torch.uint8, device='cuda')
+    for _ in range(3):
+        eng.infer(images)
+    torch.cuda.synchronize()
+    with tprof(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            eng.infer(images)
+        torch.cuda.synchronize()
+    eng.close()
+    groups = {}
+    for ev in prof.events():
+        if ev.device_type.name != 'CUDA':
+            continue
+        k = ev.name
+        mine = [x for x in ('windowAttention', 'layerNorm', 'patchMerge', 'finalNormPool', 'patchEmbed', 'toFloat',
+                            'biasGelu', 'addBias', 'naiveGemm') if x in k]
+        key = mine[0] if mine else ('memcpy' if 'emcpy' in k else 'gemm (cuBLASLt)')
+        g = groups.setdefault(key, [0.0, 0])
+        g[0] += ev.device_time_total / 5
+        g[1] += 1
+    total = sum(v[0] for v in groups.values())
+    log(f'profile {name} b{n} (fp16 fold, no graph): kernel time per forward {total / 1000:.3f} ms')
+    for k, (us, cnt) in sorted(groups.items(), key=lambda kv: -kv[1][0])[:12]:
+        log(f'  {k:42s} {us:9.1f} us  {cnt // 5:4d} launches')
+
+
 def table(rows):
     out = ['| model | batch | ' + ' | '.join(BACKENDS) + ' |', '|---|---|' + '---|' * len(BACKENDS)]
     keys = []
@@ -154,6 +190,8 @@ def main(argv=None):
     p.add_argument('--compile', default='swin_tiny:1,swin_tiny:128,swinv2_base_w16:1,swinv2_base_w16:64',
                    help='model:batch cases for torch.compile ("none" to skip)')
     p.add_argument('--iters', type=int, default=20)
+    p.add_argument('--profile', default='swin_tiny:1,swinv2_base_w16:1,swin_tiny:128',
+                   help='model:batch cases for a per-kernel breakdown ("none" to skip)')
     p.add_argument('--out', default='build/bench_gpu.json')
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(',')]
@@ -170,6 +208,13 @@ def main(argv=None):
             'cuda': torch.version.cuda, 'command': 'python engines/bench_gpu.py ' + ' '.join(argv or sys.argv[1:]),
             'compile_mode': 'reduce-overhead', 'eager_fp32_matmul_tf32': torch.backends.cuda.matmul.allow_tf32}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if args.profile != 'none':
+        for c in args.profile.split(','):
+            m, b = c.split(':')
+            try:
+                profile(m, int(b), tmp, lambda s: print(s, flush=True))
+            except Exception as e:  # a breakdown is a diagnostic: never lose the benchmark for it
+                print(f'profile {c} failed: {e!r}', flush=True)
     for name in args.models.split(','):
         rows += bench_model(name, batches, comp.get(name, set()), args.iters, tmp, lambda s: print(s, flush=True))
         meta['seconds'] = round(time.time() - t0)

@@ -55,12 +55,15 @@ LtGemm::Plan& LtGemm::plan(const Key& key, bool fp16, bool exactGelu) {
       SWIN_CUBLAS_CHECK(
           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dummy, sizeof(dummy)));
     }
-    cublasLtMatmulHeuristicResult_t res{};
+    cublasLtMatmulHeuristicResult_t res[8] = {};
     int found = 0;
     const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
+        cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 8, res, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
-      p.algo = res.algo;
+      p.algo = res[0].algo;
+      p.candidates.clear();
+      for (int i = 0; i < found; ++i)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(res[i].algo);
       return true;
     }
     return false;
@@ -90,6 +93,7 @@ void LtGemm::run(const T* X, const T* W, const T* bias, T* D, int M, int N, int 
   }
   if (epi != Epilogue::None && p.fused)
     SWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  if (!p.tuned) tune<T>(p, X, W, D, M, N, accumulate, stream);
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   SWIN_CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, W, p.a, X, p.b, &beta, D, p.d, D, p.d, &p.algo,
                                    workspace_, workspaceBytes_, stream));
@@ -99,6 +103,49 @@ void LtGemm::run(const T* X, const T* W, const T* bias, T* D, int M, int N, int 
     const bool biasDone = p.fused;
     launchBiasGelu<T>(D, biasDone ? nullptr : bias, M, N, epi == Epilogue::BiasGelu, stream);
   }
+}
+
+template <typename T>
+void LtGemm::tune(Plan& p, const T* X, const T* W, T* D, int M, int N, bool accumulate, cudaStream_t stream) {
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  SWIN_CUDA_CHECK(cudaStreamIsCapturing(stream, &cap));
+  if (cap != cudaStreamCaptureStatusNone) return;  // never time inside a capture; keep the heuristic's pick
+  p.tuned = true;
+  if (p.candidates.size() < 2) return;
+  // Accumulating products would add into D once per trial: time those on a scratch output.
+  T* out = D;
+  void* scratch = nullptr;
+  if (accumulate) {
+    SWIN_CUDA_CHECK(cudaMalloc(&scratch, sizeof(T) * static_cast<size_t>(M) * N));
+    out = static_cast<T*>(scratch);
+  }
+  cudaEvent_t e0, e1;
+  SWIN_CUDA_CHECK(cudaEventCreate(&e0));
+  SWIN_CUDA_CHECK(cudaEventCreate(&e1));
+  const float alpha = 1.f, beta = 0.f;
+  float best = 1e30f;
+  cublasLtMatmulAlgo_t bestAlgo = p.algo;
+  for (const auto& algo : p.candidates) {
+    auto once = [&] {
+      return cublasLtMatmul(handle_, p.op, &alpha, W, p.a, X, p.b, &beta, out, p.d, out, p.d, &algo, workspace_,
+                            workspaceBytes_, stream);
+    };
+    if (once() != CUBLAS_STATUS_SUCCESS) continue;  // an algorithm may refuse these operands
+    SWIN_CUDA_CHECK(cudaEventRecord(e0, stream));
+    for (int i = 0; i < 5; ++i) once();
+    SWIN_CUDA_CHECK(cudaEventRecord(e1, stream));
+    SWIN_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0.f;
+    SWIN_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (ms < best) {
+      best = ms;
+      bestAlgo = algo;
+    }
+  }
+  p.algo = bestAlgo;
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  if (scratch) SWIN_CUDA_CHECK(cudaFree(scratch));
 }
 
 template void LtGemm::run<float>(const float*, const float*, const float*, float*, int, int, int, Epilogue, bool,

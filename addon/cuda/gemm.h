@@ -8,8 +8,10 @@
 // fp16: fp16 operands, fp32 accumulation (CUBLAS_COMPUTE_32F), GELU_BIAS epilogue (cuBLASLt's
 // GELU is the tanh form, |diff| < 5e-4 from erf GELU). fp32: CUBLAS_COMPUTE_32F without TF32 and
 // erf GELU in a separate kernel, so the checking mode stays at fp32 rounding.
-// Algorithms are chosen once per shape by cuBLASLt's heuristic and cached; when no algorithm
-// supports a fused epilogue the plain product runs and a small kernel applies it.
+// Algorithms: cuBLASLt's heuristic proposes up to 8 per shape; on the first (eager, uncaptured)
+// use each is timed on the real operands and the fastest is kept for that shape (and so for the
+// CUDA graphs captured afterwards). When no algorithm supports a fused epilogue the plain
+// product runs and a small kernel applies it; when none exists at all, a SIMT fallback runs.
 #pragma once
 
 #include <cublasLt.h>
@@ -17,6 +19,7 @@
 
 #include <map>
 #include <tuple>
+#include <vector>
 
 namespace swin {
 
@@ -40,7 +43,11 @@ class LtGemm {
     cublasLtMatmulAlgo_t algo{};
     bool fused = true;   // epilogue runs inside cuBLASLt
     bool naive = false;  // cuBLASLt offered no algorithm at all: SIMT fallback kernel
+    std::vector<cublasLtMatmulAlgo_t> candidates;  // heuristic's top choices, timed on first use
+    bool tuned = false;
   };
+  template <typename T>
+  void tune(Plan& p, const T* X, const T* W, T* D, int M, int N, bool accumulate, cudaStream_t stream);
   using Key = std::tuple<int, int, int, int, bool, bool>;  // M, N, K, epilogue, accumulate, fp16
   Plan& plan(const Key& key, bool fp16, bool exactGelu);
 

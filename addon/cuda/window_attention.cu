@@ -91,14 +91,15 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const bool cosine = a.logit_scale != nullptr;
 
-  // Stage K (rows, L2-normalised for V2) and V (transposed) in shared memory:
-  // threads [0, NP) take K rows, [NP, 2NP) take V rows.
-  {
-    const int r = tid < NP ? tid : tid - NP;
+  // Stage K (rows, L2-normalised for V2) and V (transposed) in shared memory: slots
+  // [0, NP) are K rows, [NP, 2NP) V rows, strided over the block's threads.
+  for (int slot = tid; slot < 2 * NP; slot += blockDim.x) {
+    const bool isK = slot < NP;
+    const int r = isK ? slot : slot - NP;
     uint4 raw[4];
     if (r < N) {
-      const uint4* src = reinterpret_cast<const uint4*>(a.qkv + tokenRow(a, win, r) * C3 +
-                                                        (tid < NP ? a.C : 2 * a.C) + h * HD);
+      const uint4* src = reinterpret_cast<const uint4*>(a.qkv + tokenRow(a, win, r) * C3 + (isK ? a.C : 2 * a.C) +
+                                                        h * HD);
 #pragma unroll
       for (int u = 0; u < 4; ++u) raw[u] = src[u];
     } else {
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
       for (int u = 0; u < 4; ++u) raw[u] = make_uint4(0, 0, 0, 0);
     }
     const __half* hv = reinterpret_cast<const __half*>(raw);
-    if (tid < NP) {
+    if (isK) {
       if (cosine) {
         float ss = 0.f;
 #pragma unroll
@@ -130,7 +131,8 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
 
   // Q fragments (A operand, 16 rows per warp) straight from global memory, scaled in fp32.
   const int g = lane >> 2, t = lane & 3;
-  const int i0 = warp * 16 + g, i1 = i0 + 8;
+  // blockIdx.z picks this CTA's slice of query rows (small grids split a window's queries)
+  const int i0 = blockIdx.z * (blockDim.x / 32) * 16 + warp * 16 + g, i1 = i0 + 8;
   uint32_t qa[HD / 16][4];
   {
     float q0[HD / 4], q1[HD / 4];  // this thread's 8 columns of rows i0 and i1
@@ -358,14 +360,26 @@ void launchWindowAttention<__half>(const __half* qkv, __half* out, const __half*
                                    const float* logit_scale, float scale, int B, int H, int W, int C, int heads,
                                    int ws, int shift, cudaStream_t s) {
   const AttnArgs<__half> a = makeArgs(qkv, out, bias, mask, logit_scale, scale, H, W, C, heads, ws, shift);
-  const dim3 grid(B * a.nW, heads);
   const int np = (ws * ws + 15) / 16 * 16;
+  // One CTA per (window, head) holds NP/16 warps. When that gives fewer than ~2 CTAs per SM
+  // (batch 1, late stages) the window's query rows are split over `splits` CTAs, each
+  // staging the same K/V (L2 hits) and computing NP/splits rows: more SMs busy at low batch.
+  static int sms = 0;
+  if (sms == 0) {
+    int dev = 0;
+    SWIN_CUDA_CHECK(cudaGetDevice(&dev));
+    SWIN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  int splits = 1;
+  if (static_cast<long long>(B) * a.nW * heads < 2LL * sms) splits = np == 256 ? 4 : (np == 144 ? 3 : (np == 64 ? 2 : 1));
+  const dim3 grid(B * a.nW, heads, splits);
+  const int threads = np / splits / 16 * 32;
   switch (np) {
-    case 16: windowAttentionMmaKernel<16, 16><<<grid, 32, 0, s>>>(a); break;
-    case 32: windowAttentionMmaKernel<32, 32><<<grid, 64, 0, s>>>(a); break;
-    case 64: windowAttentionMmaKernel<64, 64><<<grid, 128, 0, s>>>(a); break;
-    case 144: windowAttentionMmaKernel<144, 48><<<grid, 288, 0, s>>>(a); break;
-    case 256: windowAttentionMmaKernel<256, 64><<<grid, 512, 0, s>>>(a); break;
+    case 16: windowAttentionMmaKernel<16, 16><<<grid, threads, 0, s>>>(a); break;
+    case 32: windowAttentionMmaKernel<32, 32><<<grid, threads, 0, s>>>(a); break;
+    case 64: windowAttentionMmaKernel<64, 64><<<grid, threads, 0, s>>>(a); break;
+    case 144: windowAttentionMmaKernel<144, 48><<<grid, threads, 0, s>>>(a); break;
+    case 256: windowAttentionMmaKernel<256, 64><<<grid, threads, 0, s>>>(a); break;
     default:
       throw EngineError("ERR_CUDA", "no fp16 window-attention kernel for window " + std::to_string(ws) +
                                         " (supported: 4, 7, 8, 12, 16)");

@@ -2,7 +2,7 @@
 test images go through the service's resize (swintools.fmnist.to_service_input, bit-exact with
 sharp) into PyTorch fp32 and into the engine (fp16, fold and unfold); the accuracies must agree
 within 0.3 percentage points. The data set comes from $SWIN_FMNIST_ROOT, the Debian package's
-folder, or .carry/fmnist (copied there for the GPU host)."""
+folder, or .carry/cuda-fmnist (copied there for the GPU host)."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ FMNIST_DIR = os.path.join(ROOT, 'engines', 'models', 'swin-fmnist')
 
 def data_root():
     for d in (os.environ.get('SWIN_FMNIST_ROOT'), '/usr/share/datasets/fashion-mnist',
-              os.path.join(ROOT, '.carry', 'fmnist')):
+              os.path.join(ROOT, '.carry', 'cuda-fmnist')):
         if d and os.path.exists(os.path.join(d, 't10k-images-idx3-ubyte.gz')):
             return d
     return None
