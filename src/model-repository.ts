@@ -206,7 +206,9 @@ export class ModelRepository {
   /** Tries each candidate backend for the variant until one loads and passes its self-test. */
   private async loadVariant(m: LoadedModel, slot: VariantSlot): Promise<void> {
     const { kinds, skipped } = await candidateKinds(this.opts.config.backend, m.config, slot.variant);
-    for (const s of skipped) this.log.debug({ model: m.name, variant: slot.variant }, `backend skipped: ${s}`);
+    if (skipped.length > 0) {
+      this.log.info({ model: m.name, variant: slot.variant, candidates: kinds }, `model ${m.name} variant ${slot.variant}: backends skipped: ${skipped.join('; ')}`);
+    }
     const failures: string[] = [];
     for (const kind of kinds) {
       const labels = { model: m.name, variant: slot.variant, backend: kind };
