@@ -137,7 +137,8 @@ struct Profile {
 class TensorRTEngine : public Engine {
  public:
   TensorRTEngine(const std::string& path, const EngineOptions& options);
-  ~TensorRTEngine() override = default;
+  // Members free CUDA objects of this engine's GPU; dispose() may run on any thread.
+  ~TensorRTEngine() override { (void)cudaSetDevice(info_.device_index); }
   const EngineInfo& info() const override { return info_; }
   void infer(const uint8_t* images, int n, float* logits) override;
 
