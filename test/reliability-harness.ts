@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,8 +36,11 @@ export interface ServerProcess {
   exited: Promise<number | string>;
 }
 
-/** Starts `node --import tsx src/main.ts` with env on free loopback ports; resolves once /health/ready is 200. */
-export async function startServer(env: Record<string, string> = {}, readyTimeoutMs = 120_000): Promise<ServerProcess> {
+/**
+ * Starts `node --import tsx src/main.ts` with env on free loopback ports; resolves once /health/ready is 200.
+ * `ca`: the server serves HTTPS with a certificate this CA (or self-signed certificate) vouches for.
+ */
+export async function startServer(env: Record<string, string> = {}, readyTimeoutMs = 120_000, ca?: Buffer): Promise<ServerProcess> {
   const port = await freePort();
   const grpcPort = await freePort();
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
@@ -52,7 +56,7 @@ export async function startServer(env: Record<string, string> = {}, readyTimeout
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${ca ? 'https' : 'http'}://127.0.0.1:${port}`;
   const t0 = Date.now();
   let ended = false;
   void exited.then(() => (ended = true));
@@ -62,7 +66,7 @@ export async function startServer(env: Record<string, string> = {}, readyTimeout
       proc.kill('SIGKILL');
       throw new Error(`server not ready after ${readyTimeoutMs} ms:\n${out.slice(-4000)}`);
     }
-    const r = await request(url, { method: 'GET', path: '/health/ready', timeoutMs: 1000 }).catch(() => null);
+    const r = await request(url, { method: 'GET', path: '/health/ready', timeoutMs: 1000, ca }).catch(() => null);
     if (r?.status === 200) break;
     await new Promise((res) => setTimeout(res, 200));
   }
@@ -106,13 +110,15 @@ export function destroyAgents(): void {
 /** One HTTP request; rejects on connection errors and after timeoutMs. */
 export function request(
   url: string,
-  o: { method?: string; path: string; body?: Buffer; contentType?: string; headers?: Record<string, string>; timeoutMs?: number; agent?: http.Agent },
+  o: { method?: string; path: string; body?: Buffer; contentType?: string; headers?: Record<string, string>; timeoutMs?: number; agent?: http.Agent; ca?: Buffer },
 ): Promise<Reply> {
   const u = new URL(url);
   const t0 = performance.now();
+  const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = mod.request(
       {
+        ...(o.ca ? { ca: o.ca, servername: 'localhost' } : {}),
         host: u.hostname,
         port: u.port,
         method: o.method ?? 'POST',

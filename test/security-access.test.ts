@@ -2,8 +2,7 @@
 // from certificate files. The wiring into the real app is pinned by
 // security-app.test.ts.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { registerAccessControl } from '../src/access/http-access.js';
 import { grpcServerCredentials, readTlsFiles } from '../src/access/tls.js';
 import { RateLimiter } from '../src/access/token-bucket.js';
 import { httpErrorBody, toServeError } from '../src/errors.js';
+import { selfSignedCert } from './security-certs.js';
 
 const KEY = 'k-0123456789abcdef';
 const cfg = (over: Partial<AccessConfig>): AccessConfig => ({ ...ACCESS_DEFAULTS, ...over });
@@ -328,7 +328,7 @@ describe('TLS from certificate files', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const port = (app.server.address() as { port: number }).port;
-      const ca = execFileSync('cat', [certFile]);
+      const ca = readFileSync(certFile);
       const body = await new Promise<string>((resolve, reject) => {
         https.get({ host: '127.0.0.1', port, path: '/health/live', ca, servername: 'localhost' }, (res) => {
           let s = '';
@@ -349,7 +349,7 @@ describe('TLS from certificate files', () => {
 
   test('gRPC serves TLS with the configured certificate', async () => {
     const { server, port } = await startGrpc(cfg({}), grpcServerCredentials({ tlsCertFile: certFile, tlsKeyFile: keyFile }));
-    const ca = execFileSync('cat', [certFile]);
+    const ca = readFileSync(certFile);
     const client = new EchoClient(`localhost:${port}`, grpc.credentials.createSsl(ca));
     const plain = new EchoClient(`localhost:${port}`, grpc.credentials.createInsecure());
     try {
@@ -365,18 +365,6 @@ describe('TLS from certificate files', () => {
     }
   });
 });
-
-/** A throwaway self-signed certificate for localhost/127.0.0.1, made with openssl. */
-export function selfSignedCert(dir: string): { certFile: string; keyFile: string } {
-  const certFile = join(dir, 'cert.pem');
-  const keyFile = join(dir, 'key.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', keyFile, '-out', certFile,
-  ], { stdio: 'ignore' });
-  return { certFile, keyFile };
-}
 
 describe('HTTP methods', () => {
   test('a known path under another method is 405 with Allow, before the body is read; unknown paths stay 404', async () => {
