@@ -1,6 +1,7 @@
 // deploy/docker-compose.yml, checked without a Docker engine: docker-compose
 // (Debian's 1.29 client; no `docker compose` v2 plugin is packaged for
-// Debian 12) validates and resolves it, then the structure is pinned.
+// Debian 12) and compose-go (Compose v2's loader) validate and resolve it,
+// then the structure is pinned.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -59,6 +60,37 @@ test('docker-compose config rejects a broken variant of the file (the check has 
     const r = compose(bad, 'config', '--quiet');
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /stop_grace_periods/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// compose-go (the loader behind `docker compose` v2) through deploy/tools/compose-config:
+// Go and the Go module proxy are needed to build it; without Go this is skipped
+// (Debian 12's Compose v1 check above still runs).
+test('compose-go, the loader of docker compose v2, accepts the file and selects each profile\'s services', { timeout: 300_000 }, (t) => {
+  if (spawnSync('go', ['version']).status !== 0) return t.skip('go not installed: the Compose v2 loader check needs it');
+  const dir = mkdtempSync(join(tmpdir(), 'compose-go-'));
+  try {
+    const bin = join(dir, 'compose-config');
+    const b = spawnSync('go', ['build', '-o', bin, '.'], { cwd: 'deploy/tools/compose-config', encoding: 'utf8' });
+    assert.equal(b.status, 0, b.stderr);
+    const want: Record<string, string[]> = {
+      gpu: ['grafana', 'prometheus', 'swin-serve', 'trt-plans'],
+      cpu: ['grafana', 'prometheus', 'swin-serve-cpu'],
+    };
+    for (const [profile, services] of Object.entries(want)) {
+      const r = spawnSync(bin, [profile, FILE], { encoding: 'utf8', env: { ...process.env, COMPOSE_PROJECT_NAME: '' } });
+      assert.equal(r.status, 0, `${profile}: ${r.stderr}`);
+      const project = parseYaml(r.stdout);
+      assert.equal(project.name, 'deploy', 'the project is named after the folder, as docs/deploy.md says');
+      assert.deepEqual(Object.keys(project.services).sort(), services, profile);
+    }
+    const bad = join(dir, 'docker-compose.yml');
+    writeFileSync(bad, readFileSync(FILE, 'utf8').replace('capabilities: [gpu]', 'capabilities: gpu'));
+    const r = spawnSync(bin, ['gpu', bad], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /capabilities/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
