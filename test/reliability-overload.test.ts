@@ -12,6 +12,9 @@ import pino from 'pino';
 import sharp from 'sharp';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
+import * as grpc from '@grpc/grpc-js';
+import { startGrpcServer } from '../src/grpc/grpc-server.js';
+import { loadProtos } from '../src/grpc/protos.js';
 import { buildApp } from '../src/http/app.js';
 import { CoreInferenceService } from '../src/inference-service.js';
 import { ModelRepository } from '../src/model-repository.js';
@@ -92,6 +95,36 @@ test('per-client rate limit: 429 SWIN_RATE_LIMITED with Retry-After beyond the b
     assert.equal(other.statusCode, 200);
   } finally {
     await app.close();
+    await service.close();
+  }
+});
+
+test('gRPC Predict at 10x: OK or RESOURCE_EXHAUSTED with retry pushback, nothing else', async () => {
+  const { app, service, engines } = await appWith({ MAX_QUEUE_SIZE: '16', MAX_BATCH_SIZE: '4', INSTANCES: '1', MAX_QUEUE_DELAY_MS: '1' });
+  await app.close();
+  const fold = engines.find((e) => e.variant === 'fold')!;
+  fold.delayMs = 20;
+  const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
+  const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        new Promise<{ code: number; retry?: unknown }>((resolve) =>
+          client.Predict({ images: [png] }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
+            resolve(err ? { code: err.code, retry: err.metadata.get('retry-after')[0] } : { code: grpc.status.OK }),
+          ),
+        ),
+      ),
+    );
+    const counts: Record<string, number> = {};
+    for (const r of results) counts[grpc.status[r.code]] = (counts[grpc.status[r.code]] ?? 0) + 1;
+    console.log(`# gRPC outcomes: ${JSON.stringify(counts)}`);
+    assert.deepEqual(Object.keys(counts).sort(), ['OK', 'RESOURCE_EXHAUSTED']);
+    for (const r of results.filter((x) => x.code === grpc.status.RESOURCE_EXHAUSTED)) assert.match(String(r.retry), /^[1-9]\d*$/);
+  } finally {
+    client.close();
+    await server.close(1000);
     await service.close();
   }
 });
