@@ -4,8 +4,11 @@
 // context after .dockerignore.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { SETTINGS } from '../src/config.js';
 
 const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI === 'true';
@@ -190,5 +193,109 @@ test('.dockerignore keeps build output, dependencies, tests, secrets and TensorR
   for (const p of ['src/main.ts', 'package.json', 'package-lock.json', '.npmrc', 'addon/src/engine.h', 'proto',
     'engines/models/swin-fmnist/model.json', 'deploy/docker/serve.sh']) {
     assert.equal(sent(p), true, `${p} would be left out`);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// The cpu image without Docker: its file system is assembled the way the
+// Dockerfile says (context filtered by .dockerignore, js-build's RUN steps run
+// on this machine, the cpu stage's COPYs), then its CMD runs with its ENV and
+// its HEALTHCHECK command must report healthy. This catches a runtime file the
+// image forgets to copy. Not emulated: the base image itself, and the cpu
+// stage's RUN (it only creates the service user).
+
+async function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => res(port));
+    });
+  });
+}
+
+function jsonArgs(s: string): string[] {
+  return JSON.parse(s.replace(/^CMD\s+/, '')) as string[];
+}
+
+test('the cpu image, assembled from the Dockerfile without Docker, starts and passes its own HEALTHCHECK', { timeout: 600_000 }, async () => {
+  const root = mkdtempSync(join(tmpdir(), 'cpu-image-'));
+  let server: ReturnType<typeof spawn> | null = null;
+  try {
+    // build context: tracked files that .dockerignore lets through
+    const ctx = join(root, 'context');
+    const sent = contextFilter();
+    const files = spawnSync('git', ['ls-files', '-z'], { encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
+    for (const f of files) {
+      if (!sent(f) || !existsSync(f)) continue;
+      mkdirSync(join(ctx, dirname(f)), { recursive: true });
+      cpSync(f, join(ctx, f));
+    }
+    const dirs = new Map<string, string>(); // stage name -> host dir standing in for its WORKDIR
+    const workdirs = new Map<string, string>();
+    const mapPath = (p: string, stageName: string) => {
+      const wd = workdirs.get(stageName)!;
+      return p.startsWith(`${wd}/`) ? join(dirs.get(stageName)!, p.slice(wd.length + 1)) : p;
+    };
+    const env: Record<string, string> = {};
+    for (const name of ['js-build', 'cpu']) {
+      const dir = join(root, name);
+      mkdirSync(dir);
+      dirs.set(name, dir);
+      for (const ins of stage(name).instrs) {
+        if (ins.op === 'WORKDIR') workdirs.set(name, ins.args);
+        else if (ins.op === 'ENV' && name === 'cpu') {
+          for (const kv of ins.args.split(/\s+/)) {
+            const [k, v] = kv.split('=');
+            env[k] = v.startsWith(`${workdirs.get(name) ?? '/app'}/`) ? join(dir, v.slice('/app/'.length)) : v;
+          }
+        } else if (ins.op === 'COPY') {
+          const from = /--from=(\S+)/.exec(ins.args)?.[1];
+          const parts = ins.args.split(/\s+/).filter((x) => !x.startsWith('--'));
+          const dest = join(dir, parts.at(-1)!);
+          const srcs = parts.slice(0, -1);
+          for (const src of srcs) {
+            const hostSrc = from ? mapPath(src, from) : join(ctx, src);
+            assert.ok(existsSync(hostSrc), `${name}: COPY ${src}: missing`);
+            const target = srcs.length > 1 || parts.at(-1)!.endsWith('/') ? join(dest, basename(src)) : dest;
+            mkdirSync(statSync(hostSrc).isDirectory() ? target : dirname(target), { recursive: true });
+            cpSync(hostSrc, target, { recursive: true });
+          }
+        } else if (ins.op === 'RUN') {
+          if (name === 'cpu') {
+            assert.match(ins.args, /^groupadd .* && useradd /, 'the cpu stage runs nothing but the user creation');
+            continue;
+          }
+          // `npm cache clean` would empty this machine's npm cache; the image gains nothing else from it here.
+          const cmd = ins.args.replace(/\s*&&\s*npm cache clean --force/, '');
+          const r = spawnSync('bash', ['-o', 'pipefail', '-c', cmd], { cwd: dir, encoding: 'utf8', maxBuffer: 64 << 20 });
+          assert.equal(r.status, 0, `${name}: RUN ${cmd}\n${r.stdout}${r.stderr}`.slice(-4000));
+        }
+      }
+    }
+    const app = dirs.get('cpu')!;
+    assert.ok(!existsSync(join(app, 'node_modules', 'typescript')), 'dev dependencies were pruned');
+    assert.ok(!existsSync(join(app, 'src')), 'no TypeScript sources in the runtime image');
+
+    const port = await freePort();
+    const runEnv = { PATH: process.env.PATH!, HOME: root, ...env, PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
+    const cmd = jsonArgs(stage('cpu').instrs.filter((i) => i.op === 'CMD').at(-1)!.args);
+    let log = '';
+    server = spawn(cmd[0], cmd.slice(1), { cwd: app, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    server.stdout!.on('data', (d) => { log += d; });
+    server.stderr!.on('data', (d) => { log += d; });
+    const hc = stage('cpu').instrs.find((i) => i.op === 'HEALTHCHECK')!;
+    const probe = jsonArgs(/CMD\s+(\[.*\])$/.exec(hc.args)![1]);
+    let healthy = false;
+    for (let i = 0; i < 120 && !healthy; i++) {
+      healthy = spawnSync(probe[0], probe.slice(1), { cwd: app, env: runEnv }).status === 0;
+      if (!healthy) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(healthy, `HEALTHCHECK never passed; server log:\n${log.slice(-3000)}`);
+    const models = (await (await fetch(`http://127.0.0.1:${port}/models`)).json()) as { models: { name: string; ready: boolean }[] };
+    assert.deepEqual(models.models.map((m) => [m.name, m.ready]), [['swin-fmnist', true]]);
+  } finally {
+    server?.kill('SIGTERM');
+    rmSync(root, { recursive: true, force: true });
   }
 });
