@@ -156,6 +156,18 @@ export class Batcher {
     return jobs.length;
   }
 
+  /**
+   * Throws what submit() would for n images if the queue is full or closing, so a
+   * caller can refuse before spending CPU on decoding (submit() still checks).
+   */
+  checkAdmission(n: number): void {
+    if (this.closing) throw new ServeError('SWIN_SHUTTING_DOWN');
+    if (this.queuedImages + n > this.opts.maxQueueSize) {
+      droppedRequests.inc({ model: this.opts.model, reason: 'queue_full' }, n);
+      throw new ServeError('SWIN_QUEUE_FULL', this.opts.model, this.opts.maxQueueSize).withRetryAfter(this.retryAfterSeconds());
+    }
+  }
+
   /** Stops admitting; resolves once everything already accepted has been answered. */
   close(): Promise<void> {
     this.closing = true;

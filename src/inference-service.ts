@@ -56,7 +56,8 @@ export class CoreInferenceService implements InferenceService {
     const max = this.config.limits.maxImagesPerRequest;
     if (images.length > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, images.length);
     // Fail fast on an unknown or unavailable variant, before decoding anything.
-    this.repo.resolveVariant(m, opts.variant);
+    // Under overload, refuse while the queue is full rather than decode images that would be refused.
+    this.repo.resolveVariant(m, opts.variant).batcher?.checkAdmission(images.length);
 
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
