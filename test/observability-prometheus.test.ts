@@ -15,6 +15,10 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import pino from 'pino';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config.js';
+import * as grpc from '@grpc/grpc-js';
+import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
+import { startGrpcServer } from '../src/grpc/grpc-server.js';
+import { loadProtos } from '../src/grpc/protos.js';
 import { buildApp } from '../src/http/app.js';
 import { CoreInferenceService } from '../src/inference-service.js';
 import { setGpuInfoSource } from '../src/metrics.js';
@@ -38,7 +42,7 @@ const POD_LABELS = { namespace: 'swin-serve', pod: 'swin-serve-test-0' };
 let work = '';
 let prom: ChildProcess | null = null;
 let promUrl = '';
-let service: { url: string; close: () => Promise<void> } | null = null;
+let service: { url: string; grpcTarget: string; close: () => Promise<void> } | null = null;
 let promLog = '';
 
 async function freePort(): Promise<number> {
@@ -83,18 +87,21 @@ function substitute(expr: string): string {
     .replace(/\$\{(\w+)\}/g, (_, k: string) => VARS[`$${k}`] ?? `\${${k}}`);
 }
 
-/** The service under test: the real HTTP server (buildApp) on the real model repository. */
-async function startService(modelsDir: string): Promise<{ url: string; close: () => Promise<void> }> {
+/** The service under test: the real HTTP and gRPC servers (as src/server.ts starts them) on the real model repository. */
+async function startService(modelsDir: string): Promise<{ url: string; grpcTarget: string; close: () => Promise<void> }> {
   const config = loadConfig(['--models-dir', modelsDir, '--backend', 'onnxruntime', '--log-level', 'silent',
     '--selftest-retry-ms', '3600000'], {});
-  const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }) });
+  const logger = pino({ level: 'silent' });
+  const repo = await ModelRepository.load({ config, logger });
   const svc = new CoreInferenceService(repo, config);
   const app = await buildApp(config, svc, { logger: false });
   await app.listen({ host: '127.0.0.1', port: 0 });
+  const grpcServer = await startGrpcServer(svc, { host: '127.0.0.1', port: 0, maxMessageBytes: config.limits.maxBodyBytes }, logger);
   const { port } = app.server.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,
-    close: async () => { await app.close(); await svc.close(); },
+    grpcTarget: `127.0.0.1:${grpcServer.port}`,
+    close: async () => { await Promise.all([app.close(), grpcServer.close(1000)]); await svc.close(); },
   };
 }
 
@@ -208,7 +215,7 @@ function kserveBinary(raw: Buffer, parameters: Record<string, unknown> = {}): Re
 const png = (b: Buffer, q = ''): [string, RequestInit] =>
   [`/classify${q}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(b) }];
 
-test('traffic: good and bad requests over REST and KServe REST get the replies they should', { skip: !HAVE_PROMETHEUS }, async () => {
+test('traffic: good and bad requests over REST, KServe REST and gRPC get the replies they should', { skip: !HAVE_PROMETHEUS }, async () => {
   const { png: images, raw } = await testImages();
   // good single images, sequential and concurrent (batches > 1)
   for (const img of images) await send('good', ...png(img, `?model=${MODEL}`));
@@ -217,6 +224,21 @@ test('traffic: good and bad requests over REST and KServe REST get the replies t
   for (const img of images.slice(0, 2)) await send('good', ...png(img, `?model=${BROKEN}`));
   // KServe v2 binary tensor
   for (let i = 0; i < 2; i++) await send('good', `/v2/models/${MODEL}/infer`, kserveBinary(raw));
+  // gRPC swin.v1.Classifier/Predict: two good calls, one for a model that does not exist
+  const protos = loadProtos();
+  const client: ClassifierClient = new protos.classifier.swin.v1.Classifier(service!.grpcTarget, grpc.credentials.createInsecure());
+  const predict = (req: { images: Buffer[]; model: string }) => new Promise<string>((res) => {
+    client.Predict(req, (err) => res(err ? grpc.status[err.code!] : 'OK'));
+  });
+  try {
+    for (const model of [MODEL, MODEL, 'no-such-model']) {
+      const code = await predict({ images: [images[0]], model });
+      (replies.grpc ??= []).push({ status: 0, code });
+      counted++;
+    }
+  } finally {
+    client.close();
+  }
   await until('Prometheus to scrape the first traffic', async () => {
     const r = await query('sum(swin_requests_total{job="swin-serve"})');
     return r.data.result.length > 0 ? true : undefined;
@@ -240,6 +262,7 @@ test('traffic: good and bad requests over REST and KServe REST get the replies t
     send('burst', `/classify?model=${BROKEN}`, { method: 'POST', body: many(4) })));
 
   assert.ok(replies.good.every((r) => r.status === 200), JSON.stringify(replies.good.filter((r) => r.status !== 200)));
+  assert.deepEqual(replies.grpc.map((r) => r.code), ['OK', 'OK', 'NOT_FOUND']);
   assert.deepEqual(replies.decode, [{ status: 400, code: 'SWIN_IMAGE_DECODE_FAILED' }]);
   assert.deepEqual(replies.unknown_model, [{ status: 404, code: 'SWIN_MODEL_NOT_FOUND' }]);
   assert.deepEqual(replies.top_k, [{ status: 400, code: 'SWIN_BAD_TOP_K' }]);
@@ -266,6 +289,9 @@ test('Prometheus scraped a count of requests equal to what was sent', { skip: !H
     return v === counted ? v : undefined;
   });
   assert.equal(got, counted);
+  // every front end recorded its requests under its own api label
+  const apis = await query('sum by (api) (swin_requests_total{job="swin-serve"})');
+  assert.deepEqual(apis.data.result.map((r) => r.metric.api).sort(), ['grpc', 'http', 'kserve_http']);
   // the scrape target is healthy
   const up = await query('up{job="swin-serve"}');
   assert.equal(up.data.result[0].value![1], '1');
