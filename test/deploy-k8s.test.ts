@@ -76,6 +76,18 @@ test('kustomization lists every manifest', () => {
   assert.deepEqual(images, [...used].sort());
 });
 
+test('kubectl kustomize renders the set into the swin-serve namespace', (t) => {
+  // kubectl is not installed by scripts/test.sh; where present, it renders offline.
+  if (spawnSync('kubectl', ['version', '--client']).status !== 0) return t.skip('kubectl not installed');
+  const r = spawnSync('kubectl', ['kustomize', DIR], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rendered = parseAllDocuments(r.stdout).map((d) => d.toJS());
+  assert.equal(rendered.length, objects.length);
+  for (const o of rendered) {
+    if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'swin-serve', `${o.kind}/${o.metadata.name}`);
+  }
+});
+
 test('the pod asks for a GPU, probes our health endpoints and outlives its drain', () => {
   const dep = find('Deployment', 'swin-serve');
   const pod = dep.spec.template.spec;
