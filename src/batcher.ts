@@ -76,6 +76,8 @@ export class Batcher {
   private closing = false;
   private drained?: () => void;
   private readonly preferred: number[];
+  /** Images admitted by reserve() and still being preprocessed. */
+  private reserved = 0;
 
   constructor(opts: BatcherOptions) {
     if (opts.maxBatchSize < 1 || opts.instances < 1 || opts.maxQueueSize < 1) {
@@ -157,15 +159,25 @@ export class Batcher {
   }
 
   /**
-   * Throws what submit() would for n images if the queue is full or closing, so a
-   * caller can refuse before spending CPU on decoding (submit() still checks).
+   * Admission before preprocessing: n images are counted against maxQueueSize
+   * (with those queued and those already reserved) until the returned release()
+   * is called, just before submit(). Throws what submit() would when the queue is
+   * full or closing, so under overload requests are refused before any CPU is
+   * spent decoding them, and the images being decoded never exceed the queue limit.
    */
-  checkAdmission(n: number): void {
+  reserve(n: number): () => void {
     if (this.closing) throw new ServeError('SWIN_SHUTTING_DOWN');
-    if (this.queuedImages + n > this.opts.maxQueueSize) {
+    if (this.queuedImages + this.reserved + n > this.opts.maxQueueSize) {
       droppedRequests.inc({ model: this.opts.model, reason: 'queue_full' }, n);
       throw new ServeError('SWIN_QUEUE_FULL', this.opts.model, this.opts.maxQueueSize).withRetryAfter(this.retryAfterSeconds());
     }
+    this.reserved += n;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved -= n;
+    };
   }
 
   /** Stops admitting; resolves once everything already accepted has been answered. */

@@ -56,12 +56,18 @@ export class CoreInferenceService implements InferenceService {
     const max = this.config.limits.maxImagesPerRequest;
     if (images.length > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, images.length);
     // Fail fast on an unknown or unavailable variant, before decoding anything.
-    // Under overload, refuse while the queue is full rather than decode images that would be refused.
-    this.repo.resolveVariant(m, opts.variant).batcher?.checkAdmission(images.length);
+    // Admission before decoding: under overload, requests are refused here rather than
+    // decoded and then refused, and no more images are decoded than the queue can take.
+    const release = this.repo.resolveVariant(m, opts.variant).batcher?.reserve(images.length);
 
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await m.preprocessor.many(images);
+    let pixels: Uint8Array;
+    try {
+      pixels = await m.preprocessor.many(images);
+    } finally {
+      release?.();
+    }
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
