@@ -133,7 +133,14 @@ CMD []
 FROM ${TENSORRT_IMAGE} AS trt-plans
 ENV MODELS_DIR=/app/engines/models \
     TRT_PLAN_CACHE=/var/cache/swin-serve/trt
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY --from=addon-build /opt/tensorrt/VERSION /opt/tensorrt/VERSION
+# trtexec on PATH, wherever this TensorRT image keeps it (engines/build_trt_plans.sh runs it).
+RUN if ! command -v trtexec >/dev/null; then \
+      t="$(find /usr/src/tensorrt /opt/tensorrt /workspace -name trtexec -type f 2>/dev/null | head -n 1)"; \
+      test -n "$t" || { echo "trtexec not found in the TensorRT image" >&2; exit 1; }; \
+      ln -s "$t" /usr/local/bin/trtexec; \
+    fi
 RUN groupadd --system --gid 10001 swin \
  && useradd --system --uid 10001 --gid swin --home-dir /app --shell /usr/sbin/nologin swin \
  && mkdir -p /var/cache/swin-serve/trt \
