@@ -144,10 +144,11 @@ const summary = {
     p99: Math.round(percentile(admittedMs, 99)),
     max: Math.round(Math.max(...admittedMs)),
   },
+  admitted_rps: Math.round((admittedMs.length / sentS) * 10) / 10,
   queue_limit_images: queueLimit ?? null,
-  // An admitted request waits behind at most queue_limit images, then runs in one batch,
-  // all drained at `capacity` images/s.
-  latency_bound_ms: queueLimit ? Math.round(((queueLimit + maxBatch) / capacity) * 1000) : null,
+  // An admitted request waits behind at most queue_limit images (decoding or queued),
+  // then runs in one batch, all drained at the throughput seen during the overload.
+  latency_bound_ms: queueLimit ? Math.round(((queueLimit + maxBatch) / (admittedMs.length / sentS)) * 1000) : null,
   rejections_without_retry_after: missingRetryAfter,
   other_5xx: other5xx,
   rss_mib: server
