@@ -40,7 +40,9 @@ async function main(): Promise<void> {
   // Real pixels: the model's self-test images, repeated to fill the batch.
   const sample = await readFile(join(dir, cfg.selftest.input));
   const per = h * w * 3;
-  const rows: Array<{ batch: number; images_per_s: number; ms_per_batch: number; runs: number }> = [];
+  // cpu_s: process CPU time (all threads) over the timed runs: images per CPU-second
+  // compares with the service's on a machine where other work steals cores.
+  const rows: Array<{ batch: number; images_per_s: number; ms_per_batch: number; runs: number; cpu_s: number; images_per_cpu_s: number }> = [];
   console.log(`raw onnxruntime-node ${dir} (${variant}), intra-op ${intra || 'default'}, inter-op ${inter}, ${seconds}s per batch size`);
   for (const b of batches) {
     const pixels = new Uint8Array(b * per);
@@ -48,13 +50,19 @@ async function main(): Promise<void> {
     const feeds = { [cfg.input.name]: new ort.Tensor('uint8', pixels, [b, h, w, 3]) };
     for (let i = 0; i < 3; i++) await session.run(feeds);
     let runs = 0;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     while (performance.now() - t0 < seconds * 1000) {
       await session.run(feeds);
       runs++;
     }
     const ms = (performance.now() - t0) / runs;
-    rows.push({ batch: b, images_per_s: Math.round((b * 1000 * 100) / ms) / 100, ms_per_batch: Math.round(ms * 1000) / 1000, runs });
+    const cpu = process.cpuUsage(cpu0);
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    rows.push({
+      batch: b, images_per_s: Math.round((b * 1000 * 100) / ms) / 100, ms_per_batch: Math.round(ms * 1000) / 1000, runs,
+      cpu_s: Math.round(cpuS * 100) / 100, images_per_cpu_s: Math.round(((b * runs) / cpuS) * 100) / 100,
+    });
     console.log(`batch ${String(b).padStart(3)}: ${(b * 1000 / ms).toFixed(1).padStart(8)} images/s  ${ms.toFixed(2)} ms/batch  (${runs} runs)`);
   }
   const out = flag('--json', '');
