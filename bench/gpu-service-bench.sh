@@ -10,18 +10,20 @@
 #   bench/gpu-prepare-carry.sh                          # here: .carry/bench-node, .carry/bench-run
 #   run(carry=[".carry/bench-node"], command="bash bench/gpu-service-bench.sh prepare")
 #   run(carry=[".carry/bench-run"],  command="bash bench/gpu-service-bench.sh run")
+#   run(command="bash bench/gpu-service-bench.sh hackathon")   # optional third call
 #
 # prepare: unpacks node; builds the C API library (build/cuda) and the addon
 #          (build/gpu-addon) for this GPU; writes the Swin-T model folder with fold/unfold
-#          fp16 engine files (bench/gpu_model_repo.py); runs bench/hackathon_tables.py.
+#          fp16 engine files (bench/gpu_model_repo.py).
 # run:     unpacks node_modules and dist; measures the decode ceiling; starts the service
 #          (cuda backend) and runs a closed-loop sweep, then an open-loop Poisson run at
 #          80% of the sweep's peak, and a gRPC step; then the Python baseline (eager fp32,
 #          eager fp16 with naive batching, torch.compile) with the same client and images.
+# hackathon: bench/hackathon_tables.py (needs prepare's build/cuda).
 # Results go to $OUT (the device tool returns it) or bench/.out/gpu/results.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list),
-# BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, SKIP_HACKATHON=1,
+# BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
 # BASELINE_COMPILE=0 to leave torch.compile out, LOCAL=1 for a dry run of `run` off the GPU host
 # (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
 set -euo pipefail
@@ -64,23 +66,34 @@ prepare() {
   mkdir -p node_modules
   tar -C . -xJf .carry/bench-node/addon-headers.tar.xz
   host_info
+  # CUDA architectures: this GPU only (addon/cuda alone would build four); the addon's
+  # own default already picks the host's GPUs.
   local arch
-  arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}")')
-  log "prepare: build C API library and addon for sm_$arch"
-  cmake -S addon/cuda -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1
-  cmake -S addon -B build/gpu-addon -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+  arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}" + ("a" if c[0] == 9 else ""))')
+  log "prepare: build C API library (sm_$arch) and addon"
+  cmake -S addon/cuda -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1 \
+    || { tail -30 "$RES/cmake-capi.log"; exit 1; }
+  cmake -S addon -B build/gpu-addon -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build/gpu-addon/Release" 2>&1 | tee "$RES/cmake-addon.log" | grep -E -- '-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine|Node)' || true
-  ( cmake --build build/cuda -j "$(nproc)" >"$RES/build-capi.log" 2>&1 & cmake --build build/gpu-addon -j "$(nproc)" >"$RES/build-addon.log" 2>&1; wait ) \
-    || { tail -30 "$RES/build-capi.log" "$RES/build-addon.log"; exit 1; }
+  cmake --build build/cuda -j "$(nproc)" >"$RES/build-capi.log" 2>&1 &
+  local b1=$!
+  cmake --build build/gpu-addon -j "$(nproc)" >"$RES/build-addon.log" 2>&1 &
+  local b2=$!
+  wait "$b1" || { tail -30 "$RES/build-capi.log"; exit 1; }
+  wait "$b2" || { tail -30 "$RES/build-addon.log"; exit 1; }
   ls -la build/gpu-addon/Release/swin_addon.node build/cuda/libswin_cuda_capi.so
   log "prepare: Swin-T model folder"
   "$PY" bench/gpu_model_repo.py --out "$MODELS_DIR/$MODEL" --images .carry/bench-node/selftest-photos
-  if [ "${SKIP_HACKATHON:-0}" != 1 ]; then
-    log "prepare: hackathon tables (SwinV2-B w16 256, batch 1)"
-    "$PY" bench/hackathon_tables.py --no-compile --out "$G/hackathon" 2>&1 | grep -v -i warning | tee "$RES/hackathon.log"
-    cp "$G/hackathon/hackathon.json" "$G/hackathon/hackathon.md" "$RES/" || true
-  fi
   log "prepare: done"
+}
+
+hackathon() {
+  [ -e build/cuda/libswin_cuda_capi.so ] || { echo "build/cuda/libswin_cuda_capi.so missing: run prepare first"; exit 3; }
+  host_info
+  log "hackathon tables (SwinV2-B w16 256, batch 1)"
+  "$PY" bench/hackathon_tables.py --no-compile --ort-iters "${ORT_ITERS:-10}" --out "$G/hackathon" 2>&1 \
+    | grep -v -i warning | tee "$RES/hackathon.log"
+  cp "$G/hackathon/hackathon.json" "$G/hackathon/hackathon.md" "$RES/" || true
 }
 
 wait_ready() {  # url, pid, seconds
@@ -125,7 +138,7 @@ run() {
   SWIN_ADDON_PATH=$ADDON node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
     --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service.log" 2>&1 &
   local svc=$!
-  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 180 || { tail -40 "$RES/service.log"; kill $dmon; exit 1; }
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 120 || { tail -40 "$RES/service.log"; kill $dmon; exit 1; }
   curl -s "http://127.0.0.1:$PORT/models" > "$RES/models.json" || true
   local c0; c0=$(proc_cpu_s "$svc"); local t0; t0=$(date +%s.%N)
   bench "swin-serve http" serve-http --url "http://127.0.0.1:$PORT" --concurrency "$CONC"
@@ -174,6 +187,7 @@ baseline() {  # label, name, python_baseline args...
 case "$PHASE" in
   prepare) prepare ;;
   run) run ;;
-  all) prepare; run ;;
-  *) echo "usage: $0 prepare|run|all"; exit 2 ;;
+  hackathon) hackathon ;;
+  all) prepare; run; hackathon ;;
+  *) echo "usage: $0 prepare|run|hackathon|all"; exit 2 ;;
 esac
