@@ -6,15 +6,16 @@
 Writes <out>/<name>.fold.onnx and <out>/<name>.unfold.onnx: input "image" uint8
 [batch, H, W, 3], output "logits" float32 [batch, classes], batch dynamic, opset 17.
 
-Exporter: torch's TorchScript exporter (dynamo=False). Its do_constant_folding flag is
-the fold/unfold switch of the seed project, it keeps the eager module's ops one to one
-(the unfold graph shows cpb_mlp's MatMuls, Sigmoid, Clip/Exp of the logit scale, the
-bias-table Gather), and `fold` is then completed by onnx_fold.fold_constants (see there).
-engines/README.md says why not the dynamo exporter.
+Exporter: torch's TorchScript exporter (dynamo=False), with torch's own constant folding
+off. It keeps the eager module's ops one to one, so the unfold graph shows cpb_mlp's
+MatMuls, Sigmoid, Clip/Exp of the logit scale, the bias-table Gather and the shift-mask
+Where; `fold` is that graph after onnx_fold.fold_constants, which precomputes every node
+that depends on no graph input. engines/README.md says why not the dynamo exporter.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import os
@@ -42,19 +43,17 @@ def export_variant(model: nn.Module, mean: Sequence[float], std: Sequence[float]
     if variant not in VARIANTS:
         raise ValueError(f'variant must be one of {VARIANTS}, not {variant!r}')
     device = next(model.parameters()).device
-    wrapped = UInt8NHWC(with_runtime_masks(model), mean, std).to(device).eval()
-    # Batch 2 traces the graph; the batch axis is declared dynamic. Traced Python ints
-    # (window counts, shapes) are per-image constants, so other batch sizes are exact.
-    example = torch.randint(0, 256, (2, img_size, img_size, 3), dtype=torch.uint8, device=device)
-    buf = io.BytesIO()
     t0 = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # TracerWarnings about timm's shape asserts
-        torch.onnx.export(
-            wrapped, (example,), buf, dynamo=False, opset_version=opset,
-            do_constant_folding=(variant == 'fold'), input_names=['image'], output_names=['logits'],
-            dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
-    proto = onnx.load_from_string(buf.getvalue())
+    try:
+        buf = _trace_to_onnx(model, mean, std, img_size, device, opset)
+        exported_on = str(device)
+    except RuntimeError as err:
+        if device.type == 'cpu':
+            raise
+        # Safety net only: tracing on the GPU is expected to work (see _trace_to_onnx).
+        buf = _trace_to_onnx(model, mean, std, img_size, torch.device('cpu'), opset)
+        exported_on = f'cpu (fallback from {device}: {str(err).splitlines()[0][:120]})'
+    proto = onnx.load_from_string(buf)
     folded = Counter()
     if variant == 'fold':
         proto, folded = fold_constants(proto)
@@ -64,9 +63,33 @@ def export_variant(model: nn.Module, mean: Sequence[float], std: Sequence[float]
     onnx.save(proto, path)
     ops = Counter(n.op_type for n in proto.graph.node)
     return {'variant': variant, 'path': path, 'bytes': os.path.getsize(path), 'seconds': round(time.time() - t0, 2),
-            'device': str(device), 'opset': opset, 'nodes': sum(ops.values()),
+            'device': exported_on, 'opset': opset, 'nodes': sum(ops.values()),
             'first_ops': [n.op_type for n in proto.graph.node if n.op_type != 'Constant'][:4],
             'ops': dict(sorted(ops.items())), 'folded_by_fold_pass': dict(sorted(folded.items()))}
+
+
+def _trace_to_onnx(model, mean, std, img_size, device, opset) -> bytes:
+    """The unfolded graph, traced on `device`.
+
+    do_constant_folding stays off for both variants: torch's folding pass
+    (_jit_pass_onnx_constant_fold) evaluates on the CPU and fails on CUDA models with
+    "Expected all tensors to be on the same device, cuda:0 and cpu" (the hackathon's
+    SwinV2 error), and it misses most of what `fold` must precompute anyway
+    (onnx_fold's docstring). onnx_fold.fold_constants does all the folding, on the CPU.
+    """
+    src = copy.deepcopy(model).to(device) if device != next(model.parameters()).device else model
+    wrapped = UInt8NHWC(with_runtime_masks(src), mean, std).to(device).eval()
+    # Batch 2 traces the graph; the batch axis is declared dynamic. Traced Python ints
+    # (window counts, shapes) are per-image constants, so other batch sizes are exact.
+    example = torch.randint(0, 256, (2, img_size, img_size, 3), dtype=torch.uint8, device=device)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # TracerWarnings about timm's shape asserts
+        torch.onnx.export(
+            wrapped, (example,), buf, dynamo=False, opset_version=opset, do_constant_folding=False,
+            input_names=['image'], output_names=['logits'],
+            dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
+    return buf.getvalue()
 
 
 def export_both(model, mean, std, img_size, out_dir, name, variants=VARIANTS, log=print) -> list[dict]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .arch import PREPROCESS, build_model, count_params, get_arch
 from .fmnist import load_split, resize_float
+from .make_model_repo import save_weights
 from .wrapper import UInt8NHWC
 
 ARCH = 'swin-fmnist'
@@ -83,9 +84,12 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')
     p.add_argument('--weight-decay', type=float, default=0.05)
     p.add_argument('--warmup-epochs', type=float, default=1.0)
-    p.add_argument('--drop-path', type=float, default=0.1)
+    p.add_argument('--drop-path', type=float, default=0.0, help='stochastic depth rate (0: off; short schedules)')
     p.add_argument('--label-smoothing', type=float, default=0.1)
     p.add_argument('--no-amp', action='store_true', help='train in fp32 instead of bf16 autocast')
+    p.add_argument('--compile', action='store_true', help='torch.compile the training forward/backward')
+    p.add_argument('--deterministic', action='store_true',
+                   help="PyTorch's deterministic kernels (slower; same-seed runs agree without it too)")
     p.add_argument('--data-root', default='/usr/share/datasets/fashion-mnist')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--out', help='output folder (log, json, weights)')
@@ -103,10 +107,11 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
     log = Log(os.path.join(args.out, 'train.log') if args.out else None)
 
-    # Reproducibility: one seed drives init, data order and augmentation. Deterministic
-    # kernels where PyTorch has them (index_put backward of the bias gather has one).
-    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # Reproducibility: one seed drives init, data order and augmentation. Bitwise
+    # determinism (--deterministic) is optional: GPU atomics change the last bits only.
+    if args.deterministic:
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     gen = torch.Generator(device=device)
@@ -141,12 +146,16 @@ def main(argv=None):
             return args.lr * (step + 1) / warm
         return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
+    # Compiled module for training only; evaluation runs the eager module (same weights)
+    # so eval-mode and the eval batch size cause no recompilation.
+    train_fwd = torch.compile(wrapped) if args.compile else wrapped
+
     def train_step(xb, yb, step):
         for g in opt.param_groups:
             g['lr'] = lr_at(step)
         x = to_nhwc(augment(xb, gen), size, kernel)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = wrapped(x)
+            logits = train_fwd(x)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=args.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -168,13 +177,14 @@ def main(argv=None):
         if device.type == 'cuda':
             torch.cuda.synchronize()
         ips = args.bench * args.batch_size / (time.time() - t0)
-        print(json.dumps({'bench_img_per_s': round(ips, 1), 'batch_size': args.batch_size, 'hardware': hw}))
+        print(json.dumps({'bench_img_per_s': round(ips, 1), 'batch_size': args.batch_size, 'hardware': hw,
+                          'compile': args.compile, 'deterministic': args.deterministic}))
         return 0
 
     log(f'swin-fmnist training: seed {args.seed}, {args.epochs} epochs x {steps_per_epoch} steps of '
         f'{args.batch_size}, AdamW lr {args.lr} wd {args.weight_decay} warmup {args.warmup_epochs} ep cosine, '
         f'drop_path {args.drop_path}, label smoothing {args.label_smoothing}, '
-        f"{'bf16 autocast' if amp else 'fp32'}, augment crop(pad 2)+hflip on 28x28, resize 28->256 {kernel}")
+        f"{'bf16 autocast' if amp else 'fp32'}, compile {args.compile}, deterministic {args.deterministic}, augment crop(pad 2)+hflip on 28x28, resize 28->256 {kernel}")
     log(f'model: {count_params(model) / 1e6:.3f} M parameters, arch {json.dumps(arch)}')
     log(f'hardware: {hw}; torch {torch.__version__}; host {platform.node()}; train {n} test {len(te_x)} images')
     history = []
@@ -201,6 +211,10 @@ def main(argv=None):
                'lr_end': lr_at(step - 1), 'epoch_seconds': round(ep_time, 1),
                'img_per_s': round(steps_per_epoch * args.batch_size / ep_time, 1)}
         history.append(rec)
+        if args.out:   # weights after every epoch: a cut-off run still leaves its latest model
+            save_weights(model, os.path.join(args.out, 'swin-fmnist.safetensors'),
+                         {'arch': json.dumps(arch), 'source': f'train_fmnist seed {args.seed}, epoch {epoch + 1} '
+                          f'of {args.epochs} (unfinished)', 'torch': torch.__version__})
         log(f"epoch {epoch + 1:3d}/{args.epochs} train_loss {train_loss:.4f} train_acc {train_acc * 100:.2f}% "
             f"test_acc(bf16) {test_acc * 100:.2f}% test_loss {test_loss:.4f} {ep_time:.1f} s "
             f"({rec['img_per_s']:.0f} img/s)")
@@ -214,7 +228,6 @@ def main(argv=None):
     if args.out:
         with open(os.path.join(args.out, 'train.json'), 'w') as f:
             json.dump(summary, f, indent=1)
-        from .make_model_repo import save_weights
         model.eval()
         save_weights(model, os.path.join(args.out, 'swin-fmnist.safetensors'),
                      {'arch': json.dumps(arch), 'source': f'train_fmnist seed {args.seed}, {args.epochs} epochs, '
