@@ -36,6 +36,6 @@ if [ "$MODE" = check ] || [ "$MODE" = all ]; then
 fi
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   stamp "benchmark"
-  timeout ${BENCH_TIMEOUT:-480} $PY engines/bench_gpu.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tail -80
+  timeout ${BENCH_TIMEOUT:-480} $PY engines/bench_gpu.py --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -80
 fi
 stamp "done"
