@@ -91,11 +91,30 @@ agent.destroy();
 const first = windows[Math.min(1, windows.length - 1)];
 const last = windows[windows.length - 1];
 const unexpected = windows.reduce((a, w) => a + Object.values(w.errors).reduce((x, y) => x + y, 0), 0);
+// Least-squares slope of RSS over the windows after the first, MiB per minute: a leak shows as a
+// steady positive slope, while single windows swing with the allocator and GC.
+function slopePerMinute(points: Array<[number, number]>): number | null {
+  if (points.length < 2) return null;
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  return Math.round((sxy / sxx) * 60 * 100) / 100;
+}
+const rssSlope = slopePerMinute(windows.slice(1).map((w) => [w.t_s, w.rss_mib]));
 const summary = {
   minutes,
   concurrency,
   windows: windows.length,
-  rss_mib: { baseline: first?.rss_mib, last: last?.rss_mib, drift: last && first ? Math.round((last.rss_mib - first.rss_mib) * 10) / 10 : null, max: Math.max(...windows.map((w) => w.rss_mib)) },
+  rss_mib: {
+    baseline: first?.rss_mib,
+    last: last?.rss_mib,
+    drift: last && first ? Math.round((last.rss_mib - first.rss_mib) * 10) / 10 : null,
+    min: Math.min(...windows.map((w) => w.rss_mib)),
+    max: Math.max(...windows.map((w) => w.rss_mib)),
+    slope_per_min: rssSlope,
+  },
   p99_ms: { baseline: first?.p99_ms, last: last?.p99_ms },
   p50_ms: { baseline: first?.p50_ms, last: last?.p50_ms },
   rps: { baseline: first?.rps, last: last?.rps },
