@@ -1,5 +1,6 @@
 // Access control wired into the real server (src/main.ts): TLS on both ports
-// from certificate files, API keys on HTTP and gRPC, health public.
+// from certificate files, API keys on HTTP and gRPC, health public; and the
+// unusual-but-valid images of the hostile corpus through the real model.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,7 @@ import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { loadProtos } from '../src/grpc/protos.js';
+import { unusualValidImages } from './fixtures/hostile/generate.js';
 import { request, samplePng, startServer, type ServerProcess } from './reliability-harness.js';
 import { selfSignedCert } from './security-certs.js';
 
@@ -71,4 +73,14 @@ test('gRPC over TLS with API keys: Predict UNAUTHENTICATED without a key, OK wit
     classifier.close();
     health.close();
   }
+});
+
+test('unusual but valid images are classified by the real model', async () => {
+  const wrong: string[] = [];
+  for (const c of await unusualValidImages()) {
+    const r = await request(server.url, { path: '/classify', body: c.body, contentType: c.contentType, ca, headers: { 'x-api-key': KEY } });
+    if (r.status !== 200) wrong.push(`${c.name}: ${r.status} ${r.body.slice(0, 120)}`);
+    else for (const p of JSON.parse(r.body).predictions[0]) assert.ok(Number.isFinite(p.score));
+  }
+  assert.deepEqual(wrong, []);
 });
