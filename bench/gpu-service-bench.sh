@@ -11,6 +11,7 @@
 #   run(carry=[".carry/bench-node"], command="bash bench/gpu-service-bench.sh prepare")
 #   run(carry=[".carry/bench-run"],  command="bash bench/gpu-service-bench.sh run")
 #   run(command="bash bench/gpu-service-bench.sh hackathon")   # optional third call
+# (or `prepare+hackathon` as the first call, where its 10 minutes allow).
 #
 # prepare: unpacks node; builds the C API library (build/cuda) and the addon
 #          (build/gpu-addon) for this GPU; writes the Swin-T model folder with fold/unfold
@@ -22,7 +23,8 @@
 # hackathon: bench/hackathon_tables.py (needs prepare's build/cuda).
 # Results go to $OUT (the device tool returns it) or bench/.out/gpu/results.
 #
-# Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list),
+# Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
+# HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
 # BASELINE_COMPILE=0 to leave torch.compile out, LOCAL=1 for a dry run of `run` off the GPU host
 # (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
@@ -41,7 +43,7 @@ BACKEND=${BACKEND:-cuda}
 IMAGES=${IMAGES:-.carry/bench-run/photos}
 DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-3}
-CONC=${CONC:-1,8,32,64,128,256}
+CONC=${CONC:-1,16,64,128,256}
 PORT=${PORT:-28080}
 GRPC_PORT=${GRPC_PORT:-28081}
 BPORT=${BPORT:-28090}
@@ -91,7 +93,11 @@ hackathon() {
   [ -e build/cuda/libswin_cuda_capi.so ] || { echo "build/cuda/libswin_cuda_capi.so missing: run prepare first"; exit 3; }
   host_info
   log "hackathon tables (SwinV2-B w16 256, batch 1)"
-  "$PY" bench/hackathon_tables.py --no-compile --ort-iters "${ORT_ITERS:-10}" --out "$G/hackathon" 2>&1 \
+  # Bounded so a call ends inside the device's 10 minutes: HACKATHON_TIMEOUT, or what is
+  # left of 570 s since this script started.
+  local left=$((570 - SECONDS))
+  timeout "${HACKATHON_TIMEOUT:-$left}" "$PY" bench/hackathon_tables.py --no-compile --iters 50 --ort-iters "${ORT_ITERS:-10}" \
+    --out "$G/hackathon" 2>&1 \
     | grep -v -i warning | tee "$RES/hackathon.log"
   cp "$G/hackathon/hackathon.json" "$G/hackathon/hackathon.md" "$RES/" || true
 }
@@ -177,7 +183,7 @@ baseline() {  # label, name, python_baseline args...
   "$PY" bench/python_baseline.py "$@" --device "${BASE_DEVICE:-cuda}" --port "$BPORT" > "$RES/$name.server.log" 2>&1 &
   local pid=$!
   if wait_ready "http://127.0.0.1:$BPORT/health/ready" "$pid" 300; then
-    bench "$label" "$name" --url "http://127.0.0.1:$BPORT" --concurrency "${BASE_CONC:-1,8,32,64}" --timeout 60s
+    bench "$label" "$name" --url "http://127.0.0.1:$BPORT" --concurrency "${BASE_CONC:-8,32,64}" --timeout 60s
   else
     tail -20 "$RES/$name.server.log"
   fi
@@ -188,6 +194,7 @@ case "$PHASE" in
   prepare) prepare ;;
   run) run ;;
   hackathon) hackathon ;;
+  prepare+hackathon) prepare; hackathon ;;
   all) prepare; run; hackathon ;;
-  *) echo "usage: $0 prepare|run|hackathon|all"; exit 2 ;;
+  *) echo "usage: $0 prepare|run|hackathon|prepare+hackathon|all"; exit 2 ;;
 esac

@@ -29,6 +29,7 @@ import copy
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -144,7 +145,7 @@ def engine_rows(t: Table, model, arch, pre, images, ref, dev, a):
         return
     xs = torch.from_numpy(images).to(dev)
     x1 = xs[:1].contiguous()
-    cpu_model = copy.deepcopy(model).float().cpu()
+    cpu_model = model  # already a CPU copy
     for prec in ('fp16', 'fp32'):
         for variant in VARIANTS:
             try:
@@ -223,21 +224,26 @@ def main(argv=None):
             'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}
     print(json.dumps(meta), flush=True)
     t = Table()
-    if 'pytorch' not in a.skip:
-        pytorch_rows(t, model, pre, img, images, ref, dev, a)
-    # onnxruntime before the engine: a fault in the engine cannot spoil the other rows.
-    if 'onnxruntime' not in a.skip:
-        onnx_rows(t, copy.deepcopy(model).cpu(), pre, img, images, ref, a)
-    if 'engine' not in a.skip and dev.type == 'cuda':
-        engine_rows(t, model, arch, pre, images, ref, dev, a)
-
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, 'hackathon.json'), 'w') as f:
-        json.dump({'meta': meta, 'rows': t.rows}, f, indent=1)
-    md = to_markdown(meta, t.rows)
-    with open(os.path.join(a.out, 'hackathon.md'), 'w') as f:
-        f.write(md)
-    print(md)
+    # `timeout` sends SIGTERM: turn it into SystemExit so the rows measured so far are written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
+    # A CPU copy taken first: the onnxruntime rows need no GPU, so a fault in the engine
+    # (run before them, being the rows that matter most here) cannot spoil them.
+    cpu_model = copy.deepcopy(model).float().cpu()
+    try:
+        if 'pytorch' not in a.skip:
+            pytorch_rows(t, model, pre, img, images, ref, dev, a)
+        if 'engine' not in a.skip and dev.type == 'cuda':
+            engine_rows(t, cpu_model, arch, pre, images, ref, dev, a)
+        if 'onnxruntime' not in a.skip:
+            onnx_rows(t, cpu_model, pre, img, images, ref, a)
+    finally:
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, 'hackathon.json'), 'w') as f:
+            json.dump({'meta': meta, 'rows': t.rows}, f, indent=1)
+        md = to_markdown(meta, t.rows)
+        with open(os.path.join(a.out, 'hackathon.md'), 'w') as f:
+            f.write(md)
+        print(md, flush=True)
     return 0
 
 
