@@ -24,6 +24,7 @@ LtGemm::~LtGemm() {
     cublasLtMatmulDescDestroy(kv.second.op);
   }
   if (workspace_) cudaFree(workspace_);
+  if (scratch_) cudaFree(scratch_);
   if (handle_) cublasLtDestroy(handle_);
 }
 
@@ -55,10 +56,10 @@ LtGemm::Plan& LtGemm::plan(const Key& key, bool fp16, bool exactGelu) {
       SWIN_CUBLAS_CHECK(
           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dummy, sizeof(dummy)));
     }
-    cublasLtMatmulHeuristicResult_t res[8] = {};
+    cublasLtMatmulHeuristicResult_t res[16] = {};
     int found = 0;
     const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 8, res, &found);
+        cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 16, res, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
       p.algo = res[0].algo;
       p.candidates.clear();
@@ -114,10 +115,15 @@ void LtGemm::tune(Plan& p, const T* X, const T* W, T* D, int M, int N, bool accu
   if (p.candidates.size() < 2) return;
   // Accumulating products would add into D once per trial: time those on a scratch output.
   T* out = D;
-  void* scratch = nullptr;
   if (accumulate) {
-    SWIN_CUDA_CHECK(cudaMalloc(&scratch, sizeof(T) * static_cast<size_t>(M) * N));
-    out = static_cast<T*>(scratch);
+    const size_t need = sizeof(T) * static_cast<size_t>(M) * N;
+    if (need > scratchBytes_) {
+      if (scratch_) SWIN_CUDA_CHECK(cudaFree(scratch_));
+      scratch_ = nullptr;
+      SWIN_CUDA_CHECK(cudaMalloc(&scratch_, need));
+      scratchBytes_ = need;
+    }
+    out = static_cast<T*>(scratch_);
   }
   cudaEvent_t e0, e1;
   SWIN_CUDA_CHECK(cudaEventCreate(&e0));
@@ -145,7 +151,6 @@ void LtGemm::tune(Plan& p, const T* X, const T* W, T* D, int M, int N, bool accu
   p.algo = bestAlgo;
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  if (scratch) SWIN_CUDA_CHECK(cudaFree(scratch));
 }
 
 template void LtGemm::run<float>(const float*, const float*, const float*, float*, int, int, int, Epilogue, bool,

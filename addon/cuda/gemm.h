@@ -8,7 +8,7 @@
 // fp16: fp16 operands, fp32 accumulation (CUBLAS_COMPUTE_32F), GELU_BIAS epilogue (cuBLASLt's
 // GELU is the tanh form, |diff| < 5e-4 from erf GELU). fp32: CUBLAS_COMPUTE_32F without TF32 and
 // erf GELU in a separate kernel, so the checking mode stays at fp32 rounding.
-// Algorithms: cuBLASLt's heuristic proposes up to 8 per shape; on the first (eager, uncaptured)
+// Algorithms: cuBLASLt's heuristic proposes up to 16 per shape; on the first (eager, uncaptured)
 // use each is timed on the real operands and the fastest is kept for that shape (and so for the
 // CUDA graphs captured afterwards). When no algorithm supports a fused epilogue the plain
 // product runs and a small kernel applies it; when none exists at all, a SIMT fallback runs.
@@ -54,6 +54,8 @@ class LtGemm {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspaceBytes_ = 32u << 20;
+  void* scratch_ = nullptr;  // grow-only output for timing accumulating products (no cudaFree mid-run)
+  size_t scratchBytes_ = 0;
   std::map<Key, Plan> plans_;
 };
 

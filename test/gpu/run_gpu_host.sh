@@ -30,7 +30,7 @@ if [ "$MODE" = check ] || [ "$MODE" = all ]; then
   timeout 240 $PY -m pytest -q -p no:cacheprovider test/gpu/test_kernels.py 2>&1 | tail -25
   cp "$OUT/report.md" "$OUT/kernels.md" 2>/dev/null
   stamp "parity + fmnist accuracy"
-  timeout 420 $PY -m pytest -q -p no:cacheprovider test/gpu/test_parity.py test/gpu/test_fmnist_accuracy.py 2>&1 | tail -40
+  timeout 420 $PY -m pytest -q -p no:cacheprovider test/gpu/test_parity.py test/gpu/test_fmnist_accuracy.py test/gpu/test_engine_api.py 2>&1 | tail -40
   cp "$OUT/report.md" "$OUT/parity.md" 2>/dev/null
   cp "$OUT/report.json" "$OUT/parity.json" 2>/dev/null
 fi
