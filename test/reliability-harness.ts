@@ -37,10 +37,10 @@ export interface ServerProcess {
 }
 
 /**
- * Starts `node --import tsx src/main.ts` with env on free loopback ports; resolves once /health/ready is 200.
+ * Starts `node --import tsx src/main.ts` with env on free loopback ports; resolves once `waitPath` answers 200.
  * `ca`: the server serves HTTPS with a certificate this CA (or self-signed certificate) vouches for.
  */
-export async function startServer(env: Record<string, string> = {}, readyTimeoutMs = 120_000, ca?: Buffer): Promise<ServerProcess> {
+export async function startServer(env: Record<string, string> = {}, readyTimeoutMs = 120_000, ca?: Buffer, waitPath = '/health/ready'): Promise<ServerProcess> {
   const port = await freePort();
   const grpcPort = await freePort();
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
@@ -66,7 +66,7 @@ export async function startServer(env: Record<string, string> = {}, readyTimeout
       proc.kill('SIGKILL');
       throw new Error(`server not ready after ${readyTimeoutMs} ms:\n${out.slice(-4000)}`);
     }
-    const r = await request(url, { method: 'GET', path: '/health/ready', timeoutMs: 1000, ca }).catch(() => null);
+    const r = await request(url, { method: 'GET', path: waitPath, timeoutMs: 1000, ca }).catch(() => null);
     if (r?.status === 200) break;
     await new Promise((res) => setTimeout(res, 200));
   }
