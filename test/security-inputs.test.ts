@@ -10,6 +10,10 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
+import * as grpc from '@grpc/grpc-js';
+import { ERRORS, type ErrorCode } from '../src/errors.js';
+import { startGrpcServer } from '../src/grpc/grpc-server.js';
+import { loadProtos } from '../src/grpc/protos.js';
 import { buildApp } from '../src/http/app.js';
 import { CoreInferenceService } from '../src/inference-service.js';
 import { ModelRepository } from '../src/model-repository.js';
@@ -97,5 +101,35 @@ describe('valid but unusual images are classified', () => {
       for (const p of j.predictions[0]) assert.ok(Number.isFinite(p.score) && p.score >= 0 && p.score <= 1);
     }
     assert.deepEqual(wrong, []);
+  });
+});
+
+describe('hostile images over gRPC Predict: the same stable codes, as gRPC statuses', () => {
+  test('corpus', async () => {
+    const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: MAX_BODY_BYTES }, pino({ level: 'silent' }));
+    const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const predict = (images: Buffer[]) =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        client.Predict({ images }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) => resolve(err)),
+      );
+    try {
+      // Image-level cases: those whose body is one image and whose code comes from decoding.
+      const imageCases = hostile.filter((c) => !c.query && /^(image\/|application\/octet-stream)/.test(c.contentType) && c.body.length < MAX_BODY_BYTES);
+      assert.ok(imageCases.length >= 20, `${imageCases.length} image cases`);
+      const wrong: string[] = [];
+      for (const c of imageCases) {
+        const exp = c.expect as { code: ErrorCode };
+        const err = await predict([c.body]);
+        const code = err?.metadata.get('swin-code')[0];
+        if (err?.code !== ERRORS[exp.code].grpcStatus || code !== exp.code) wrong.push(`${c.name}: ${err ? grpc.status[err.code] : 'OK'} ${code}, want ${exp.code}`);
+        assert.doesNotMatch(err?.details ?? '', /\n\s+at |node:internal/);
+      }
+      assert.deepEqual(wrong, []);
+      // Still serving.
+      assert.equal(await predict([okPng]), null);
+    } finally {
+      client.close();
+      await server.close(1000);
+    }
   });
 });
