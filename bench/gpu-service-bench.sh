@@ -37,6 +37,9 @@ mkdir -p "$G" "$RES"
 export PYTHONUNBUFFERED=1 PYTHONPATH=engines
 NODE_DIR=$G/node
 export PATH="$PWD/$NODE_DIR/bin:$PATH"
+# cuBLASLt and friends for the addon, wherever the toolkit keeps them.
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
 MODEL=${MODEL:-swin-tiny}
 MODELS_DIR=${MODELS_DIR:-$G/models}
 BACKEND=${BACKEND:-cuda}
@@ -73,9 +76,9 @@ prepare() {
   local arch
   arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}" + ("a" if c[0] == 9 else ""))')
   log "prepare: build C API library (sm_$arch) and addon"
-  cmake -S addon/cuda -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1 \
+  cmake -S addon/cuda -B build/cuda "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1 \
     || { tail -30 "$RES/cmake-capi.log"; exit 1; }
-  cmake -S addon -B build/gpu-addon -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  cmake -S addon -B build/gpu-addon "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build/gpu-addon/Release" 2>&1 | tee "$RES/cmake-addon.log" | grep -E -- '-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine|Node)' || true
   cmake --build build/cuda -j "$(nproc)" >"$RES/build-capi.log" 2>&1 &
   local b1=$!
@@ -84,6 +87,8 @@ prepare() {
   wait "$b1" || { tail -30 "$RES/build-capi.log"; exit 1; }
   wait "$b2" || { tail -30 "$RES/build-addon.log"; exit 1; }
   ls -la build/gpu-addon/Release/swin_addon.node build/cuda/libswin_cuda_capi.so
+  ldd build/gpu-addon/Release/swin_addon.node | grep -E 'not found|cublas|cudart' || true
+  node -e "const a=require('./build/gpu-addon/Release/swin_addon.node'); console.log(JSON.stringify(a.capabilities ? a.capabilities() : Object.keys(a)))" || true
   log "prepare: Swin-T model folder"
   "$PY" bench/gpu_model_repo.py --out "$MODELS_DIR/$MODEL" --images .carry/bench-node/selftest-photos
   log "prepare: done"
