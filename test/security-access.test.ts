@@ -381,4 +381,11 @@ describe('HTTP methods', () => {
     assert.equal((await app.inject({ method: 'GET', url: '/models/abc/extra' })).statusCode, 404);
     await app.close();
   });
+
+  test('with CORS on, the preflight catch-all does not turn unknown paths into 405', async () => {
+    const app = await appWith(cfg({ corsOrigins: ['https://ui.example'] }));
+    assert.equal((await app.inject({ method: 'GET', url: '/nope' })).statusCode, 404);
+    assert.equal((await app.inject({ method: 'DELETE', url: '/classify' })).statusCode, 405);
+    await app.close();
+  });
 });

@@ -23,6 +23,8 @@ function compile(url: string): RegExp {
 async function methodPolicy(app: FastifyInstance): Promise<void> {
   const patterns = new Map<string, Pattern>();
   app.addHook('onRoute', (route) => {
+    // Catch-all routes (CORS preflight's OPTIONS *) say nothing about which paths exist.
+    if (route.url === '*' || route.url === '/*') return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     let p = patterns.get(route.url);
     if (!p) {
