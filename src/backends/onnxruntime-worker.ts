@@ -35,6 +35,11 @@ async function main(): Promise<void> {
       interOpNumThreads: init.interOpThreads,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      // Idle onnxruntime threads spin by default. In the service the cores are shared with
+      // sharp, the HTTP server and other sessions, and spinning threads steal them: on the
+      // 2-core VM swin-fmnist batch 8 with 2 intra-op threads ran 11.5-13.7 images/s
+      // spinning and 18.5-20.4 without (alternating runs, same process).
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     });
   } catch (err) {
     port.postMessage({ type: 'init-error', message: (err as Error).message } satisfies WorkerReply);
