@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_ROOT = '/usr/share/datasets/fashion-mnist'
+# Debian's dataset-fashion-mnist; FMNIST_ROOT overrides it (e.g. a carried copy on the GPU host).
+DEFAULT_ROOT = os.environ.get('FMNIST_ROOT', '/usr/share/datasets/fashion-mnist')
 CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
            'Ankle boot']
 KERNEL = 'linear'   # sharp kernel named in swin-fmnist's model.json; resize_float reproduces it
@@ -42,8 +43,9 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def load_split(split: str, root: str = DEFAULT_ROOT) -> tuple[np.ndarray, np.ndarray]:
+def load_split(split: str, root: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """('train'|'test') -> images uint8 [N, 28, 28], labels uint8 [N]."""
+    root = root or DEFAULT_ROOT
     prefix = {'train': 'train', 'test': 't10k'}[split]
     images = _read_idx(os.path.join(root, f'{prefix}-images-idx3-ubyte.gz'))
     labels = _read_idx(os.path.join(root, f'{prefix}-labels-idx1-ubyte.gz'))

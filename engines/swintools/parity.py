@@ -132,6 +132,9 @@ def to_markdown(title: str, report: dict) -> str:
         lines.append(f"| {r['variant']} | {r['inputs']} | {r['images']} | {r['max_abs_diff']:.3g} | {r['rel_l2']:.3g} | "
                      f"{r['top1_agree'] * 100:.1f}% | {r['nonfinite_ort']}/{r['nonfinite_torch']} | "
                      f"{r['max_abs_logit']:.3g} | {'pass' if r['pass'] else '**FAIL**'} |")
+    if report.get('exports'):
+        lines += ['', 'Exported from: ' + ', '.join(f"{e['variant']} on {e['device']} ({e['bytes'] / 1e6:.1f} MB, "
+                                                  f"{e['nodes']} nodes, {e['seconds']} s)" for e in report['exports'])]
     return '\n'.join(lines) + '\n'
 
 
@@ -162,8 +165,9 @@ def main(argv=None):
     resolve_arch_arg(args)
     model, arch, pre = load_for_cli(args)
     name = args.name or (args.arch if isinstance(args.arch, str) else 'model')
+    exports = []
     if args.export:
-        export_both(model, pre['mean'], pre['std'], arch['img_size'], args.onnx_dir, name)
+        exports = export_both(model, pre['mean'], pre['std'], arch['img_size'], args.onnx_dir, name)
     paths = {v: os.path.join(args.onnx_dir, f'{name}.{v}.onnx') for v in VARIANTS
              if os.path.exists(os.path.join(args.onnx_dir, f'{name}.{v}.onnx'))}
     if not paths:
@@ -171,7 +175,9 @@ def main(argv=None):
     weights = args.checkpoint or f'seeded random init (seed {args.random_seed})'
     report = run_parity(model, pre['mean'], pre['std'], arch['img_size'], paths, args.random, args.real,
                         args.input_seed, args.kernel, args.ort_graph_opt, args.tol, args.ort_threads)
-    report.update({'model': name, 'arch': arch, 'weights': weights})
+    report.update({'model': name, 'arch': arch, 'weights': weights,
+                   'exports': [{k: e[k] for k in ('variant', 'device', 'bytes', 'nodes', 'seconds', 'first_ops')}
+                               for e in exports]})
     md, js = write_report(args.onnx_dir, name, f'{name} ({weights})', report)
     print(f'[parity] wrote {md} and {js}: {"ALL PASS" if report["all_pass"] else "FAILURES"}')
     return 0 if report['all_pass'] else 1
