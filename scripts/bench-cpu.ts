@@ -38,7 +38,11 @@ function pct(sorted: number[], p: number): number {
 }
 
 async function rawOrt(file: string, inputName: string, size: number, batch: number): Promise<{ imgPerS: number; msPerBatch: number }> {
-  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 0, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  // The service's session options (src/backends/onnxruntime-worker.ts), so the two rows compare like with like.
+  const session = await ort.InferenceSession.create(file, {
+    intraOpNumThreads: 0, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  });
   const x = new ort.Tensor('uint8', new Uint8Array(batch * size * size * 3).fill(90), [batch, size, size, 3]);
   await session.run({ [inputName]: x });
   const until = performance.now() + seconds * 1000 / 2;
