@@ -95,9 +95,20 @@ export class Preprocessor {
       const nw = w <= h ? pre.resize : Math.max(pre.resize, Math.floor(w * scale));
       const nh = h < w ? pre.resize : Math.max(pre.resize, Math.floor(h * scale));
       const crop = this.size;
-      pipeline = pipeline
-        .resize(nw, nh, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true })
-        .extract({ left: Math.round((nw - crop) / 2), top: Math.round((nh - crop) / 2), width: crop, height: crop });
+      if (nw * nh <= 4 * pre.resize * pre.resize) {
+        pipeline = pipeline
+          .resize(nw, nh, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true })
+          .extract({ left: Math.round((nw - crop) / 2), top: Math.round((nh - crop) / 2), width: crop, height: crop });
+      } else {
+        // Extreme aspect ratios (a 20000 x 1 strip would resize to 5 M x 256 first): cut the
+        // same centre region out of the source, then resize only that. Differs from the
+        // above only in the kernel's support at the crop border.
+        const sw = Math.min(w, Math.max(1, Math.round(crop / scale)));
+        const sh = Math.min(h, Math.max(1, Math.round(crop / scale)));
+        pipeline = pipeline
+          .extract({ left: Math.floor((w - sw) / 2), top: Math.floor((h - sh) / 2), width: sw, height: sh })
+          .resize(crop, crop, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true });
+      }
     }
     let out: { data: Buffer; info: OutputInfo };
     try {

@@ -58,6 +58,20 @@ test('shorter_side_crop resizes the shorter side and keeps the centre', async ()
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]), [0, 0, 0, 0, 255, 255, 255, 255]);
 });
 
+test('shorter_side_crop on an extreme aspect ratio crops before resizing (bounded memory), also when EXIF-rotated', async () => {
+  // 4000 x 2: left half black, right half white. The centre crop straddles the edge.
+  const raw = Buffer.alloc(4000 * 2 * 3, 0);
+  for (let y = 0; y < 2; y++) raw.fill(255, (y * 4000 + 2000) * 3, (y * 4000 + 4000) * 3);
+  const p = pre({ preprocess: { ...fakeModelConfig().preprocess, mode: 'shorter_side_crop', resize: 8, crop: 8, kernel: 'nearest' } });
+  const png = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } }).png().toBuffer();
+  const out = await p.one(png);
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]), [0, 0, 0, 0, 255, 255, 255, 255]);
+  // Tagged "rotate 90": upright it is 2 x 4000, black on top.
+  const rotated = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
+  const outR = await p.one(rotated);
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((y) => px(outR, 8, 4, y)[0] > 128 ? 255 : 0), [0, 0, 0, 0, 255, 255, 255, 255]);
+});
+
 test('CMYK, 16-bit, WebP, GIF, TIFF and AVIF inputs all come out as 8-bit RGB', async () => {
   const p = pre();
   const base = solid(16, 12, [40, 120, 180]); // inside the CMYK gamut
