@@ -6,6 +6,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { accessConfigFromEnv, type AccessConfig } from './access/access-config.js';
 import type { BackendChoice, Variant } from './backends/backend.js';
+import type { DecodeMode } from './gpu-decode.js';
 
 export interface Config {
   port: number;
@@ -15,6 +16,8 @@ export interface Config {
   /** Model folder names to load; empty = every folder under modelsDir with a model.json. */
   models: string[];
   backend: BackendChoice;
+  /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/gpu-decode.ts). */
+  decode: DecodeMode;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
   variant?: Variant;
   batching: {
@@ -79,6 +82,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELS_DIR', flag: 'models-dir', kind: { type: 'string' }, def: 'engines/models' },
   { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '' },
   { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto' },
+  { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto' },
   { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] } },
   { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096) },
   { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000) },
@@ -159,6 +163,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     modelsDir: v.get('MODELS_DIR') as string,
     models: v.get('MODELS') as string[],
     backend: v.get('BACKEND') as BackendChoice,
+    decode: v.get('DECODE') as DecodeMode,
     variant: v.get('VARIANT') as Variant | undefined,
     batching: {
       maxBatchSize: opt('MAX_BATCH_SIZE'),

@@ -1,12 +1,13 @@
 // The core behind every front end (HTTP /classify, gRPC, KServe):
-// encoded images -> preprocess (sharp) -> batcher -> engine -> softmax/top-k.
+// encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
-import type { Variant } from './backends/backend.js';
+import type { BackendKind, Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
+import { GpuDecodeRouter } from './gpu-decode.js';
 import { imagesTotal } from './metrics.js';
-import type { ModelRepository } from './model-repository.js';
+import type { LoadedModel, ModelRepository } from './model-repository.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './topk.js';
 
@@ -14,10 +15,13 @@ export class CoreInferenceService implements InferenceService {
   private readonly repo: ModelRepository;
   private readonly config: Config;
   private closing: Promise<void> | null = null;
+  /** JPEGs to the GPU decoder where config.decode and the backend say so; the rest to sharp. */
+  readonly decoder: GpuDecodeRouter;
 
   constructor(repo: ModelRepository, config: Config) {
     this.repo = repo;
     this.config = config;
+    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto');
   }
 
   get repository(): ModelRepository {
@@ -58,13 +62,14 @@ export class CoreInferenceService implements InferenceService {
     // Fail fast on an unknown or unavailable variant, before decoding anything.
     // Admission before decoding: under overload, requests are refused here rather than
     // decoded and then refused, and no more images are decoded than the queue can take.
-    const release = this.repo.resolveVariant(m, opts.variant).batcher?.reserve(images.length);
+    const slot = this.repo.resolveVariant(m, opts.variant);
+    const release = slot.batcher?.reserve(images.length);
 
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
     let pixels: Uint8Array;
     try {
-      pixels = await m.preprocessor.many(images);
+      pixels = await this.decodeImages(m, images, slot.kind);
     } finally {
       release?.();
     }
@@ -92,7 +97,8 @@ export class CoreInferenceService implements InferenceService {
     this.admit();
     const m = this.repo.get(modelName);
     if (images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
-    return m.preprocessor.many(images);
+    const active = m.active === null ? undefined : m.variants.get(m.active);
+    return this.decodeImages(m, images, active?.kind);
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -111,8 +117,13 @@ export class CoreInferenceService implements InferenceService {
 
   /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
   close(): Promise<void> {
-    this.closing ??= this.repo.close();
+    this.closing ??= this.repo.close().then(() => this.decoder.close());
     return this.closing;
+  }
+
+  private decodeImages(m: LoadedModel, images: Buffer[], kind: BackendKind | null | undefined): Promise<Uint8Array> {
+    if (this.decoder.mode === 'cpu') return m.preprocessor.many(images);
+    return this.decoder.many(m.config, m.preprocessor, images, kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
   }
 
   private admit(): void {

@@ -1,8 +1,9 @@
 // Entry point of the swin_addon module: registers exports, nothing else.
-//   capabilities(), gpuInfo(), loadEngine(kind, path, options), Engine, _testing
+//   capabilities(), gpuInfo(), loadEngine(kind, path, options), Engine, JpegDecoder, _testing
 #include <napi.h>
 
 #include "capabilities.h"
+#include "jpeg_decoder.h"
 #include "load_engine.h"
 #include "native_engine.h"
 #include "testing.h"
@@ -11,6 +12,7 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   swin::NativeEngine::Init(env, exports);
+  swin::JpegDecoder::Init(env, exports);
   exports.Set("capabilities", Napi::Function::New(env, swin::Capabilities, "capabilities"));
   exports.Set("gpuInfo", Napi::Function::New(env, swin::GpuInfo, "gpuInfo"));
   exports.Set("loadEngine", Napi::Function::New(env, swin::LoadEngine, "loadEngine"));

@@ -1,0 +1,185 @@
+// GPU JPEG decoding (nvJPEG in the native addon, addon/src/jpeg_decoder.h) in
+// front of the sharp path of preprocess.ts. Setting DECODE:
+//   cpu   every image through sharp (as before)
+//   auto  JPEGs through the GPU when the model's variant runs on a native GPU
+//         backend (tensorrt, cuda) and the addon was built with nvJPEG; else sharp
+//   gpu   JPEGs through the GPU whatever the backend (onnxruntime included)
+// Whatever the GPU decoder refuses (not JPEG, progressive/CMYK/12-bit where it
+// cannot, corrupt data, more pixels than allowed) and every failure of the GPU
+// path goes through sharp, image by image, so errors and their 4xx codes are the
+// CPU path's. Output is the same uint8 RGB NHWC bytes the backends take.
+import { loadAddon } from './backends/native-addon.js';
+import type { BackendKind } from './backends/backend.js';
+import type { ModelConfig } from './model-config.js';
+import { preprocessDuration } from './metrics.js';
+
+export type DecodeMode = 'auto' | 'cpu' | 'gpu';
+export const DECODE_MODES: readonly DecodeMode[] = ['auto', 'cpu', 'gpu'];
+
+/** The spec the addon's decoder takes (geometry of src/preprocess.ts). */
+export interface GpuDecodeSpec {
+  size: number;
+  mode: 'squash' | 'shorter_side_crop';
+  resize: number;
+  kernel: string;
+  maxPixels: number;
+}
+
+export interface GpuDecodeResult {
+  /** n * size * size * 3; zeros where refused. */
+  pixels: Uint8Array;
+  /** 1 = decoded on the GPU, 0 = refused (see reasons). */
+  decoded: Uint8Array;
+  reasons: (string | null)[];
+}
+
+/** addon JpegDecoder instance (or a test double). */
+export interface JpegDecoderLike {
+  decode(jpegs: Uint8Array[], spec: GpuDecodeSpec): Promise<GpuDecodeResult>;
+  dispose(): Promise<void>;
+}
+
+interface JpegDecoderClass {
+  new (opts?: { deviceIndex?: number; backend?: 'auto' | 'hardware' | 'default' }): JpegDecoderLike & {
+    open(): Promise<{ backend: string; deviceIndex: number }>;
+  };
+  built: boolean;
+  buildStatus: string;
+}
+
+/** What the CPU path offers (src/preprocess.ts Preprocessor). */
+export interface CpuPreprocessor {
+  readonly imageBytes: number;
+  one(input: Buffer, index?: number): Promise<Buffer>;
+  many(images: Buffer[]): Promise<Uint8Array>;
+}
+
+export type DecoderOpen = () => Promise<{ decoder: JpegDecoderLike; backend: string } | { reason: string }>;
+
+/** Opens the addon's decoder on GPU 0, or says why not (never throws). */
+export const openAddonDecoder: DecoderOpen = async () => {
+  const load = loadAddon();
+  if (!load.addon) return { reason: load.reason };
+  const cls = (load.addon as unknown as { JpegDecoder?: JpegDecoderClass }).JpegDecoder;
+  if (!cls) return { reason: 'this addon build has no JpegDecoder' };
+  if (!cls.built) return { reason: `addon built without nvJPEG: ${cls.buildStatus}` };
+  try {
+    const decoder = new cls({ deviceIndex: 0 });
+    const info = await decoder.open();
+    return { decoder, backend: info.backend };
+  } catch (err) {
+    return { reason: `nvJPEG decoder unavailable: ${(err as Error).message}` };
+  }
+};
+
+export function isJpeg(buf: Uint8Array): boolean {
+  return buf.length >= 3 && buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff;
+}
+
+export interface GpuDecodeOptions {
+  open?: DecoderOpen;
+  /** Called once per distinct reason the GPU path was not used or failed. */
+  onFallback?: (reason: string) => void;
+}
+
+export class GpuDecodeRouter {
+  readonly mode: DecodeMode;
+  private readonly open: DecoderOpen;
+  private readonly onFallback: (reason: string) => void;
+  private opening: Promise<JpegDecoderLike | null> | null = null;
+  private unavailable: string | null = null;
+  private readonly told = new Set<string>();
+  /** Images decoded on the GPU / sent to sharp since start (for tests and logs). */
+  readonly counts = { gpu: 0, cpu: 0 };
+
+  constructor(mode: DecodeMode, opts: GpuDecodeOptions = {}) {
+    this.mode = mode;
+    this.open = opts.open ?? openAddonDecoder;
+    this.onFallback = opts.onFallback ?? (() => undefined);
+  }
+
+  /** Why the GPU decoder is not available (null: available or not tried yet). */
+  get reason(): string | null {
+    return this.unavailable;
+  }
+
+  /** Whether a model on backend `kind` should try the GPU path for its JPEGs. */
+  wants(kind: BackendKind | null | undefined): boolean {
+    if (this.mode === 'cpu') return false;
+    if (this.mode === 'gpu') return true;
+    return kind === 'tensorrt' || kind === 'cuda';
+  }
+
+  /**
+   * Encoded images -> n x size x size x 3 bytes, as cpu.many() would return.
+   * `kind` is the backend of the variant the request will run on.
+   */
+  async many(model: ModelConfig, cpu: CpuPreprocessor, images: Buffer[], kind: BackendKind | null | undefined,
+    acceptedFormats: string[], maxImagePixels: number): Promise<Uint8Array> {
+    const jpegIdx = this.wants(kind) && acceptedFormats.includes('jpeg')
+      ? images.map((b, i) => (isJpeg(b) ? i : -1)).filter((i) => i >= 0) : [];
+    if (jpegIdx.length === 0) return this.cpuAll(cpu, images);
+    const decoder = await this.decoder();
+    if (!decoder) return this.cpuAll(cpu, images);
+
+    const start = performance.now();
+    const pre = model.preprocess;
+    const size = model.architecture.img_size;
+    let r: GpuDecodeResult;
+    try {
+      r = await decoder.decode(jpegIdx.map((i) => images[i]), {
+        size, mode: pre.mode, resize: pre.mode === 'squash' ? size : pre.resize, kernel: pre.kernel, maxPixels: maxImagePixels,
+      });
+    } catch (err) {
+      this.tell(`GPU decode failed, using sharp: ${(err as Error).message}`);
+      return this.cpuAll(cpu, images);
+    }
+    const gpuMs = performance.now() - start;
+    const n = images.length;
+    const bytes = cpu.imageBytes;
+    const out = Buffer.allocUnsafe(n * bytes);
+    const onGpu = new Array<boolean>(n).fill(false);
+    jpegIdx.forEach((img, k) => {
+      if (r.decoded[k] === 1) {
+        out.set(r.pixels.subarray(k * bytes, (k + 1) * bytes), img * bytes);
+        onGpu[img] = true;
+      }
+    });
+    // Everything else through sharp, with the CPU path's checks and error codes.
+    await Promise.all(images.map(async (img, i) => {
+      if (onGpu[i]) return;
+      out.set(await cpu.one(img, i), i * bytes);
+    }));
+    const gpuCount = onGpu.filter(Boolean).length;
+    this.counts.gpu += gpuCount;
+    this.counts.cpu += n - gpuCount;
+    for (let i = 0; i < gpuCount; i++) preprocessDuration.observe({ model: model.name }, gpuMs / 1000);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    const d = await (this.opening ?? Promise.resolve(null));
+    await d?.dispose().catch(() => undefined);
+  }
+
+  private cpuAll(cpu: CpuPreprocessor, images: Buffer[]): Promise<Uint8Array> {
+    this.counts.cpu += images.length;
+    return cpu.many(images);
+  }
+
+  private decoder(): Promise<JpegDecoderLike | null> {
+    this.opening ??= this.open().then((r) => {
+      if ('decoder' in r) return r.decoder;
+      this.unavailable = r.reason;
+      this.tell(`GPU JPEG decoding unavailable, using sharp: ${r.reason}`);
+      return null;
+    });
+    return this.opening;
+  }
+
+  private tell(reason: string): void {
+    if (this.told.has(reason)) return;
+    this.told.add(reason);
+    this.onFallback(reason);
+  }
+}

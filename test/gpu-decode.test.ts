@@ -1,0 +1,168 @@
+// The DECODE switch and the GPU decode path's fallbacks, without a GPU: a test
+// double stands in for the addon's JpegDecoder (it marks what it "decoded" with
+// a constant fill), the real sharp path decodes everything else. The addon's
+// host-side JPEG header parser (JpegDecoder.inspect) is tested where the addon loads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import sharp from 'sharp';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { ServeError } from '../src/errors.js';
+import { GpuDecodeRouter, isJpeg, openAddonDecoder, type GpuDecodeSpec, type JpegDecoderLike } from '../src/gpu-decode.js';
+import { loadAddon } from '../src/backends/native-addon.js';
+import { Preprocessor } from '../src/preprocess.js';
+import { fakeModelConfig } from './helpers/fake-model.js';
+
+const ACCEPTED = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
+const model = fakeModelConfig({ size: 8 });
+const cpu = new Preprocessor(model, { maxImagePixels: 1_000_000, acceptedFormats: ACCEPTED });
+const BYTES = 8 * 8 * 3;
+const FILL = 7; // what the double writes for an image it "decodes"
+
+const image = (rgb: [number, number, number]) =>
+  sharp({ create: { width: 20, height: 12, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } });
+
+class FakeDecoder implements JpegDecoderLike {
+  calls: { n: number; spec: GpuDecodeSpec }[] = [];
+  disposed = false;
+  constructor(private readonly refuse: (img: Uint8Array) => string | null, private readonly fail = false) {}
+  async decode(jpegs: Uint8Array[], spec: GpuDecodeSpec) {
+    this.calls.push({ n: jpegs.length, spec });
+    if (this.fail) throw Object.assign(new Error('CUDA error cudaErrorLaunchFailure'), { code: 'ERR_CUDA' });
+    const pixels = new Uint8Array(jpegs.length * spec.size * spec.size * 3);
+    const decoded = new Uint8Array(jpegs.length);
+    const reasons = jpegs.map((j, i) => {
+      const why = this.refuse(j);
+      if (why === null) {
+        decoded[i] = 1;
+        pixels.fill(FILL, i * BYTES, (i + 1) * BYTES);
+      }
+      return why;
+    });
+    return { pixels, decoded, reasons };
+  }
+  async dispose() {
+    this.disposed = true;
+  }
+}
+
+const opener = (d: FakeDecoder) => async () => ({ decoder: d, backend: 'hardware' });
+
+test('DECODE: auto by default, cpu/gpu by flag or environment, anything else refused', () => {
+  assert.equal(loadConfig([], {}).decode, 'auto');
+  assert.equal(loadConfig(['--decode', 'gpu'], {}).decode, 'gpu');
+  assert.equal(loadConfig([], { DECODE: 'cpu' }).decode, 'cpu');
+  assert.throws(() => loadConfig([], { DECODE: 'nvjpeg' }), (e: unknown) => e instanceof ConfigError && /DECODE/.test(e.message));
+});
+
+test('which backends take the GPU path in each mode', () => {
+  const none = async () => ({ reason: 'unused' });
+  assert.deepEqual(['onnxruntime', 'tensorrt', 'cuda', null].map((k) => new GpuDecodeRouter('auto', { open: none }).wants(k as never)),
+    [false, true, true, false]);
+  assert.ok(['onnxruntime', 'tensorrt', 'cuda'].every((k) => !new GpuDecodeRouter('cpu', { open: none }).wants(k as never)));
+  assert.ok(['onnxruntime', 'tensorrt', 'cuda'].every((k) => new GpuDecodeRouter('gpu', { open: none }).wants(k as never)));
+});
+
+test('auto on a GPU backend: JPEGs go to the GPU decoder, other formats and refused JPEGs to sharp, in request order', async () => {
+  const red = await image([200, 0, 0]).jpeg().toBuffer();
+  const green = await image([0, 200, 0]).png().toBuffer();
+  const blue = await image([0, 0, 200]).jpeg({ progressive: true }).toBuffer();
+  const d = new FakeDecoder((j) => (j === blue || Buffer.compare(Buffer.from(j), blue) === 0 ? 'progressive' : null));
+  const router = new GpuDecodeRouter('auto', { open: opener(d) });
+  const out = await router.many(model, cpu, [red, green, blue], 'cuda', ACCEPTED, 1_000_000);
+  assert.equal(out.length, 3 * BYTES);
+  assert.equal(d.calls.length, 1);
+  assert.equal(d.calls[0].n, 2, 'only the two JPEGs reach the GPU decoder');
+  assert.deepEqual(d.calls[0].spec, { size: 8, mode: 'squash', resize: 8, kernel: 'nearest', maxPixels: 1_000_000 });
+  assert.ok(out.subarray(0, BYTES).every((v) => v === FILL), 'image 0 from the GPU');
+  assert.deepEqual(Buffer.from(out.subarray(BYTES, 2 * BYTES)), await cpu.one(green), 'image 1 (PNG) from sharp');
+  assert.deepEqual(Buffer.from(out.subarray(2 * BYTES)), await cpu.one(blue), 'image 2 (refused) from sharp');
+  assert.deepEqual(router.counts, { gpu: 1, cpu: 2 });
+});
+
+test('a corrupt JPEG the GPU refuses gets the CPU path\'s 400', async () => {
+  const good = await image([10, 20, 30]).jpeg().toBuffer();
+  const corrupt = Buffer.concat([good.subarray(0, 200), Buffer.alloc(50, 0x55)]);
+  const d = new FakeDecoder((j) => (j.length === corrupt.length ? 'nvJPEG: NVJPEG_STATUS_BAD_JPEG' : null));
+  const router = new GpuDecodeRouter('auto', { open: opener(d) });
+  const cpuErr = await cpu.many([good, corrupt]).then(() => null, (e: unknown) => e);
+  const gpuErr = await router.many(model, cpu, [good, corrupt], 'tensorrt', ACCEPTED, 1_000_000).then(() => null, (e: unknown) => e);
+  assert.ok(cpuErr instanceof ServeError && gpuErr instanceof ServeError, `${String(cpuErr)} / ${String(gpuErr)}`);
+  assert.equal(gpuErr.code, cpuErr.code);
+  assert.equal(gpuErr.httpStatus, 400);
+  assert.equal(gpuErr.message, cpuErr.message);
+});
+
+test('auto on onnxruntime, DECODE=cpu, and jpeg not accepted: the GPU decoder is never opened', async () => {
+  const jpeg = await image([1, 2, 3]).jpeg().toBuffer();
+  let opened = 0;
+  const open = async () => {
+    opened++;
+    return { decoder: new FakeDecoder(() => null), backend: 'hardware' };
+  };
+  const expect = await cpu.many([jpeg]);
+  assert.deepEqual(await new GpuDecodeRouter('auto', { open }).many(model, cpu, [jpeg], 'onnxruntime', ACCEPTED, 1e6), expect);
+  assert.deepEqual(await new GpuDecodeRouter('cpu', { open }).many(model, cpu, [jpeg], 'cuda', ACCEPTED, 1e6), expect);
+  const noJpeg = new Preprocessor(model, { maxImagePixels: 1e6, acceptedFormats: ['png'] });
+  const err = await new GpuDecodeRouter('gpu', { open }).many(model, noJpeg, [jpeg], 'cuda', ['png'], 1e6).then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof ServeError && err.httpStatus === 415, String(err));
+  assert.equal(opened, 0);
+});
+
+test('no decoder (CPU-only host) or a failing one: sharp decodes everything, each reason reported once', async () => {
+  const jpeg = await image([50, 60, 70]).jpeg().toBuffer();
+  const expect = await cpu.many([jpeg, jpeg]);
+  const told: string[] = [];
+  const absent = new GpuDecodeRouter('gpu', { open: async () => ({ reason: 'addon built without nvJPEG' }), onFallback: (r) => told.push(r) });
+  assert.deepEqual(await absent.many(model, cpu, [jpeg, jpeg], 'cuda', ACCEPTED, 1e6), expect);
+  assert.deepEqual(await absent.many(model, cpu, [jpeg, jpeg], 'cuda', ACCEPTED, 1e6), expect);
+  assert.equal(absent.reason, 'addon built without nvJPEG');
+  assert.equal(told.length, 1);
+
+  const failing = new FakeDecoder(() => null, true);
+  const broken = new GpuDecodeRouter('auto', { open: opener(failing), onFallback: (r) => told.push(r) });
+  assert.deepEqual(await broken.many(model, cpu, [jpeg, jpeg], 'cuda', ACCEPTED, 1e6), expect);
+  assert.match(told[1], /GPU decode failed.*cudaErrorLaunchFailure/);
+  await broken.close();
+  assert.ok(failing.disposed);
+});
+
+test('isJpeg looks at the bytes', async () => {
+  assert.ok(isJpeg(await image([0, 0, 0]).jpeg().toBuffer()));
+  assert.ok(!isJpeg(await image([0, 0, 0]).png().toBuffer()));
+  assert.ok(!isJpeg(Buffer.from([0xff, 0xd8])));
+});
+
+// ---- the addon on this host (CI builds it without CUDA)
+
+interface Inspect {
+  width: number; height: number; components: number; progressive: boolean; orientation: number; reason: string | null;
+}
+const addon = loadAddon().addon as unknown as { JpegDecoder?: { built: boolean; buildStatus: string; inspect(b: Uint8Array): Inspect } } | null;
+const inspectSkip = !addon?.JpegDecoder ? 'native addon with JpegDecoder not loaded here' : false;
+
+test('JpegDecoder.inspect: size, EXIF orientation, progressive, and why CMYK/corrupt JPEGs go to sharp', { skip: inspectSkip }, async () => {
+  const J = addon!.JpegDecoder!;
+  const plain = J.inspect(await image([9, 9, 9]).jpeg().toBuffer());
+  assert.deepEqual(plain, { width: 20, height: 12, components: 3, progressive: false, orientation: 1, reason: null });
+  for (const o of [3, 6, 8]) {
+    const tagged = await image([9, 9, 9]).jpeg().withMetadata({ orientation: o }).toBuffer();
+    assert.equal(J.inspect(tagged).orientation, o);
+  }
+  assert.equal(J.inspect(await image([9, 9, 9]).jpeg({ progressive: true }).toBuffer()).progressive, true);
+  const grey = J.inspect(await image([9, 9, 9]).toColourspace('b-w').jpeg().toBuffer());
+  assert.equal(grey.components, 1);
+  assert.equal(grey.reason, null);
+  const cmyk = J.inspect(await image([9, 9, 9]).toColourspace('cmyk').jpeg().toBuffer());
+  assert.equal(cmyk.components, 4);
+  assert.match(cmyk.reason ?? '', /CMYK/);
+  assert.equal(J.inspect(Buffer.from('not an image')).reason, 'not a JPEG');
+  const truncated = (await image([9, 9, 9]).jpeg().toBuffer()).subarray(0, 30);
+  assert.notEqual(J.inspect(truncated).reason, null);
+});
+
+test('openAddonDecoder says why where the GPU decoder cannot run', { skip: inspectSkip }, async (t) => {
+  if (addon!.JpegDecoder!.built) return t.skip('this addon has nvJPEG (GPU host): test/gpu/gpu-decode.test.ts covers it');
+  const r = await openAddonDecoder();
+  assert.ok('reason' in r);
+  assert.match(r.reason, /nvJPEG/);
+});
