@@ -40,6 +40,8 @@ export PATH="$PWD/$NODE_DIR/bin:$PATH"
 # cuBLASLt and friends for the addon, wherever the toolkit keeps them.
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 GEN=(); command -v ninja >/dev/null && GEN=(-G Ninja)
+# Our own build folders (others' runs on a shared machine may hold build/cuda with another generator).
+export SWIN_CUDA_CAPI="$PWD/build/bench-capi/libswin_cuda_capi.so"
 MODEL=${MODEL:-swin-tiny}
 MODELS_DIR=${MODELS_DIR:-$G/models}
 BACKEND=${BACKEND:-cuda}
@@ -76,17 +78,17 @@ prepare() {
   local arch
   arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}" + ("a" if c[0] == 9 else ""))')
   log "prepare: build C API library (sm_$arch) and addon"
-  cmake -S addon/cuda -B build/cuda "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1 \
+  cmake -S addon/cuda -B build/bench-capi "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1 \
     || { tail -30 "$RES/cmake-capi.log"; exit 1; }
   cmake -S addon -B build/gpu-addon "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$PWD/build/gpu-addon/Release" 2>&1 | tee "$RES/cmake-addon.log" | grep -E -- '-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine|Node)' || true
-  cmake --build build/cuda -j "$(nproc)" >"$RES/build-capi.log" 2>&1 &
+  cmake --build build/bench-capi -j "$(nproc)" >"$RES/build-capi.log" 2>&1 &
   local b1=$!
   cmake --build build/gpu-addon -j "$(nproc)" >"$RES/build-addon.log" 2>&1 &
   local b2=$!
   wait "$b1" || { tail -30 "$RES/build-capi.log"; exit 1; }
   wait "$b2" || { tail -30 "$RES/build-addon.log"; exit 1; }
-  ls -la build/gpu-addon/Release/swin_addon.node build/cuda/libswin_cuda_capi.so
+  ls -la build/gpu-addon/Release/swin_addon.node build/bench-capi/libswin_cuda_capi.so
   ldd build/gpu-addon/Release/swin_addon.node | grep -E 'not found|cublas|cudart' || true
   node -e "const a=require('./build/gpu-addon/Release/swin_addon.node'); console.log(JSON.stringify(a.capabilities ? a.capabilities() : Object.keys(a)))" || true
   log "prepare: Swin-T model folder"
@@ -95,7 +97,7 @@ prepare() {
 }
 
 hackathon() {
-  [ -e build/cuda/libswin_cuda_capi.so ] || { echo "build/cuda/libswin_cuda_capi.so missing: run prepare first"; exit 3; }
+  [ -e build/bench-capi/libswin_cuda_capi.so ] || { echo "build/bench-capi/libswin_cuda_capi.so missing: run prepare first"; exit 3; }
   host_info
   log "hackathon tables (SwinV2-B w16 256, batch 1)"
   # Bounded so a call ends inside the device's 10 minutes: HACKATHON_TIMEOUT, or what is
