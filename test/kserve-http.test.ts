@@ -286,3 +286,16 @@ test('infer requests are counted in swin_requests_total by api, model and code',
   assert.equal(await count('SWIN_BAD_TENSOR'), bad0 + 1);
   await app.close();
 });
+
+test('unknown model names share the "unknown" metrics label', async () => {
+  const { app } = await appWith();
+  const count = async (model: string) => {
+    const m = await registry.getSingleMetric('swin_requests_total')!.get();
+    return m.values.filter((v) => v.labels.api === 'kserve_http' && v.labels.model === model).reduce((a, v) => a + v.value, 0);
+  };
+  const unknown0 = await count('unknown');
+  await app.inject({ method: 'POST', url: '/v2/models/random-name-123/infer', payload: { inputs: [pixelsInput(1, Array(48).fill(0))] } });
+  assert.equal(await count('unknown'), unknown0 + 1);
+  assert.equal(await count('random-name-123'), 0);
+  await app.close();
+});

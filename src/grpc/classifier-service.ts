@@ -27,7 +27,14 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
           timings: result.timings,
         };
       },
-      { api: 'grpc', model: (req) => req.model },
+      {
+        api: 'grpc',
+        // Clients choose model names: unknown ones share one label.
+        model: (req) => {
+          const name = req.model || service.defaultModelName();
+          return service.listModels().some((m) => m.name === name) ? name : 'unknown';
+        },
+      },
     ),
   };
 }

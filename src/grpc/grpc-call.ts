@@ -42,7 +42,7 @@ export interface UnaryContext {
 
 export interface UnaryMetrics<Req> {
   api: string;
-  /** Model label for request metrics; omitted for calls that are not inference. */
+  /** Model label for request metrics (a loaded model's name or "unknown"); omitted for calls that are not inference. */
   model(req: Req): string;
 }
 
@@ -58,7 +58,7 @@ export function unary<Req, Res>(
     const anyCall = call as unknown as ServerUnaryCall<unknown, unknown>;
     const finish = (code: string) => {
       if (!metrics) return;
-      const labels = { api: metrics.api, model: metrics.model(call.request) || 'default', code };
+      const labels = { api: metrics.api, model: metrics.model(call.request), code };
       requestsTotal.inc(labels);
       requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     };

@@ -11,7 +11,7 @@ import type { ModelInferResponse } from '../generated/inference/ModelInferRespon
 import { optionalString, unary } from '../grpc/grpc-call.js';
 import type { InferenceService } from '../service-types.js';
 import { runInfer, type InferInput, type InferRequest, type ParameterValue } from './kserve-infer.js';
-import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
 export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger): GRPCInferenceServiceHandlers {
@@ -49,7 +49,7 @@ export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger
           ),
         };
       },
-      { api, model: (req) => req.model_name },
+      { api, model: (req) => modelLabel(service, req.model_name) },
     ),
   };
 }

@@ -13,7 +13,7 @@ import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
 import type { InferenceService, RequestOptions } from '../service-types.js';
 import { runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
-import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
 const HEADER_LENGTH = 'inference-header-content-length';
@@ -82,7 +82,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       code = isServeError(err) ? err.code : 'SWIN_INTERNAL';
       throw err;
     } finally {
-      const labels = { api: 'kserve_http', model: req.params.model, code };
+      const labels = { api: 'kserve_http', model: modelLabel(service, req.params.model), code };
       requestsTotal.inc(labels);
       requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
     }
