@@ -241,7 +241,7 @@ class JpegDecoderCore {
       it.offset = decoded_bytes;
       decoded_bytes += align256(static_cast<size_t>(it.w) * it.h * 3);
       it.tmp_offset = tmp_bytes;
-      tmp_bytes += align256(static_cast<size_t>(W) * sp.size * 3);
+      tmp_bytes += align256(static_cast<size_t>(W) * sp.size * 3 * sizeof(float));
       bool hw_ok = false;
       if (hw_) {
         int unsupported = 1;
@@ -313,7 +313,7 @@ class JpegDecoderCore {
       if (!job.decoded[i]) continue;
       const Item& it = items[i];
       launchResizeOriented(decoded_.get<uint8_t>() + it.offset, it.w, it.h, it.w * 3, it.orientation, it.g, sp.kernel,
-                           tmp_.get<uint8_t>() + it.tmp_offset, out_.get<uint8_t>() + image_bytes * i, stream_);
+                           reinterpret_cast<float*>(tmp_.get<uint8_t>() + it.tmp_offset), out_.get<uint8_t>() + image_bytes * i, stream_);
     }
     SWIN_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), out_.get(), image_bytes * n, cudaMemcpyDeviceToHost, stream_));
     SWIN_CUDA_CHECK(cudaStreamSynchronize(stream_));

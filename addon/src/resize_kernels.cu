@@ -78,7 +78,9 @@ __device__ __forceinline__ void filter1d(int kernel, int L, int N, int i, Fetch 
     for (int c = 0; c < 3; ++c) acc[c] = fetch(j, c);
     return;
   }
-  const float center = (i + 0.5f) * s - 0.5f;
+  // Shrinking: libvips reduce's centre convention. Enlarging: sharp runs vips_affine with
+  // an input displacement of 0.5, i.e. x = i * L / N - 0.5 (measured: exact on 28 -> 256).
+  const float center = s > 1.f ? (i + 0.5f) * s - 0.5f : i * s - 0.5f;
   const float f = fmaxf(s, 1.f);
   const float radius = kernelRadius(kernel) * f;
   const int j0 = static_cast<int>(ceilf(center - radius));
@@ -100,9 +102,11 @@ __device__ __forceinline__ uint8_t toByte(float v) {
   return static_cast<uint8_t>(fminf(fmaxf(v, 0.f), 255.f));
 }
 
-// tmp[r][u][c], r in [0, out): row (top + r) of the nh rows, column u of W.
+// tmp[r][u][c], r in [0, out): row (top + r) of the nh rows, column u of W. Rounded
+// to whole levels when shrinking (libvips' reducev writes uchar), kept as float when
+// enlarging (libvips' affine interpolates both axes in one pass).
 __global__ void resizeVertical(const uint8_t* __restrict__ src, int W0, int H0, int pitch, int o, int W, int H, int nh,
-                               int top, int out, int kernel, uint8_t* __restrict__ tmp) {
+                               int top, int out, int kernel, float* __restrict__ tmp) {
   const int u = blockIdx.x * blockDim.x + threadIdx.x;
   const int r = blockIdx.y * blockDim.y + threadIdx.y;
   if (u >= W || r >= out) return;
@@ -112,19 +116,20 @@ __global__ void resizeVertical(const uint8_t* __restrict__ src, int W0, int H0, 
     unorient(o, u, v, W0, H0, &x, &y);
     return static_cast<float>(src[static_cast<size_t>(y) * pitch + x * 3 + c]);
   }, acc);
-  uint8_t* p = tmp + (static_cast<size_t>(r) * W + u) * 3;
-  for (int c = 0; c < 3; ++c) p[c] = toByte(acc[c]);
+  float* p = tmp + (static_cast<size_t>(r) * W + u) * 3;
+  const bool shrink = H > nh;
+  for (int c = 0; c < 3; ++c) p[c] = shrink ? static_cast<float>(toByte(acc[c])) : acc[c];
 }
 
 // dst[r][q][c] = horizontal filter of tmp row r at column (left + q) of nw.
-__global__ void resizeHorizontal(const uint8_t* __restrict__ tmp, int W, int nw, int left, int out, int kernel,
+__global__ void resizeHorizontal(const float* __restrict__ tmp, int W, int nw, int left, int out, int kernel,
                                  uint8_t* __restrict__ dst) {
   const int q = blockIdx.x * blockDim.x + threadIdx.x;
   const int r = blockIdx.y * blockDim.y + threadIdx.y;
   if (q >= out || r >= out) return;
-  const uint8_t* row = tmp + static_cast<size_t>(r) * W * 3;
+  const float* row = tmp + static_cast<size_t>(r) * W * 3;
   float acc[3];
-  filter1d(kernel, W, nw, left + q, [&](int u, int c) { return static_cast<float>(row[u * 3 + c]); }, acc);
+  filter1d(kernel, W, nw, left + q, [&](int u, int c) { return row[u * 3 + c]; }, acc);
   uint8_t* p = dst + (static_cast<size_t>(r) * out + q) * 3;
   for (int c = 0; c < 3; ++c) p[c] = toByte(acc[c]);
 }
@@ -132,7 +137,7 @@ __global__ void resizeHorizontal(const uint8_t* __restrict__ tmp, int W, int nw,
 }  // namespace
 
 void launchResizeOriented(const uint8_t* src, int stored_w, int stored_h, int pitch, int orientation,
-                          const ResizeGeometry& g, ResizeKernel kernel, uint8_t* tmp, uint8_t* dst, void* stream) {
+                          const ResizeGeometry& g, ResizeKernel kernel, float* tmp, uint8_t* dst, void* stream) {
   int W, H;
   orientedSize(stored_w, stored_h, orientation, &W, &H);
   auto st = static_cast<cudaStream_t>(stream);

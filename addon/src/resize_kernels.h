@@ -7,11 +7,12 @@
 //                       Resize(int)), then a centre crop of size x size, offsets
 //                       Math.round((n - size) / 2)
 // Filter: separable, libvips-reduce style (what sharp runs): output pixel i of
-// an axis of L -> N samples is centred at c = (i + 0.5) * L / N - 0.5; taps j
+// an axis of L -> N samples is centred at c = (i + 0.5) * L / N - 0.5 when
+// shrinking, c = i * L / N - 0.5 when enlarging (sharp's affine); taps j
 // weigh K((j - c) / f) with f = max(L / N, 1) (the kernel widens when
 // shrinking, so it antialiases), edge samples repeat, weights normalised,
 // vertical pass first into a uint8 intermediate (libvips also rounds between
-// the passes), round half up. K: nearest, linear (triangle, radius 1), cubic
+// the passes when shrinking), round half up. K: nearest, linear (triangle, radius 1), cubic
 // (Catmull-Rom), mitchell (B = C = 1/3), lanczos2, lanczos3.
 // Known differences from sharp: libvips box-shrinks by an integer factor first
 // when the reduction is 3x or more, and sharp lets libjpeg decode at 1/2..1/8
@@ -44,10 +45,10 @@ ResizeGeometry resizeGeometry(int w, int h, bool squash, int resize, int out);
 
 #ifdef SWIN_HAVE_CUDA
 // src: stored (un-oriented) RGB interleaved, stored_w x stored_h, `pitch` bytes a row.
-// tmp: at least oriented_w * g.out * 3 bytes. dst: g.out * g.out * 3 bytes (NHWC, one image).
+// tmp: at least oriented_w * g.out * 3 floats. dst: g.out * g.out * 3 bytes (NHWC, one image).
 // Enqueued on `stream`; throws EngineError on a launch failure.
 void launchResizeOriented(const uint8_t* src, int stored_w, int stored_h, int pitch, int orientation,
-                          const ResizeGeometry& g, ResizeKernel kernel, uint8_t* tmp, uint8_t* dst, void* stream);
+                          const ResizeGeometry& g, ResizeKernel kernel, float* tmp, uint8_t* dst, void* stream);
 #endif
 
 }  // namespace swin
