@@ -196,48 +196,24 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
         mma16816(s[nt], qa[kk], b0, b1);
       }
     }
-    // + bias + mask; padded keys -> -inf. With N even (every window but 7) a thread's two
-    // adjacent columns are one aligned half2 load per row: half the load instructions, which
-    // are what this loop is bound by (L2-resident tables, ~N*N loads per CTA vs N*N/64 MMAs).
+    // + bias + mask; padded keys -> -inf
     float mx0 = -INFINITY, mx1 = -INFINITY;
-    if ((N & 1) == 0) {
 #pragma unroll
-      for (int nt = 0; nt < KC / 8; ++nt) {
-        const int j = kc + nt * 8 + 2 * t;
+    for (int nt = 0; nt < KC / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int j = kc + nt * 8 + 2 * t + e;
         if (j < N) {
-          float2 b0v = __half22float2(__ldg(reinterpret_cast<const __half2*>(bias0 + j)));
-          float2 b1v = __half22float2(__ldg(reinterpret_cast<const __half2*>(bias1 + j)));
-          if (mask0) {
-            const float2 m0v = __half22float2(__ldg(reinterpret_cast<const __half2*>(mask0 + j)));
-            const float2 m1v = __half22float2(__ldg(reinterpret_cast<const __half2*>(mask1 + j)));
-            b0v.x += m0v.x; b0v.y += m0v.y; b1v.x += m1v.x; b1v.y += m1v.y;
-          }
-          s[nt][0] += b0v.x; s[nt][1] += b0v.y;
-          s[nt][2] += b1v.x; s[nt][3] += b1v.y;
+          float b0v = __half2float(bias0[j]), b1v = __half2float(bias1[j]);
+          if (mask0) { b0v += __half2float(mask0[j]); b1v += __half2float(mask1[j]); }
+          s[nt][e] += b0v;
+          s[nt][2 + e] += b1v;
         } else {
-          s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = -INFINITY;
+          s[nt][e] = -INFINITY;
+          s[nt][2 + e] = -INFINITY;
         }
-        mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-        mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-      }
-    } else {
-#pragma unroll
-      for (int nt = 0; nt < KC / 8; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int j = kc + nt * 8 + 2 * t + e;
-          if (j < N) {
-            float b0v = __half2float(bias0[j]), b1v = __half2float(bias1[j]);
-            if (mask0) { b0v += __half2float(mask0[j]); b1v += __half2float(mask1[j]); }
-            s[nt][e] += b0v;
-            s[nt][2 + e] += b1v;
-          } else {
-            s[nt][e] = -INFINITY;
-            s[nt][2 + e] = -INFINITY;
-          }
-          mx0 = fmaxf(mx0, s[nt][e]);
-          mx1 = fmaxf(mx1, s[nt][2 + e]);
-        }
+        mx0 = fmaxf(mx0, s[nt][e]);
+        mx1 = fmaxf(mx1, s[nt][2 + e]);
       }
     }
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
