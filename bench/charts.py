@@ -62,7 +62,8 @@ def latency_vs_throughput(files: list[str], out: str, title: str) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     reports = [load(f) for f in files]
     for i, r in enumerate(reports):
-        steps = sorted((s for s in r['steps'] if s['ok'] > 0), key=lambda s: s['throughput_rps'])
+        # in load order (concurrency or rate): past saturation the line turns upward in place
+        steps = sorted((s for s in r['steps'] if s['ok'] > 0), key=lambda s: s.get('concurrency') or s.get('rate') or 0)
         x = [s['throughput_rps'] for s in steps]
         color = f'C{i}'
         ax.plot(x, [s['latency']['p99_ms'] for s in steps], marker='o', color=color, label=f"{r['label']} p99")

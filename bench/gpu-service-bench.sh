@@ -20,8 +20,8 @@
 #          (cuda backend) and runs a closed-loop sweep, then an open-loop Poisson run at
 #          80% of the sweep's peak, and a gRPC step; then the Python baseline (eager fp32,
 #          eager fp16 with naive batching, torch.compile) with the same client and images.
-# hackathon: bench/hackathon_tables.py (needs prepare's build/cuda).
-# Results go to $OUT (the device tool returns it) or bench/.out/gpu/results.
+# hackathon: bench/hackathon_tables.py (builds the C API library if prepare has not; carries nothing).
+# Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
@@ -32,7 +32,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASE=${1:-run}
 G=bench/.out/gpu
-RES=${OUT:-$G/results}
+# Results are written to $G/results; the device tool returns at most 8 files from $OUT, so
+# on exit they are packed into $OUT/results-<phase>.tgz, with the summary beside it.
+RES=$G/results
+rm -rf "$RES"
 mkdir -p "$G" "$RES"
 export PYTHONUNBUFFERED=1 PYTHONPATH=engines
 NODE_DIR=$G/node
@@ -55,7 +58,14 @@ BPORT=${BPORT:-28090}
 PY=${PY:-python3}
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 # Servers and monitors started here end with the script, whatever way it ends.
-trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+finish() {
+  kill $(jobs -p) 2>/dev/null || true
+  if [ -n "${OUT:-}" ]; then
+    tar -C "$RES" -czf "$OUT/results-$PHASE.tgz" . 2>/dev/null || true
+    cp "$RES/summary.txt" "$OUT/" 2>/dev/null || true
+  fi
+}
+trap finish EXIT
 
 host_info() {
   { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
@@ -97,7 +107,12 @@ prepare() {
 }
 
 hackathon() {
-  [ -e build/bench-capi/libswin_cuda_capi.so ] || { echo "build/bench-capi/libswin_cuda_capi.so missing: run prepare first"; exit 3; }
+  if [ ! -e build/bench-capi/libswin_cuda_capi.so ]; then   # a fresh machine: the C API library alone (no node needed)
+    local arch
+    arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}" + ("a" if c[0] == 9 else ""))')
+    cmake -S addon/cuda -B build/bench-capi "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1
+    cmake --build build/bench-capi -j "$(nproc)" >"$RES/build-capi.log" 2>&1 || { tail -30 "$RES/build-capi.log"; exit 1; }
+  fi
   host_info
   log "hackathon tables (SwinV2-B w16 256, batch 1)"
   # Bounded so a call ends inside the device's 10 minutes: HACKATHON_TIMEOUT, or what is
@@ -121,7 +136,7 @@ wait_ready() {  # url, pid, seconds
 bench() {  # label, json name, extra args...
   local label=$1 name=$2; shift 2
   node dist/src/bench/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 \
-    --label "$label" --json "$RES/$name.json" --csv "$RES/$name.csv" "$@" 2>&1 | tee -a "$RES/bench.log"
+    --label "$label" --json "$RES/$name.json" --csv "$RES/$name.csv" "$@" 2>&1 | tee -a "$RES/bench.log" || true   # a failed step is in the log; go on
 }
 
 peak_rps() { node -e 'const r=require(require("path").resolve(process.argv[1])); console.log(Math.max(...r.steps.map(s=>s.throughput_rps)))' "$1"; }

@@ -108,9 +108,13 @@ class Runner:
         # 1, 2, 4, ... below max_batch, then max_batch itself
         self.buckets = sorted({1 << k for k in range(16) if 1 << k < self.max_batch} | {self.max_batch})
         t0 = time.time()
-        for b in (self.buckets if args.compile else [1, self.max_batch]):
-            for _ in range(3):
-                self._forward(np.zeros((b, size, size, 3), np.uint8))
+        # Warm up (and compile) on the forward thread itself: requests run there, and a
+        # graph compiled on another thread was seen to recompile or stall on its first call.
+        def warm():
+            for b in (self.buckets if args.compile else [1, self.max_batch]):
+                for _ in range(3):
+                    self._forward(np.zeros((b, size, size, 3), np.uint8))
+        self.gpu.submit(warm).result()
         print(f'baseline: {self.name} on {self.device} ({"torch.compile " + args.compile_mode if args.compile else "eager"}'
               f'{", fp16 autocast" if self.half else ", fp32"}), max batch {self.max_batch}, warm-up {time.time() - t0:.1f}s',
               flush=True)
