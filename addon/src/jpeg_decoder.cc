@@ -63,6 +63,7 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
     return h;
   }
   bool have_exif = false, have_sof = false;
+  size_t sos = 0;  // first byte after the first scan header
   size_t p = 2;
   while (p + 4 <= n) {
     if (d[p] != 0xFF) {
@@ -81,7 +82,10 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
     }
     const uint8_t* s = d + p + 2;
     const size_t sn = len - 2;
-    if (m == 0xDA) break;  // start of scan: the headers are done
+    if (m == 0xDA) {  // start of scan: the headers are done
+      sos = p + len;
+      break;
+    }
     if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
       if (sn < 6) { h.reason = "truncated frame header"; return h; }
       have_sof = true;
@@ -102,7 +106,14 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
     p += len;
   }
   if (!h.reason.empty()) return h;
-  if (!have_sof) h.reason = "no frame header";
+  // nvJPEG decodes a truncated stream without complaint (measured on the H100's hardware
+  // decoder); sharp refuses it. Entropy-coded data never holds FF D9 (FF is stuffed as
+  // FF 00), so an end-of-image marker after the first scan header means the stream is whole.
+  bool eoi = false;
+  for (size_t i = sos; sos > 0 && i + 1 < n && !eoi; ++i) eoi = d[i] == 0xFF && d[i + 1] == 0xD9;
+  if (sos == 0) h.reason = "no scan";
+  else if (!eoi) h.reason = "truncated (no end-of-image marker)";
+  else if (!have_sof) h.reason = "no frame header";
   else if (h.precision != 8) h.reason = std::to_string(h.precision) + "-bit samples";
   else if (h.components == 4) h.reason = "CMYK/YCCK JPEG";
   else if (h.components != 1 && h.components != 3) h.reason = std::to_string(h.components) + " components";

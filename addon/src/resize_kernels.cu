@@ -1,6 +1,6 @@
 // Oriented separable resize + crop, uint8 RGB -> uint8 RGB (resize_kernels.h
 // has the geometry and the filter). Two launches per image:
-//   pass 1 (vertical):   oriented W x H  -> W x out rows (top..top+out-1 of nh), uint8
+//   pass 1 (vertical):   oriented W x H  -> W x out rows (top..top+out-1 of nh), float
 //   pass 2 (horizontal): W x out         -> out x out (cols left..left+out-1 of nw)
 // One thread per output pixel, 3 channels each; the weights are recomputed per
 // thread (a few taps of a closed-form kernel, cheaper than a table in global memory).

@@ -141,6 +141,7 @@ test('GPU JPEG decoding against sharp', { skip }, async (t) => {
     const rc = await decoder!.decode([good, corrupt, good], specOf(m));
     report({ what: 'corrupt', decoded: [...rc.decoded], reasons: rc.reasons });
     assert.equal(rc.decoded[0], 1);
+    assert.equal(rc.decoded[1], 0, 'a truncated JPEG goes to sharp (nvJPEG would decode it)');
     assert.equal(rc.decoded[2], 1);
     const cpuErr = await pre.many([good, corrupt]).then(() => null, (e: unknown) => e);
     const gpuErr = await router.many(m, pre, [good, corrupt], 'cuda', ACCEPTED, LIMIT).then(() => null, (e: unknown) => e);
@@ -211,7 +212,7 @@ test('GPU JPEG decoding against sharp', { skip }, async (t) => {
       report({ what: 'throughput', path: 'gpu (one decoder, one stream)', batch, imagesPerSecond: Math.round(n / ((performance.now() - t0) / 1000)) });
     }
     {
-      // Two decoders (two streams, two worker threads), each with its own batches in flight.
+      // Four decoders (four streams, four worker threads), each with its own batch in flight.
       const cls = (loadAddon().addon as unknown as { JpegDecoder: new (o: object) => JpegDecoderLike & { open(): Promise<unknown> } }).JpegDecoder;
       const ds = [new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 })];
       await Promise.all(ds.map((d) => d.open()));
