@@ -126,6 +126,28 @@ test('no decoder (CPU-only host) or a failing one: sharp decodes everything, eac
   assert.ok(failing.disposed);
 });
 
+test('concurrent requests spread over the decoders the router opened', async () => {
+  const jpeg = await image([5, 5, 5]).jpeg().toBuffer();
+  const made: FakeDecoder[] = [];
+  const open = async () => {
+    const d = new FakeDecoder(() => null);
+    const decode = d.decode.bind(d);
+    d.decode = async (j, spec) => {
+      await new Promise((r) => setTimeout(r, 30)); // held long enough for the others to arrive
+      return decode(j, spec);
+    };
+    made.push(d);
+    return { decoder: d, backend: 'hardware' };
+  };
+  const router = new GpuDecodeRouter('auto', { open, decoders: 3 });
+  const outs = await Promise.all([0, 1, 2].map(() => router.many(model, cpu, [jpeg], 'cuda', ACCEPTED, 1e6)));
+  assert.ok(outs.every((o) => o.every((v) => v === FILL)));
+  assert.equal(made.length, 3);
+  assert.deepEqual(made.map((d) => d.calls.length), [1, 1, 1]);
+  await router.close();
+  assert.ok(made.every((d) => d.disposed));
+});
+
 test('isJpeg looks at the bytes', async () => {
   assert.ok(isJpeg(await image([0, 0, 0]).jpeg().toBuffer()));
   assert.ok(!isJpeg(await image([0, 0, 0]).png().toBuffer()));
