@@ -15,7 +15,8 @@
 # HTTP and the client) gets a larger share of the cores, so the script also reports
 # images per CPU-second of each side (service: its process's CPU time over warm-up +
 # window, divided by throughput x (warm-up + window) images; the client is not counted).
-# Results: bench/.out/cpu/ (JSON per measurement, summary.txt).
+# Results: bench/.out/cpu-intra<INTRA>/ (JSON per measurement, summary.txt). INTRA (default 0)
+# sets onnxruntime's intra-op threads on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BATCH=${1:-8}
@@ -25,28 +26,29 @@ MODEL=${MODEL:-swin-fmnist}
 PORT=${PORT:-28280}
 GRPC_PORT=${GRPC_PORT:-28281}
 NICE=${NICE:--10}
+INTRA=${INTRA:-0}   # onnxruntime intra-op threads on both sides (0 = one per physical core)
 N="nice -n $NICE"
-OUTD=bench/.out/cpu
+OUTD=bench/.out/cpu-intra$INTRA
 mkdir -p "$OUTD"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 [ -d bench/.images/fmnist ] || npm run -s bench:images
 npm run -s build >/dev/null 2>&1 || echo "npm run build failed; using the dist/ that is there"
 VARIANT=$(node -e "console.log(require('./engines/models/$MODEL/model.json').default_variant)")
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), node $(node --version)"
-echo "model $MODEL ($VARIANT), batch $BATCH, $ROUNDS rounds of ${SECONDS_PER}s each"
+echo "model $MODEL ($VARIANT), batch $BATCH, onnxruntime intra-op threads $INTRA, $ROUNDS rounds of ${SECONDS_PER}s each"
 
 rm -f "$OUTD"/*.json
 : > "$OUTD/summary.txt"
 for r in $(seq 1 "$ROUNDS"); do
   load0=$(cut -d' ' -f1 /proc/loadavg)
   raw_run() {
-    $N node --import tsx bench/ort-raw.ts --model "engines/models/$MODEL" --variant "$VARIANT" --batches "$BATCH" \
+    $N node --import tsx bench/ort-raw.ts --model "engines/models/$MODEL" --variant "$VARIANT" --batches "$BATCH" --intra-op-threads "$INTRA" \
       --seconds "$SECONDS_PER" --json "$OUTD/ort-raw-r$r-$1.json" >/dev/null
     node -e "console.log(require('./$OUTD/ort-raw-r$r-$1.json').rows[0].images_per_s)"
   }
   raw_a=$(raw_run a)
 
-  $N node dist/src/main.js --models "$MODEL" --backend onnxruntime --variant "$VARIANT" --max-batch-size "$BATCH" \
+  $N node dist/src/main.js --models "$MODEL" --backend onnxruntime --variant "$VARIANT" --max-batch-size "$BATCH" --ort-intra-op-threads "$INTRA" \
     --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$OUTD/service-r$r.log" 2>&1 &
   svc=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 1; done
