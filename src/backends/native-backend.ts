@@ -62,6 +62,8 @@ export async function gpuInfo(): Promise<NativeGpuInfo[]> {
 class NativeBackend implements Backend {
   readonly maxBatchSize: number;
   readonly device: string;
+  /** The engine file's arithmetic; picks the self-test tolerance (fp16 engines get model.json's fp16 bound). */
+  readonly precision: 'fp32' | 'fp16';
   private readonly inflight: number[];
   private next = 0;
 
@@ -72,6 +74,7 @@ class NativeBackend implements Backend {
   ) {
     this.maxBatchSize = Math.min(...engines.map((e) => e.info.maxBatch));
     this.device = engines.map((e) => e.info.device).join(', ');
+    this.precision = engines[0]?.info.precision === 'fp16' ? 'fp16' : 'fp32';
     this.inflight = engines.map(() => 0);
   }
 

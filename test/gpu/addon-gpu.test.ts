@@ -128,6 +128,8 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
     const expected = JSON.parse(readFileSync(path.join(modelDir, model.selftest.expected_logits), 'utf8')) as number[][];
     const backend = await createNativeBackend('cuda', engineFile!, model, 'unfold', { instances: 2 });
     try {
+      // The self-test picks its tolerance from this; an fp16 engine judged by the fp32 bound is refused.
+      assert.equal(backend.precision, 'fp16');
       const n = model.selftest.count;
       const { ticks, ms, result } = await ticksDuring(async () => {
         let last: Float32Array | undefined;
