@@ -97,6 +97,9 @@ def main(argv=None):
     p.add_argument('--bench', type=int, default=0, help='only time this many training steps and print img/s')
     p.add_argument('--limit-train', type=int, default=0, help='use only the first N training images (smoke tests)')
     p.add_argument('--limit-test', type=int, default=0, help='use only the first N test images (smoke tests)')
+    p.add_argument('--min-epoch1-acc', type=float, default=0.3,
+                   help='stop (exit 3) if training accuracy after epoch 1 is below this: a run stuck at chance '
+                        '(seen once, models/swin-fmnist/train-26ep-collapsed.log) wastes no more GPU time')
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -222,6 +225,10 @@ def main(argv=None):
         log(f"epoch {epoch + 1:3d}/{args.epochs} train_loss {train_loss:.4f} train_acc {train_acc * 100:.2f}% "
             f"test_acc({'bf16' if amp else 'fp32'}) {test_acc * 100:.2f}% test_loss {test_loss:.4f} {ep_time:.1f} s "
             f"({rec['img_per_s']:.0f} img/s)")
+        if epoch == 0 and train_acc < args.min_epoch1_acc and not args.limit_train:
+            log(f'STOPPED: training accuracy {train_acc * 100:.1f}% after epoch 1 is below '
+                f'{args.min_epoch1_acc * 100:.0f}%: the run is stuck (see --min-epoch1-acc)')
+            return 3
     train_seconds = time.time() - t_start
     test_acc, test_loss = evaluate(wrapped, te_x, te_y, size, kernel, amp=False)
     log(f'final test accuracy (fp32, {len(te_x)} images): {test_acc * 100:.2f}%  test loss {test_loss:.4f}')
