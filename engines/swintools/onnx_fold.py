@@ -30,8 +30,7 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Counter]:
     kept: list[onnx.NodeProto] = []
     for node in graph.node:  # ONNX graphs are stored in topological order
         ins = [i for i in node.input if i]
-        if node.op_type not in _NO_FOLD and all(i in const for i in ins) and node.op_type != 'Constant' or (
-                node.op_type == 'Constant'):
+        if node.op_type == 'Constant' or (node.op_type not in _NO_FOLD and all(i in const for i in ins)):
             folded.append(node)
             const.update(node.output)
         else:
@@ -50,7 +49,7 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Counter]:
     new_inits = []
     if to_eval:
         sub_graph = helper.make_graph(
-            [n for n in folded], 'fold', [],
+            folded, 'fold', [],
             [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in to_eval],
             list(graph.initializer))
         sub = helper.make_model(sub_graph, opset_imports=model.opset_import)
