@@ -5,7 +5,7 @@
 // ACCURACY_IMAGES (default 1000) sets how many test images are used.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -21,25 +21,26 @@ const COUNT = Number(process.env.ACCURACY_IMAGES ?? 1000);
 const CONCURRENCY = 16;
 
 /**
- * PyTorch fp32 test accuracy (0..1) from the training record: on exactly the
- * first `count` images when train.json has per-image predictions
- * (test_pred_fp32), else test_acc_fp32 over all 10,000, else the final line of
- * a *.log; null when there is no record.
+ * PyTorch fp32 test accuracy (0..1) from the model's training record, train.json
+ * (then train.log): on exactly the first `count` images when it has per-image
+ * predictions (test_pred_fp32), else test_acc_fp32 over all 10,000; null when
+ * there is no record. Other logs in the folder (reruns) are not the served weights'.
  */
 function referenceAccuracy(dir: string, labels: () => number[]): { accuracy: number; source: string } | null {
-  const files = existsSync(dir) ? readdirSync(dir) : [];
-  for (const f of files.filter((x) => x.endsWith('.json') && x !== 'model.json' && !x.includes('selftest') && !x.includes('parity'))) {
-    const j = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as { test_acc_fp32?: unknown; test_pred_fp32?: unknown };
+  const json = path.join(dir, 'train.json');
+  if (existsSync(json)) {
+    const j = JSON.parse(readFileSync(json, 'utf8')) as { test_acc_fp32?: unknown; test_pred_fp32?: unknown };
     const want = labels();
     if (Array.isArray(j.test_pred_fp32) && j.test_pred_fp32.length >= want.length) {
       const hits = want.filter((y, i) => (j.test_pred_fp32 as number[])[i] === y).length;
-      return { accuracy: hits / want.length, source: `${f} test_pred_fp32 on the same ${want.length} images` };
+      return { accuracy: hits / want.length, source: `train.json test_pred_fp32 on the same ${want.length} images` };
     }
-    if (typeof j.test_acc_fp32 === 'number') return { accuracy: j.test_acc_fp32, source: `${f} test_acc_fp32 (10,000 images)` };
+    if (typeof j.test_acc_fp32 === 'number') return { accuracy: j.test_acc_fp32, source: 'train.json test_acc_fp32 (10,000 images)' };
   }
-  for (const f of files.filter((x) => x.endsWith('.log'))) {
-    const m = readFileSync(path.join(dir, f), 'utf8').match(/final test accuracy \(fp32[^)]*\):\s*([\d.]+)%/);
-    if (m) return { accuracy: Number(m[1]) / 100, source: `${f}: ${m[0]}` };
+  const log = path.join(dir, 'train.log');
+  if (existsSync(log)) {
+    const m = readFileSync(log, 'utf8').match(/final test accuracy \(fp32[^)]*\):\s*([\d.]+)%/);
+    if (m) return { accuracy: Number(m[1]) / 100, source: `train.log: ${m[0]}` };
   }
   return null;
 }
