@@ -30,7 +30,7 @@ if (run.status !== 0) process.exit(run.status ?? 1);
 
 // Mark every file as generated and make the output independent of where it was written.
 for (const file of walk(outDir)) {
-  const text = readFileSync(file, 'utf8').replace(/^\/\/ Original file: .*proto\//m, '// Original file: proto/');
+  const text = readFileSync(file, 'utf8').replace(/^\/\/ Original file: .*proto\//gm, '// Original file: proto/');
   writeFileSync(file, HEADER + text);
 }
 console.log(`gen-proto-types: wrote ${walk(outDir).length} files to ${relative(root, outDir) || '.'}`);

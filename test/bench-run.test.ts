@@ -149,7 +149,7 @@ test('runBench writes JSON and CSV with one row per step', async () => {
   assert.ok(lines[1].startsWith('fake,http,closed,1,'));
 });
 
-test('gRPC Predict: replies and status codes with swin-error-code', async () => {
+test('gRPC Predict: replies and status codes with the swin-code trailer', async () => {
   const def = await protoLoader.load('proto/swin/v1/classifier.proto', { keepCase: true, longs: Number, defaults: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { swin: { v1: { Classifier: { service: grpc.ServiceDefinition } } } };
   let calls = 0;
@@ -160,7 +160,7 @@ test('gRPC Predict: replies and status codes with swin-error-code', async () => 
       const { images, model, top_k } = call.request;
       if (calls % 5 === 0) {
         const md = new grpc.Metadata();
-        md.set('swin-error-code', 'SWIN_QUEUE_FULL');
+        md.set('swin-code', 'SWIN_QUEUE_FULL');
         cb({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'full', metadata: md });
         return;
       }

@@ -38,7 +38,7 @@ const MAX_CHANNELS = 8;
 /** "grpc RESOURCE_EXHAUSTED SWIN_QUEUE_FULL" from a failed call. */
 export function grpcErrorCode(err: grpc.ServiceError): string {
   const name = grpc.status[err.code] ?? String(err.code);
-  const swin = err.metadata?.get('swin-error-code')?.[0];
+  const swin = err.metadata?.get('swin-code')?.[0];
   return swin ? `grpc ${name} ${String(swin)}` : `grpc ${name}`;
 }
 
@@ -84,7 +84,7 @@ export class GrpcTarget implements Target {
         { deadline: Date.now() + this.opts.timeoutMs },
         (err, reply) => {
           if (err) {
-            resolve({ ok: false, code: err.code === grpc.status.DEADLINE_EXCEEDED && !err.metadata?.get('swin-error-code')?.length ? 'timeout' : grpcErrorCode(err) });
+            resolve({ ok: false, code: err.code === grpc.status.DEADLINE_EXCEEDED && !err.metadata?.get('swin-code')?.length ? 'timeout' : grpcErrorCode(err) });
           } else {
             resolve({ ok: true, top1: this.opts.check ? reply?.predictions?.[0]?.classes?.[0]?.label : undefined });
           }

@@ -4,7 +4,7 @@
 import type { DataType as _inference_DataType, DataType__Output as _inference_DataType__Output } from '../inference/DataType.js';
 import type { Long } from '@grpc/proto-loader';
 
-// Original file: /work/main/proto/kserve/grpc_service.proto
+// Original file: proto/kserve/grpc_service.proto
 
 export const _inference_ModelInput_Format = {
   FORMAT_NONE: 'FORMAT_NONE',
