@@ -60,7 +60,7 @@ const r = spawnSync(process.execPath, cmd, { stdio: soft ? 'pipe' : 'inherit', e
 const out = soft ? `${r.stdout ?? ''}${r.stderr ?? ''}` : '';
 if (soft) {
   for (const line of out.split('\n')) {
-    if (/^-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine)/.test(line)) console.log(`swin-serve addon: ${line.slice(3)}`);
+    if (/^-- (CUDA|cuBLASLt|nvcc|TensorRT|CUDA engine|nvJPEG)/.test(line)) console.log(`swin-serve addon: ${line.slice(3)}`);
   }
 }
 if (r.status !== 0) giveUp(`cmake-js exited with ${r.status ?? r.signal}`, out.slice(-20000));
