@@ -56,9 +56,7 @@ export class CoreInferenceService implements InferenceService {
     const numClasses = m.config.architecture.num_classes;
     const k = opts.topK ?? Math.min(this.config.defaultTopK, numClasses);
     if (!Number.isInteger(k) || k < 1 || k > numClasses) throw new ServeError('SWIN_BAD_TOP_K', numClasses, k);
-    if (images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
-    const max = this.config.limits.maxImagesPerRequest;
-    if (images.length > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, images.length);
+    this.checkImageCount(images.length);
     // Fail fast on an unknown or unavailable variant, before decoding anything.
     // Admission before decoding: under overload, requests are refused here rather than
     // decoded and then refused, and no more images are decoded than the queue can take.
@@ -96,7 +94,7 @@ export class CoreInferenceService implements InferenceService {
   async preprocess(modelName: string, images: Buffer[], _opts: RequestOptions): Promise<Uint8Array> {
     this.admit();
     const m = this.repo.get(modelName);
-    if (images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
+    this.checkImageCount(images.length);
     const active = m.active === null ? undefined : m.variants.get(m.active);
     return this.decodeImages(m, images, active?.kind);
   }
@@ -124,6 +122,13 @@ export class CoreInferenceService implements InferenceService {
   private decodeImages(m: LoadedModel, images: Buffer[], kind: BackendKind | null | undefined): Promise<Uint8Array> {
     if (this.decoder.mode === 'cpu') return m.preprocessor.many(images);
     return this.decoder.many(m.config, m.preprocessor, images, kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+  }
+
+  /** MAX_IMAGES_PER_REQUEST, the same for every front end that sends encoded images. */
+  private checkImageCount(n: number): void {
+    if (n === 0) throw new ServeError('SWIN_EMPTY_BODY');
+    const max = this.config.limits.maxImagesPerRequest;
+    if (n > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, n);
   }
 
   private admit(): void {

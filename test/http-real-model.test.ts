@@ -58,3 +58,12 @@ for (const variant of ['fold', 'unfold']) {
     }
   });
 }
+
+test('preprocess (KServe BYTES inputs) refuses more images than MAX_IMAGES_PER_REQUEST, as /classify does', async () => {
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#808080' } }).png().toBuffer();
+  const max = loadConfig([], {}).limits.maxImagesPerRequest;
+  await assert.rejects(service.preprocess('swin-fmnist', Array(max + 1).fill(png), {}), (err: { code?: string }) => err.code === 'SWIN_TOO_MANY_IMAGES');
+  await assert.rejects(service.preprocess('swin-fmnist', [], {}), (err: { code?: string }) => err.code === 'SWIN_EMPTY_BODY');
+  const pixels = await service.preprocess('swin-fmnist', [png], {});
+  assert.equal(pixels.length, 256 * 256 * 3);
+});
