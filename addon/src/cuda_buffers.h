@@ -13,25 +13,26 @@
 
 namespace swin {
 
-class PinnedBuffer {
+// One owning handle for memory from a CUDA allocator; Traits names the
+// allocate/free pair. Moves swap, so `b = Buffer();` frees b's old memory.
+template <typename Traits>
+class CudaMemory {
  public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes) : bytes_(bytes) {
-    // Portable: usable from every device's contexts, since one process may
-    // drive several GPUs.
-    if (bytes) SWIN_CUDA_CHECK(cudaHostAlloc(&ptr_, bytes, cudaHostAllocPortable));
+  CudaMemory() = default;
+  explicit CudaMemory(size_t bytes) : bytes_(bytes) {
+    if (bytes) Traits::allocate(&ptr_, bytes);
   }
-  ~PinnedBuffer() {
-    if (ptr_) (void)cudaFreeHost(ptr_);  // never throws from a destructor
+  ~CudaMemory() {
+    if (ptr_) Traits::release(ptr_);  // never throws from a destructor
   }
-  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+  CudaMemory(CudaMemory&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  CudaMemory& operator=(CudaMemory&& o) noexcept {
     std::swap(ptr_, o.ptr_);
     std::swap(bytes_, o.bytes_);
     return *this;
   }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  CudaMemory(const CudaMemory&) = delete;
+  CudaMemory& operator=(const CudaMemory&) = delete;
 
   template <typename T = void>
   T* get() const { return static_cast<T*>(ptr_); }
@@ -42,32 +43,20 @@ class PinnedBuffer {
   size_t bytes_ = 0;
 };
 
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes) SWIN_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
-  }
-  ~DeviceBuffer() {
-    if (ptr_) (void)cudaFree(ptr_);
-  }
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    std::swap(ptr_, o.ptr_);
-    std::swap(bytes_, o.bytes_);
-    return *this;
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  template <typename T = void>
-  T* get() const { return static_cast<T*>(ptr_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
+struct PinnedHostTraits {
+  // Portable: usable from every device's contexts, since one process may
+  // drive several GPUs.
+  static void allocate(void** p, size_t bytes) { SWIN_CUDA_CHECK(cudaHostAlloc(p, bytes, cudaHostAllocPortable)); }
+  static void release(void* p) { (void)cudaFreeHost(p); }
 };
+
+struct DeviceTraits {
+  static void allocate(void** p, size_t bytes) { SWIN_CUDA_CHECK(cudaMalloc(p, bytes)); }
+  static void release(void* p) { (void)cudaFree(p); }
+};
+
+using PinnedBuffer = CudaMemory<PinnedHostTraits>;
+using DeviceBuffer = CudaMemory<DeviceTraits>;
 
 class CudaStream {
  public:
