@@ -18,6 +18,8 @@ export interface Config {
   backend: BackendChoice;
   /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/gpu-decode.ts). */
   decode: DecodeMode;
+  /** Child processes that run sharp for the CPU decode path (src/decode-pool.ts); 0 = in this process. */
+  decodeProcesses: number;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
   variant?: Variant;
   batching: {
@@ -83,6 +85,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '' },
   { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto' },
   { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto' },
+  { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0' },
   { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] } },
   { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096) },
   { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000) },
@@ -164,6 +167,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     models: v.get('MODELS') as string[],
     backend: v.get('BACKEND') as BackendChoice,
     decode: v.get('DECODE') as DecodeMode,
+    decodeProcesses: num('DECODE_PROCESSES'),
     variant: v.get('VARIANT') as Variant | undefined,
     batching: {
       maxBatchSize: opt('MAX_BATCH_SIZE'),

@@ -65,6 +65,13 @@ export class ServeError extends Error {
     this.grpcStatus = spec.grpcStatus;
   }
 
+  /** The same error rebuilt elsewhere (a decode process's reply): code and final message. */
+  static rebuilt(code: ErrorCode, message: string): ServeError {
+    const err = new ServeError(code);
+    err.message = message;
+    return err;
+  }
+
   withRetryAfter(seconds: number): this {
     this.retryAfterSeconds = seconds;
     return this;

@@ -11,7 +11,7 @@
 import { loadAddon } from './backends/native-addon.js';
 import type { BackendKind } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
-import { preprocessDuration } from './metrics.js';
+import { decodedImages, preprocessDuration } from './metrics.js';
 
 export type DecodeMode = 'auto' | 'cpu' | 'gpu';
 export const DECODE_MODES: readonly DecodeMode[] = ['auto', 'cpu', 'gpu'];
@@ -84,7 +84,7 @@ export interface GpuDecodeOptions {
    * (docs/gpu-decode.md).
    */
   decoders?: number;
-  /** Called once per distinct reason the GPU path was not used or failed. */
+  /** Called once per distinct reason the GPU path was not used, refused an image, or failed (first 100 reasons). */
   onFallback?: (reason: string) => void;
 }
 
@@ -126,9 +126,9 @@ export class GpuDecodeRouter {
     acceptedFormats: string[], maxImagePixels: number): Promise<Uint8Array> {
     const jpegIdx = this.wants(kind) && acceptedFormats.includes('jpeg')
       ? images.map((b, i) => (isJpeg(b) ? i : -1)).filter((i) => i >= 0) : [];
-    if (jpegIdx.length === 0) return this.cpuAll(cpu, images);
+    if (jpegIdx.length === 0) return this.cpuAll(model, cpu, images);
     const pool = await this.decoders();
-    if (!pool) return this.cpuAll(cpu, images);
+    if (!pool) return this.cpuAll(model, cpu, images);
     const slot = pool.reduce((a, b) => (b.busy < a.busy ? b : a));
 
     const start = performance.now();
@@ -142,7 +142,7 @@ export class GpuDecodeRouter {
       });
     } catch (err) {
       this.tell(`GPU decode failed, using sharp: ${(err as Error).message}`);
-      return this.cpuAll(cpu, images);
+      return this.cpuAll(model, cpu, images);
     } finally {
       slot.busy--;
     }
@@ -155,6 +155,8 @@ export class GpuDecodeRouter {
       if (r.decoded[k] === 1) {
         out.set(r.pixels.subarray(k * bytes, (k + 1) * bytes), img * bytes);
         onGpu[img] = true;
+      } else {
+        this.tell(`GPU decoder refused a JPEG: ${r.reasons[k] ?? 'no reason given'}`);
       }
     });
     // Everything else through sharp, with the CPU path's checks and error codes.
@@ -165,6 +167,8 @@ export class GpuDecodeRouter {
     const gpuCount = onGpu.filter(Boolean).length;
     this.counts.gpu += gpuCount;
     this.counts.cpu += n - gpuCount;
+    decodedImages.inc({ model: model.name, decoder: 'gpu' }, gpuCount);
+    if (n > gpuCount) decodedImages.inc({ model: model.name, decoder: 'sharp' }, n - gpuCount);
     for (let i = 0; i < gpuCount; i++) preprocessDuration.observe({ model: model.name }, gpuMs / 1000);
     return out;
   }
@@ -174,9 +178,11 @@ export class GpuDecodeRouter {
     await Promise.all([...new Set(pool?.map((s) => s.d))].map((d) => d.dispose().catch(() => undefined)));
   }
 
-  private cpuAll(cpu: CpuPreprocessor, images: Buffer[]): Promise<Uint8Array> {
+  private async cpuAll(model: ModelConfig, cpu: CpuPreprocessor, images: Buffer[]): Promise<Uint8Array> {
     this.counts.cpu += images.length;
-    return cpu.many(images);
+    const out = await cpu.many(images);
+    decodedImages.inc({ model: model.name, decoder: 'sharp' }, images.length);
+    return out;
   }
 
   private decoders(): Promise<{ d: JpegDecoderLike; busy: number }[] | null> {
@@ -201,7 +207,7 @@ export class GpuDecodeRouter {
   }
 
   private tell(reason: string): void {
-    if (this.told.has(reason)) return;
+    if (this.told.has(reason) || this.told.size >= 100) return;
     this.told.add(reason);
     this.onFallback(reason);
   }

@@ -5,11 +5,19 @@
 import type { BackendKind, Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
-import { GpuDecodeRouter } from './gpu-decode.js';
+import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
+import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
 import { imagesTotal } from './metrics.js';
 import type { LoadedModel, ModelRepository } from './model-repository.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './topk.js';
+
+/** What the service reports to its host (server.ts logs it). */
+export interface ServiceHooks {
+  /** Each distinct reason a JPEG went to sharp instead of the GPU decoder, once. */
+  onDecodeFallback?: GpuDecodeOptions['onFallback'];
+  onDecodeProcessExit?: DecodePoolEvents['onExit'];
+}
 
 export class CoreInferenceService implements InferenceService {
   private readonly repo: ModelRepository;
@@ -17,11 +25,14 @@ export class CoreInferenceService implements InferenceService {
   private closing: Promise<void> | null = null;
   /** JPEGs to the GPU decoder where config.decode and the backend say so; the rest to sharp. */
   readonly decoder: GpuDecodeRouter;
+  /** sharp in child processes (DECODE_PROCESSES > 0), else null: sharp in this one. */
+  readonly decodePool: DecodePool | null;
 
-  constructor(repo: ModelRepository, config: Config) {
+  constructor(repo: ModelRepository, config: Config, hooks: ServiceHooks = {}) {
     this.repo = repo;
     this.config = config;
-    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto');
+    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback });
+    this.decodePool = (config.decodeProcesses ?? 0) > 0 ? new DecodePool(config.decodeProcesses, { onExit: hooks.onDecodeProcessExit }) : null;
   }
 
   get repository(): ModelRepository {
@@ -115,13 +126,13 @@ export class CoreInferenceService implements InferenceService {
 
   /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
   close(): Promise<void> {
-    this.closing ??= this.repo.close().then(() => this.decoder.close());
+    this.closing ??= this.repo.close().then(() => Promise.all([this.decoder.close(), this.decodePool?.close()])).then(() => undefined);
     return this.closing;
   }
 
   private decodeImages(m: LoadedModel, images: Buffer[], kind: BackendKind | null | undefined): Promise<Uint8Array> {
-    if (this.decoder.mode === 'cpu') return m.preprocessor.many(images);
-    return this.decoder.many(m.config, m.preprocessor, images, kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+    const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
+    return this.decoder.many(m.config, cpu, images, kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
   }
 
   /** MAX_IMAGES_PER_REQUEST, the same for every front end that sends encoded images. */

@@ -47,6 +47,13 @@ export const preprocessDuration = new client.Histogram({
   registers: [registry],
 });
 
+export const decodedImages = new client.Counter({
+  name: 'swin_decoded_images_total',
+  help: 'Images decoded, by decoder: gpu (nvJPEG) or sharp (the CPU path, in process or in a decode process).',
+  labelNames: ['model', 'decoder'] as const,
+  registers: [registry],
+});
+
 export const inferenceDuration = new client.Histogram({
   name: 'swin_inference_duration_seconds',
   help: 'Backend execution time per batch.',

@@ -34,8 +34,9 @@ export class Preprocessor {
   readonly size: number;
   /** Bytes of one preprocessed image: size * size * 3. */
   readonly imageBytes: number;
-  private readonly model: ModelConfig;
-  private readonly limits: PreprocessLimits;
+  /** What a decode process needs to build the same Preprocessor (src/decode-pool.ts). */
+  readonly model: ModelConfig;
+  readonly limits: PreprocessLimits;
   private readonly background: { r: number; g: number; b: number };
 
   constructor(model: ModelConfig, limits: PreprocessLimits) {

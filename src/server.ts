@@ -38,7 +38,14 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     }
     throw err;
   }
-  const service = new CoreInferenceService(repo, config);
+  const service = new CoreInferenceService(repo, config, {
+    onDecodeFallback: (reason) => logger.warn({ reason }, 'JPEG decoded with sharp instead of on the GPU'),
+    onDecodeProcessExit: (info) => logger.error(info, 'a decode process exited; its images were handed to another'),
+  });
+  if (service.decodePool) {
+    await service.decodePool.ready();
+    logger.info({ processes: service.decodePool.pids.length, asked: config.decodeProcesses }, 'decode processes ready');
+  }
   const access = new AccessController(config.access);
   const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
   await app.listen({ port: config.port, host: config.host });
