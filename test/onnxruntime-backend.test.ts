@@ -37,6 +37,25 @@ test('the event loop keeps running while a batch executes', async () => {
   }
 });
 
+test('the caller keeps its pixels: a Buffer viewing a larger ArrayBuffer is copied for the worker, never detached (Node 22+ refuses to transfer pooled memory)', async () => {
+  const backend = await OnnxRuntimeBackend.create(await options());
+  try {
+    const cfg = await readModelConfig(DIR);
+    const { images } = await loadSelfTest(DIR, cfg);
+    const one = images.subarray(0, images.length / cfg.selftest.count);
+    const want = await backend.run(new Uint8Array(one), 1);
+    // A Buffer that views a larger ArrayBuffer, as Buffer.concat and pooled allocations give.
+    const big = Buffer.alloc(one.length + 64);
+    big.set(one, 32);
+    const view = big.subarray(32, 32 + one.length);
+    assert.deepEqual(await backend.run(view, 1), want);
+    assert.equal(big.byteLength, one.length + 64, 'the caller\'s memory was not transferred away');
+    assert.ok(Buffer.from(view).equals(Buffer.from(one)));
+  } finally {
+    await backend.dispose();
+  }
+});
+
 test('two instances run batches side by side and agree', async () => {
   const backend = await OnnxRuntimeBackend.create(await options({ instances: 2 }));
   try {

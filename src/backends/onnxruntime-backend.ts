@@ -143,8 +143,10 @@ export class OnnxRuntimeBackend implements Backend {
     }
     slot.busy = true;
     const id = this.nextId++;
-    // The worker gets its own copy (transferred, not cloned a second time).
-    const copy = images.slice();
+    // The worker gets its own copy, transferred rather than cloned a second time. Not
+    // images.slice(): on a Buffer that is a view of the same memory (often Node's shared
+    // pool, which Node 22+ refuses to transfer: "Cannot transfer object of unsupported type").
+    const copy = new Uint8Array(images);
     const logits = await new Promise<Float32Array>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       slot.worker.postMessage({ id, images: copy, n }, [copy.buffer]);
