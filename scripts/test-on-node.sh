@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the test suite (npm test) on another Node.js major line, with the official
+# binary that npm's node-linux-<arch> package carries (no nodejs.org needed).
+#
+#   bash scripts/test-on-node.sh 24      # or 22; extra arguments go to `node --test`
+#
+# The native modules (sharp, onnxruntime-node, our addon) use Node-API, so the
+# node_modules that `npm ci` built for the system Node serve here unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+major="${1:?usage: scripts/test-on-node.sh MAJOR (e.g. 24)}"
+shift
+case "$(uname -m)" in
+  x86_64) arch=x64 ;;
+  aarch64 | arm64) arch=arm64 ;;
+  *) echo "test-on-node: no node-linux package for $(uname -m)" >&2; exit 2 ;;
+esac
+dir=".cache/node-$major"
+if [ ! -x "$dir/package/bin/node" ]; then
+  echo "test-on-node: fetching node-linux-$arch@$major from the npm registry"
+  rm -rf "$dir" && mkdir -p "$dir"
+  tarball=$(cd "$dir" && npm pack --silent "node-linux-$arch@$major" | tail -1)
+  tar xzf "$dir/$tarball" -C "$dir" && rm "$dir/$tarball"
+fi
+export PATH="$PWD/$dir/package/bin:$PATH"
+echo "test-on-node: $(node --version)"
+npm run -s typecheck
+node --import tsx --test --test-concurrency=1 --test-reporter=tap "$@" test/*.test.ts
