@@ -16,7 +16,9 @@
 # images per CPU-second of each side (service: its process's CPU time over warm-up +
 # window, divided by throughput x (warm-up + window) images; the client is not counted).
 # Results: bench/.out/cpu-intra<INTRA>/ (JSON per measurement, summary.txt). INTRA (default 0)
-# sets onnxruntime's intra-op threads on both sides.
+# sets onnxruntime's intra-op threads on both sides; SERVICE_INTRA (default INTRA) the
+# service's alone, and the service's other settings come from the environment
+# (INSTANCES=2 SERVICE_INTRA=1: two single-threaded sessions against raw's one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BATCH=${1:-8}
@@ -27,15 +29,16 @@ PORT=${PORT:-28280}
 GRPC_PORT=${GRPC_PORT:-28281}
 NICE=${NICE:--10}
 INTRA=${INTRA:-0}   # onnxruntime intra-op threads on both sides (0 = one per physical core)
+SERVICE_INTRA=${SERVICE_INTRA:-$INTRA}
 N="nice -n $NICE"
-OUTD=bench/.out/cpu-intra$INTRA
+OUTD=bench/.out/cpu-intra$INTRA-svc$SERVICE_INTRA-inst${INSTANCES:-default}
 mkdir -p "$OUTD"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 [ -d bench/.images/fmnist ] || npm run -s bench:images
 npm run -s build >/dev/null 2>&1 || echo "npm run build failed; using the dist/ that is there"
 VARIANT=$(node -e "console.log(require('./engines/models/$MODEL/model.json').default_variant)")
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), node $(node --version)"
-echo "model $MODEL ($VARIANT), batch $BATCH, onnxruntime intra-op threads $INTRA, $ROUNDS rounds of ${SECONDS_PER}s each"
+echo "model $MODEL ($VARIANT), batch $BATCH, onnxruntime intra-op threads $INTRA (service: $SERVICE_INTRA, instances ${INSTANCES:-from model.json}), $ROUNDS rounds of ${SECONDS_PER}s each"
 
 rm -f "$OUTD"/*.json
 : > "$OUTD/summary.txt"
@@ -48,7 +51,7 @@ for r in $(seq 1 "$ROUNDS"); do
   }
   raw_a=$(raw_run a)
 
-  $N node dist/src/main.js --models "$MODEL" --backend onnxruntime --variant "$VARIANT" --max-batch-size "$BATCH" --ort-intra-op-threads "$INTRA" \
+  $N node dist/src/main.js --models "$MODEL" --backend onnxruntime --variant "$VARIANT" --max-batch-size "$BATCH" --ort-intra-op-threads "$SERVICE_INTRA" \
     --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$OUTD/service-r$r.log" 2>&1 &
   svc=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 1; done

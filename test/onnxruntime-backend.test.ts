@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { OnnxRuntimeBackend, type OnnxRuntimeOptions } from '../src/backends/onnxruntime-backend.js';
+import { OnnxRuntimeBackend, sessionThreads, type OnnxRuntimeOptions } from '../src/backends/onnxruntime-backend.js';
 import { readModelConfig } from '../src/model-json.js';
 import { loadSelfTest } from '../src/selftest.js';
 
@@ -54,6 +54,15 @@ test('the caller keeps its pixels: a Buffer viewing a larger ArrayBuffer is copi
   } finally {
     await backend.dispose();
   }
+});
+
+test('ORT_INTRA_OP_THREADS=0 shares the cores out among the instances; a set value is kept', () => {
+  assert.equal(sessionThreads(0, 2, 2), 1);
+  assert.equal(sessionThreads(0, 1, 2), 2);
+  assert.equal(sessionThreads(0, 2, 16), 8);
+  assert.equal(sessionThreads(0, 3, 16), 5);
+  assert.equal(sessionThreads(0, 4, 2), 1, 'at least one thread each');
+  assert.equal(sessionThreads(3, 2, 2), 3, 'an explicit setting wins');
 });
 
 test('two instances run batches side by side and agree', async () => {

@@ -1,7 +1,9 @@
 // ONNX Runtime on the CPU. Each of `instances` worker threads owns its own
 // session (onnxruntime-node would otherwise run inference on the event loop);
 // a batch goes to an idle worker, or waits for one. Threads per session:
-// intraOpThreads (0 = one per physical core) and interOpThreads.
+// intraOpThreads (0 = the host's cores shared out among the instances, see
+// sessionThreads) and interOpThreads.
+import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Backend, Variant } from './backend.js';
 import type { WorkerInit, WorkerReply } from './onnxruntime-worker.js';
@@ -18,6 +20,17 @@ export interface OnnxRuntimeOptions {
   instances: number;
   intraOpThreads: number;
   interOpThreads: number;
+}
+
+/**
+ * Intra-op threads of each session. 0 (the default) splits the cores among the instances
+ * (at least one each) rather than letting every session take them all, which would
+ * oversubscribe them. On 2 cores the service with two one-thread sessions served
+ * swin-fmnist at 1.12x raw onnxruntime's one two-thread session (docs/benchmarks.md, section 4).
+ */
+export function sessionThreads(intraOpThreads: number, instances: number, cores = os.availableParallelism()): number {
+  if (intraOpThreads > 0) return intraOpThreads;
+  return Math.max(1, Math.floor(cores / Math.max(1, instances)));
 }
 
 interface Pending {
@@ -67,7 +80,7 @@ export class OnnxRuntimeBackend implements Backend {
     const init: WorkerInit = {
       path: this.opts.path, inputName: this.opts.inputName, outputName: this.opts.outputName,
       height: this.opts.imgSize, width: this.opts.imgSize,
-      intraOpThreads: this.opts.intraOpThreads, interOpThreads: this.opts.interOpThreads,
+      intraOpThreads: sessionThreads(this.opts.intraOpThreads, this.opts.instances), interOpThreads: this.opts.interOpThreads,
     };
     const worker = WORKER_URL.pathname.endsWith('.ts')
       // Loader hooks do not reach worker threads on Node 20: register tsx inside the worker first.
