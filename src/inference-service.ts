@@ -106,8 +106,16 @@ export class CoreInferenceService implements InferenceService {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
-    const active = m.active === null ? undefined : m.variants.get(m.active);
-    return this.decodeImages(m, images, active?.kind);
+    // Admission before decoding, as in classify(): against the variant that serves by default
+    // (the one inferTensor() will most likely queue on), so a flood of KServe BYTES requests
+    // is refused undecoded once that queue is full.
+    const slot = this.repo.resolveVariant(m, undefined);
+    const release = slot.batcher?.reserve(images.length);
+    try {
+      return await this.decodeImages(m, images, slot.kind);
+    } finally {
+      release?.();
+    }
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {

@@ -129,7 +129,7 @@ test('gRPC Predict at 10x: OK or RESOURCE_EXHAUSTED with retry pushback, nothing
   }
 });
 
-test('admission happens before decoding: no more images are decoded than the queue can take', async () => {
+test('admission happens before decoding: no more images are decoded than the queue can take (KServe BYTES too)', async () => {
   const { app, service, engines } = await appWith({ MAX_QUEUE_SIZE: '8', MAX_BATCH_SIZE: '4', INSTANCES: '1', MAX_QUEUE_DELAY_MS: '1' });
   const fold = engines.find((e) => e.variant === 'fold')!;
   fold.hold();
@@ -142,13 +142,18 @@ test('admission happens before decoding: no more images are decoded than the que
   };
   const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
   try {
-    // All 100 arrive at once while the engine is held: 4 run, 8 queue, the rest are refused undecoded.
-    const replies = Promise.all(Array.from({ length: 100 }, () => app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })));
+    // All 100 arrive at once while the engine is held: 4 run, 8 queue, the rest are refused
+    // undecoded; half of them as /classify, half as KServe v2 infer with a BYTES input.
+    const kserve = { inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [1], data: [png.toString('base64')] }] };
+    const replies = Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0
+      ? app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })
+      : app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: kserve }))));
     await new Promise((r) => setTimeout(r, 300));
     fold.release();
     const codes = (await replies).map((r) => r.statusCode);
     assert.ok(decoded <= 8 + 4, `decoded ${decoded} images for a queue of 8 and a batch of 4`);
-    assert.equal(codes.filter((c) => c === 200).length + codes.filter((c) => c === 503).length, 100);
+    assert.equal(codes.filter((c) => c === 200).length + codes.filter((c) => c === 503).length, 100, codes.join(' '));
+    assert.ok(codes.some((c, i) => i % 2 === 1 && c === 503), 'KServe requests are refused too');
   } finally {
     await app.close();
     await service.close();
