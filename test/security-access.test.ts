@@ -11,6 +11,9 @@ import * as grpc from '@grpc/grpc-js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
 import { ACCESS_DEFAULTS, accessConfigFromEnv, type AccessConfig } from '../src/access/access-config.js';
+import { loadConfig } from '../src/config.js';
+import { buildApp } from '../src/http/app.js';
+import { FakeService } from './kserve-fake-service.js';
 import { ApiKeyChecker, presentedKey } from '../src/access/api-keys.js';
 import { grpcAccessInterceptor } from '../src/access/grpc-access.js';
 import { registerAccessControl } from '../src/access/http-access.js';
@@ -175,6 +178,26 @@ describe('HTTP access control', () => {
     assert.equal((await app.inject({ method: 'POST', url: '/classify', remoteAddress: '10.0.0.2' })).statusCode, 200);
     assert.equal((await app.inject({ method: 'GET', url: '/health/live', remoteAddress: '10.0.0.1' })).statusCode, 200);
     await app.close();
+  });
+
+  test('TRUST_PROXY: behind a listed proxy each X-Forwarded-For client has its own bucket; others cannot spoof one', async () => {
+    // Through buildApp, which hands TRUST_PROXY to Fastify (the helper above builds a bare Fastify).
+    const config = loadConfig([], { TRUST_PROXY: '10.9.0.0/16', RATE_LIMIT_RPS: '1', RATE_LIMIT_BURST: '1', LOG_LEVEL: 'silent' });
+    const app = await buildApp(config, new FakeService(), { logger: false });
+    const ask = (remoteAddress: string, xff?: string) => app.inject({
+      method: 'GET', url: '/models', remoteAddress, headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+    }).then((r) => r.statusCode);
+    // Through the proxy 10.9.0.5: two clients, one token each.
+    assert.deepEqual([await ask('10.9.0.5', '203.0.113.1'), await ask('10.9.0.5', '203.0.113.1')], [200, 429]);
+    assert.equal(await ask('10.9.0.5', '203.0.113.2'), 200, 'another client behind the same proxy');
+    assert.equal(await ask('10.9.0.5', '203.0.113.2, 10.9.0.7'), 429, 'a chain of trusted proxies ends at the same client');
+    // A direct client that is not a listed proxy: its X-Forwarded-For is ignored.
+    assert.deepEqual([await ask('198.51.100.7', '203.0.113.3'), await ask('198.51.100.7', '203.0.113.4')], [200, 429]);
+    await app.close();
+    assert.deepEqual(accessConfigFromEnv({ TRUST_PROXY: '10.0.0.1, fd00::/8,192.168.0.0/16' }).trustProxy, ['10.0.0.1', 'fd00::/8', '192.168.0.0/16']);
+    for (const bad of ['10.0.0.0/33', 'proxy.local', '10.0.0.1/8/1', 'fd00::/129']) {
+      assert.throws(() => accessConfigFromEnv({ TRUST_PROXY: bad }), /TRUST_PROXY/, bad);
+    }
   });
 
   test('rate limiting with auth: buckets per key; failed attempts charged to the address', async () => {

@@ -2,6 +2,7 @@
 // environment variables. Kept apart from src/config.ts so the access layer
 // can be built and tested on its own; config.ts embeds the result.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 
 export interface AccessConfig {
   /** API keys accepted as `Authorization: Bearer <key>` or `x-api-key: <key>`. Empty: auth off. */
@@ -19,6 +20,12 @@ export interface AccessConfig {
   rateLimitBurst: number;
   /** Origins allowed by CORS; empty: CORS off (no Access-Control-* headers). "*" allows any. */
   corsOrigins: string[];
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For the HTTP server believes:
+   * from them, the client is the nearest address in the header that is not itself a trusted
+   * proxy (rate-limit buckets, logs). Empty: the TCP peer is the client.
+   */
+  trustProxy: string[];
 }
 
 export const ACCESS_DEFAULTS: AccessConfig = {
@@ -28,6 +35,7 @@ export const ACCESS_DEFAULTS: AccessConfig = {
   rateLimitRps: 0,
   rateLimitBurst: 0,
   corsOrigins: [],
+  trustProxy: [],
 };
 
 type Env = Record<string, string | undefined>;
@@ -50,6 +58,20 @@ function nonNegative(name: string, value: string | undefined, fallback: number):
   return n;
 }
 
+/** "10.0.0.1", "10.0.0.0/8", "fd00::/8": an address, or an address and a prefix length. */
+function proxyList(value: string | undefined): string[] {
+  const entries = list(value);
+  for (const e of entries) {
+    const [addr, bits, extra] = e.split('/');
+    const family = isIP(addr);
+    const prefixOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (family === 0 || !prefixOk || extra !== undefined) {
+      throw new Error(`TRUST_PROXY: ${JSON.stringify(e)} is not an IP address or CIDR range (e.g. 10.0.0.0/8)`);
+    }
+  }
+  return entries;
+}
+
 /** One key per line; blank lines and lines starting with # are ignored. */
 export function readKeyFile(path: string): string[] {
   return readFileSync(path, 'utf8')
@@ -60,7 +82,7 @@ export function readKeyFile(path: string): string[] {
 
 /**
  * Reads AUTH_API_KEYS, AUTH_API_KEYS_FILE, AUTH_PUBLIC_HEALTH, AUTH_PUBLIC_METRICS, TLS_CERT_FILE,
- * TLS_KEY_FILE, RATE_LIMIT_RPS, RATE_LIMIT_BURST, CORS_ORIGINS.
+ * TLS_KEY_FILE, RATE_LIMIT_RPS, RATE_LIMIT_BURST, CORS_ORIGINS, TRUST_PROXY.
  * Throws a plain Error naming the variable when a value is invalid.
  */
 export function accessConfigFromEnv(env: Env = process.env): AccessConfig {
@@ -84,5 +106,6 @@ export function accessConfigFromEnv(env: Env = process.env): AccessConfig {
     rateLimitRps,
     rateLimitBurst,
     corsOrigins: list(env.CORS_ORIGINS),
+    trustProxy: proxyList(env.TRUST_PROXY),
   };
 }

@@ -37,6 +37,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
       ? { loggerInstance: opts.loggerInstance }
       : { logger: opts.logger ?? { level: config.logLevel, redact: LOG_REDACT_PATHS } }),
     bodyLimit: config.limits.maxBodyBytes,
+    // request.ip (rate-limit buckets, logs) from X-Forwarded-For only when the peer is a listed proxy.
+    trustProxy: config.access.trustProxy.length > 0 ? config.access.trustProxy : false,
     // A client's x-request-id is kept when it is short and plain; otherwise a fresh UUID.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
