@@ -17,7 +17,7 @@ import type { DecodeJob, DecodeReply } from './decode-worker.js';
 import { ServeError } from './errors.js';
 import type { CpuPreprocessor } from './gpu-decode.js';
 import { preprocessDuration } from './metrics.js';
-import type { Preprocessor } from './preprocess.js';
+import { decodeEach, type Preprocessor } from './preprocess.js';
 
 // Under tsx (tests, `npm run dev`) this module is .ts and so is the worker; built, both are .js.
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './decode-worker.ts' : './decode-worker.js', import.meta.url);
@@ -52,7 +52,6 @@ export class DecodePool {
   readonly size: number;
   private readonly children = new Set<Child>();
   private readonly events: DecodePoolEvents;
-  private readonly keys = new WeakMap<Preprocessor, string>();
   private readonly wrapped = new WeakMap<Preprocessor, CpuPreprocessor>();
   private nextId = 1;
   private nextKey = 1;
@@ -78,15 +77,9 @@ export class DecodePool {
   preprocessor(local: Preprocessor): CpuPreprocessor {
     let p = this.wrapped.get(local);
     if (!p) {
-      const one = (input: Buffer, index = 0) => this.one(local, input, index);
-      p = {
-        imageBytes: local.imageBytes,
-        one,
-        many: async (images: Buffer[]) => {
-          const raws = await Promise.all(images.map((img, i) => one(img, i)));
-          return raws.length === 1 ? raws[0] : Buffer.concat(raws);
-        },
-      };
+      const key = `recipe-${this.nextKey++}`;
+      const one = (input: Buffer, index = 0) => this.one(local, key, input, index);
+      p = { imageBytes: local.imageBytes, one, many: (images: Buffer[]) => decodeEach(images, one) };
       this.wrapped.set(local, p);
     }
     return p;
@@ -102,14 +95,9 @@ export class DecodePool {
     await Promise.all(exits);
   }
 
-  private async one(local: Preprocessor, input: Buffer, index: number): Promise<Buffer> {
+  private async one(local: Preprocessor, key: string, input: Buffer, index: number): Promise<Buffer> {
     if (this.closed || this.children.size === 0) return local.one(input, index);
     const start = performance.now();
-    let key = this.keys.get(local);
-    if (!key) {
-      key = `recipe-${this.nextKey++}`;
-      this.keys.set(local, key);
-    }
     const pixels = await new Promise<Buffer>((resolve, reject) => {
       this.dispatch({
         msg: { id: this.nextId++, key, image: input, index },

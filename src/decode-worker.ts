@@ -15,13 +15,12 @@ export interface DecodeJob {
 }
 
 export type DecodeReply =
-  | { id: number; pixels: Uint8Array; ms: number }
+  | { id: number; pixels: Uint8Array }
   | { id: number; code: ErrorCode | null; message: string };
 
 const preprocessors = new Map<string, Preprocessor>();
 
 async function run(job: DecodeJob): Promise<DecodeReply> {
-  const start = performance.now();
   try {
     if (job.recipe) preprocessors.set(job.key, new Preprocessor(job.recipe.model, job.recipe.limits));
     const p = preprocessors.get(job.key);
@@ -29,7 +28,7 @@ async function run(job: DecodeJob): Promise<DecodeReply> {
     // structured clone hands Buffers over as plain Uint8Arrays: sharp wants a Buffer.
     const image = Buffer.from(job.image.buffer, job.image.byteOffset, job.image.byteLength);
     const pixels = await p.one(image, job.index);
-    return { id: job.id, pixels, ms: performance.now() - start };
+    return { id: job.id, pixels };
   } catch (err) {
     if (err instanceof ServeError) return { id: job.id, code: err.code, message: err.message };
     return { id: job.id, code: null, message: (err as Error).message ?? String(err) };

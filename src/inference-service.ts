@@ -2,7 +2,7 @@
 // encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
-import type { BackendKind, Variant } from './backends/backend.js';
+import type { Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
@@ -68,20 +68,9 @@ export class CoreInferenceService implements InferenceService {
     const k = opts.topK ?? Math.min(this.config.defaultTopK, numClasses);
     if (!Number.isInteger(k) || k < 1 || k > numClasses) throw new ServeError('SWIN_BAD_TOP_K', numClasses, k);
     this.checkImageCount(images.length);
-    // Fail fast on an unknown or unavailable variant, before decoding anything.
-    // Admission before decoding: under overload, requests are refused here rather than
-    // decoded and then refused, and no more images are decoded than the queue can take.
-    const slot = this.repo.resolveVariant(m, opts.variant);
-    const release = slot.batcher?.reserve(images.length);
-
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    let pixels: Uint8Array;
-    try {
-      pixels = await this.decodeImages(m, images, slot.kind);
-    } finally {
-      release?.();
-    }
+    const pixels = await this.admitAndDecode(m, images, opts.variant);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
@@ -106,16 +95,8 @@ export class CoreInferenceService implements InferenceService {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
-    // Admission before decoding, as in classify(): against the variant that serves by default
-    // (the one inferTensor() will most likely queue on), so a flood of KServe BYTES requests
-    // is refused undecoded once that queue is full.
-    const slot = this.repo.resolveVariant(m, undefined);
-    const release = slot.batcher?.reserve(images.length);
-    try {
-      return await this.decodeImages(m, images, slot.kind);
-    } finally {
-      release?.();
-    }
+    // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
+    return this.admitAndDecode(m, images, undefined);
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -138,9 +119,20 @@ export class CoreInferenceService implements InferenceService {
     return this.closing;
   }
 
-  private decodeImages(m: LoadedModel, images: Buffer[], kind: BackendKind | null | undefined): Promise<Uint8Array> {
-    const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
-    return this.decoder.many(m.config, cpu, images, kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+  /**
+   * Fails fast on an unknown or unavailable variant, then admits before decoding: under
+   * overload requests are refused here rather than decoded and then refused, and no more
+   * images are decoded than the variant's queue can take.
+   */
+  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined): Promise<Uint8Array> {
+    const slot = this.repo.resolveVariant(m, variant);
+    const release = slot.batcher?.reserve(images.length);
+    try {
+      const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
+      return await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+    } finally {
+      release?.();
+    }
   }
 
   /** MAX_IMAGES_PER_REQUEST, the same for every front end that sends encoded images. */

@@ -51,9 +51,8 @@ export class Preprocessor {
   }
 
   /** Several images, preprocessed concurrently, concatenated: n x size x size x 3 bytes. */
-  async many(images: Buffer[]): Promise<Uint8Array> {
-    const raws = await Promise.all(images.map((img, i) => this.one(img, i)));
-    return raws.length === 1 ? raws[0] : Buffer.concat(raws);
+  many(images: Buffer[]): Promise<Uint8Array> {
+    return decodeEach(images, (img, i) => this.one(img, i));
   }
 
   /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
@@ -123,6 +122,12 @@ export class Preprocessor {
     preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
     return out.data;
   }
+}
+
+/** Every image through `one`, concurrently, concatenated in request order (one image: no copy). */
+export async function decodeEach(images: Buffer[], one: (image: Buffer, index: number) => Promise<Buffer>): Promise<Uint8Array> {
+  const raws = await Promise.all(images.map((img, i) => one(img, i)));
+  return raws.length === 1 ? raws[0] : Buffer.concat(raws);
 }
 
 /** sharp reports AVIF as heif + av1; we name it avif, as users do. */
