@@ -13,18 +13,24 @@
 #                                    no docs, maps or type declarations
 #   .carry/bench-run/dist.tar.xz     the compiled service (npm run build -> dist/)
 #   .carry/bench-run/photos/         the benchmark JPEGs (bench/.images/photos)
+#   .carry/bench-run/fmnist-jpeg/    1,000 Fashion-MNIST test JPEGs, and fmnist-cpu.json: their
+#                                    top-1 through this machine's CPU service (the `fmnist` phase
+#                                    compares the GPU path with it; made when a service answers on
+#                                    CPU_URL, default none)
+#   .carry/bench-run/jpeg-cases/     damaged and unusual JPEGs with the replies they must get
 #
 # The two folders go in separate calls (node alone is a third of the limit); see
 # bench/gpu-service-bench.sh. Prints the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+NODE_BIN=${NODE_BIN:-$(command -v node)}   # e.g. .cache/node-24/package/bin/node (scripts/test-on-node.sh 24)
 NODE_DIR=.carry/bench-node
 RUN_DIR=.carry/bench-run
 mkdir -p "$NODE_DIR" "$RUN_DIR"
 
-if [ ! -s "$NODE_DIR/node.xz" ] || [ /usr/bin/node -nt "$NODE_DIR/node.xz" ]; then
-  echo "compressing $(command -v node) ($(node --version))..."
-  xz -9e -T0 -c "$(readlink -f "$(command -v node)")" > "$NODE_DIR/node.xz.tmp"
+if [ ! -s "$NODE_DIR/node.xz" ] || [ "$NODE_BIN" -nt "$NODE_DIR/node.xz" ]; then
+  echo "compressing $NODE_BIN ($("$NODE_BIN" --version))..."
+  xz -9e -T0 -c "$(readlink -f "$NODE_BIN")" > "$NODE_DIR/node.xz.tmp"
   mv "$NODE_DIR/node.xz.tmp" "$NODE_DIR/node.xz"
 fi
 
@@ -33,7 +39,7 @@ tar -C . -cf - node_modules/node-api-headers node_modules/node-addon-api | xz -9
 # A few photographs for the Swin-T self-test images (gpu_model_repo.py).
 [ -d bench/.images/photos ] || npm run -s bench:images
 rm -rf "$NODE_DIR/selftest-photos" && mkdir -p "$NODE_DIR/selftest-photos"
-ls bench/.images/photos/*.jpg | head -16 | xargs -I{} cp {} "$NODE_DIR/selftest-photos/"
+ls bench/.images/photos/*.jpg | sed -n 1,16p | xargs -I{} cp {} "$NODE_DIR/selftest-photos/"
 
 echo "building dist/ ..."
 npx tsc -p tsconfig.json --outDir dist >/dev/null || { echo "tsc failed: fix the typecheck first"; exit 1; }
@@ -55,9 +61,16 @@ rm -rf "$RUN_DIR/photos"
 mkdir -p "$RUN_DIR/photos"
 [ -d bench/.images/photos ] || npm run -s bench:images
 cp bench/.images/photos/*.jpg "$RUN_DIR/photos/"
+rm -rf "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/jpeg-cases"
+cp -r bench/.images/fmnist-jpeg "$RUN_DIR/fmnist-jpeg"
+npx tsx bench/write-jpeg-cases.ts --out "$RUN_DIR/jpeg-cases"
+if [ -n "${CPU_URL:-}" ]; then   # the CPU service's answers on the same JPEGs, for the fmnist phase
+  python3 bench/fmnist_service_accuracy.py --url "$CPU_URL" --images "$RUN_DIR/fmnist-jpeg" --out "$RUN_DIR/fmnist-cpu.json"
+  python3 bench/jpeg_refusal_check.py --url "$CPU_URL" --dir "$RUN_DIR/jpeg-cases"
+fi
 
 du -b "$NODE_DIR"/*.xz "$RUN_DIR"/*.xz | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
-du -sb "$RUN_DIR/photos" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
+du -sb "$RUN_DIR/photos" "$RUN_DIR/fmnist-jpeg" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
 tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 untracked=$(git ls-files --others --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 printf '%8.1f MiB  working tree that travels with every call (tracked + untracked-not-ignored)\n' \

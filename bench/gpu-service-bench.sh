@@ -21,6 +21,12 @@
 #          80% of the sweep's peak, and a gRPC step; then the Python baseline (eager fp32,
 #          eager fp16 with naive batching, torch.compile) with the same client and images.
 # hackathon: bench/hackathon_tables.py (builds the C API library if prepare has not; carries nothing).
+# fmnist:  (after prepare, carry .carry/bench-run) the repository as committed, default settings:
+#          starts `node dist/src/main.js` with the addon where `npm install` puts it
+#          (addon/build/Release) and no flags but the ports, checks that swin-fmnist is served
+#          by the cuda backend, sends the 1,000 Fashion-MNIST JPEGs (top-1, agreement with the
+#          CPU service's fmnist-cpu.json), the damaged/unusual JPEG cases (same replies as the
+#          CPU path), and reads swin_decoded_images_total. Exits non-zero when a check fails.
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
@@ -99,6 +105,8 @@ prepare() {
   wait "$b1" || { tail -30 "$RES/build-capi.log"; exit 1; }
   wait "$b2" || { tail -30 "$RES/build-addon.log"; exit 1; }
   ls -la build/gpu-addon/Release/swin_addon.node build/bench-capi/libswin_cuda_capi.so
+  # Where `npm install` puts the addon, so that the fmnist phase runs with default settings.
+  mkdir -p addon/build/Release && cp build/gpu-addon/Release/swin_addon.node addon/build/Release/
   ldd build/gpu-addon/Release/swin_addon.node | grep -E 'not found|cublas|cudart' || true
   node -e "const a=require('./build/gpu-addon/Release/swin_addon.node'); console.log(JSON.stringify(a.capabilities ? a.capabilities() : Object.keys(a)))" || true
   log "prepare: Swin-T model folder"
@@ -199,6 +207,34 @@ run() {
     }' "$(cd "$RES" && pwd)" | tee "$RES/summary.txt"
 }
 
+fmnist() {
+  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
+  local C=.carry/bench-run
+  if [ "${LOCAL:-0}" != 1 ]; then
+    tar -C . -xJf $C/modules.tar.xz
+    tar -C . -xJf $C/dist.tar.xz
+  fi
+  host_info
+  log "fmnist: swin-serve, default settings (engines/models as committed)"
+  node dist/src/main.js --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" > "$RES/service.log" 2>&1 &
+  local svc=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 180 || { tail -40 "$RES/service.log"; exit 1; }
+  curl -s "http://127.0.0.1:$PORT/models" | tee "$RES/models.json"; echo
+  local fails=0
+  node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1])); const f=(m.models||m).find(x=>x.name==="swin-fmnist"); const b=JSON.stringify(f); console.log("swin-fmnist:", b); process.exit(/"backend":"cuda"/.test(b)?0:1)' "$RES/models.json" \
+    || { echo "FAIL: swin-fmnist is not served by the cuda backend"; fails=$((fails + 1)); }
+  local ref=(); [ -f $C/fmnist-cpu.json ] && ref=(--reference $C/fmnist-cpu.json)
+  "$PY" bench/fmnist_service_accuracy.py --url "http://127.0.0.1:$PORT" --images $C/fmnist-jpeg --out "$RES/fmnist-gpu.json" "${ref[@]}" \
+    | tee "$RES/fmnist-accuracy.txt" || fails=$((fails + 1))
+  "$PY" bench/jpeg_refusal_check.py --url "http://127.0.0.1:$PORT" --dir $C/jpeg-cases | tee "$RES/jpeg-cases.txt" || fails=$((fails + 1))
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics.txt"
+  grep -E '^swin_decoded_images_total' "$RES/metrics.txt" | tee "$RES/decoded.txt"
+  grep -q 'decoder="gpu"' "$RES/decoded.txt" || { echo "FAIL: no image was decoded on the GPU"; fails=$((fails + 1)); }
+  kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true
+  echo "fmnist phase: $fails check(s) failed" | tee "$RES/summary.txt"
+  [ "$fails" = 0 ]
+}
+
 baseline() {  # label, name, python_baseline args...
   local label=$1 name=$2; shift 2
   log "run: baseline $label"
@@ -217,6 +253,7 @@ case "$PHASE" in
   run) run ;;
   hackathon) hackathon ;;
   prepare+hackathon) prepare; hackathon ;;
+  fmnist) fmnist ;;
   all) prepare; run; hackathon ;;
-  *) echo "usage: $0 prepare|run|hackathon|prepare+hackathon|all"; exit 2 ;;
+  *) echo "usage: $0 prepare|run|fmnist|hackathon|prepare+hackathon|all"; exit 2 ;;
 esac

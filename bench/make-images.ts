@@ -4,6 +4,8 @@
 //            resized to 500x375 (landscape) or 375x500 (portrait), quality 95 (mean size near ImageNet validation JPEGs'), 4:2:0.
 //   fmnist/  Fashion-MNIST test images as 28x28 grayscale PNGs named
 //            <index>-<label>.png, for the CPU model swin-fmnist.
+//   fmnist-jpeg/  the same images as JPEG (quality 90, as test/accuracy.test.ts sends
+//            them): what the GPU decoder takes (bench/fmnist_service_accuracy.py).
 //
 //   apt-get install -y --no-install-recommends mate-backgrounds dataset-fashion-mnist
 //   npm run bench:images -- [--photos 96] [--fmnist 1000] [--out bench/.images]
@@ -84,7 +86,7 @@ function parseIdx(gz: Buffer): { dims: number[]; data: Buffer } {
   return { dims, data: buf.subarray(4 + 4 * ndim) };
 }
 
-async function makeFmnist(outDir: string, count: number): Promise<number> {
+async function makeFmnist(outDir: string, jpegDir: string, count: number): Promise<number> {
   const dir = '/usr/share/datasets/fashion-mnist';
   const imagesPath = join(dir, 't10k-images-idx3-ubyte.gz');
   const labelsPath = join(dir, 't10k-labels-idx1-ubyte.gz');
@@ -95,22 +97,25 @@ async function makeFmnist(outDir: string, count: number): Promise<number> {
   const labels = parseIdx(await readFile(labelsPath));
   const [n, h, w] = images.dims;
   const take = Math.min(count, n);
-  await rm(outDir, { recursive: true, force: true });
-  await mkdir(outDir, { recursive: true });
+  for (const dir of [outDir, jpegDir]) {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+  }
   for (let i = 0; i < take; i++) {
     const pixels = images.data.subarray(i * h * w, (i + 1) * h * w);
-    const png = await sharp(pixels, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
-    const label = FMNIST_LABELS[labels.data[i]] ?? String(labels.data[i]);
-    await writeFile(join(outDir, `${String(i).padStart(5, '0')}-${label}.png`), png);
+    const gray = () => sharp(pixels, { raw: { width: w, height: h, channels: 1 } });
+    const name = `${String(i).padStart(5, '0')}-${FMNIST_LABELS[labels.data[i]] ?? String(labels.data[i])}`;
+    await writeFile(join(outDir, `${name}.png`), await gray().png().toBuffer());
+    await writeFile(join(jpegDir, `${name}.jpg`), await gray().jpeg({ quality: 90 }).toBuffer());
   }
-  console.log(`fmnist: ${take} PNGs (${w}x${h} grayscale) in ${outDir}`);
+  console.log(`fmnist: ${take} PNGs and JPEGs (${w}x${h} grayscale) in ${outDir}, ${jpegDir}`);
   return take;
 }
 
 async function main(): Promise<void> {
   const out = flag('--out', 'bench/.images');
   await makePhotos(join(out, 'photos'), Number(flag('--photos', '96')));
-  await makeFmnist(join(out, 'fmnist'), Number(flag('--fmnist', '1000')));
+  await makeFmnist(join(out, 'fmnist'), join(out, 'fmnist-jpeg'), Number(flag('--fmnist', '1000')));
 }
 
 main().catch((err) => {
