@@ -109,7 +109,7 @@ export class Batcher {
     }
     if (this.queuedImages + n > this.opts.maxQueueSize) {
       droppedRequests.inc({ model, reason: 'queue_full' }, n);
-      return Promise.reject(new ServeError('SWIN_QUEUE_FULL', model, this.opts.maxQueueSize).withRetryAfter(this.retryAfterSeconds()));
+      return Promise.reject(this.queueFull());
     }
     const now = this.now();
     if (opts.deadline !== undefined && opts.deadline <= now) {
@@ -169,7 +169,7 @@ export class Batcher {
     if (this.closing) throw new ServeError('SWIN_SHUTTING_DOWN');
     if (this.queuedImages + this.reserved + n > this.opts.maxQueueSize) {
       droppedRequests.inc({ model: this.opts.model, reason: 'queue_full' }, n);
-      throw new ServeError('SWIN_QUEUE_FULL', this.opts.model, this.opts.maxQueueSize).withRetryAfter(this.retryAfterSeconds());
+      throw this.queueFull();
     }
     this.reserved += n;
     let released = false;
@@ -188,6 +188,11 @@ export class Batcher {
     return new Promise((resolve) => {
       this.drained = resolve;
     });
+  }
+
+  private queueFull(): ServeError {
+    const { model, maxQueueSize } = this.opts;
+    return new ServeError('SWIN_QUEUE_FULL', model, maxQueueSize).withRetryAfter(this.retryAfterSeconds()).withMetadata({ model, max_queue_size: maxQueueSize });
   }
 
   private retryAfterSeconds(): number {

@@ -27,7 +27,7 @@ export const ERRORS = {
   SWIN_VARIANT_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Model %s has no variant %s; available: %s' },
   SWIN_MODEL_NOT_READY: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Model %s is not ready: %s' },
   // load and time
-  SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Queue of model %s is full (%s requests); retry later' },
+  SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Queue of model %s is full (%s requests); retry later' },
   SWIN_RATE_LIMITED: { httpStatus: 429, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Rate limit exceeded; retry later' },
   SWIN_DEADLINE_EXCEEDED: { httpStatus: 504, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'Request deadline of %s ms passed before inference finished' },
   SWIN_CANCELLED: { httpStatus: 499, grpcStatus: GrpcStatus.CANCELLED, message: 'The client cancelled the request' },
@@ -55,6 +55,8 @@ export class ServeError extends Error {
   readonly grpcStatus: GrpcStatus;
   /** Seconds a client should wait before retrying (503/429 replies carry it as Retry-After). */
   retryAfterSeconds?: number;
+  /** Values the message quotes, by name (gRPC: ErrorInfo.metadata). */
+  metadata?: Record<string, string>;
 
   constructor(code: ErrorCode, ...args: unknown[]) {
     const spec: ErrorSpec = ERRORS[code];
@@ -74,6 +76,11 @@ export class ServeError extends Error {
 
   withRetryAfter(seconds: number): this {
     this.retryAfterSeconds = seconds;
+    return this;
+  }
+
+  withMetadata(metadata: Record<string, string | number>): this {
+    this.metadata = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, String(v)]));
     return this;
   }
 }

@@ -1,13 +1,14 @@
 // What every unary handler of ours does around its work: the call's deadline
 // and cancellation become RequestOptions (so an expired or abandoned request
 // leaves the batcher queue and never runs), ServeErrors become a gRPC status
-// with the table's code and message plus the stable code in the trailer
-// "swin-code", and request metrics are recorded.
-import { Metadata, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
+// with the table's code and message plus google.rpc.Status details
+// (status-details.ts), and request metrics are recorded.
+import { type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
 import type { BaseLogger } from 'pino';
 import { type ServeError, isServeError, toServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
 import type { RequestOptions } from '../service-types.js';
+import { errorTrailers } from './status-details.js';
 
 /** grpc-timeout as an absolute Date.now() deadline, or undefined for calls without one. */
 export function callDeadline(call: ServerUnaryCall<unknown, unknown>): number | undefined {
@@ -25,13 +26,7 @@ export function callOptions(call: ServerUnaryCall<unknown, unknown>, api: string
 }
 
 export function grpcStatusOf(err: ServeError): Partial<StatusObject> {
-  const metadata = new Metadata();
-  metadata.set('swin-code', err.code);
-  if (err.retryAfterSeconds !== undefined) {
-    metadata.set('retry-after', String(err.retryAfterSeconds));
-    metadata.set('grpc-retry-pushback-ms', String(err.retryAfterSeconds * 1000));
-  }
-  return { code: err.grpcStatus, details: err.message, metadata };
+  return { code: err.grpcStatus, details: err.message, metadata: errorTrailers(err) };
 }
 
 export interface UnaryContext {
