@@ -89,6 +89,19 @@ export function isServeError(err: unknown): err is ServeError {
   return err instanceof ServeError;
 }
 
+/** Failures that are the server's fault: the only ones logged at error level, with a stack. */
+const SERVER_FAULTS: ReadonlySet<ErrorCode> = new Set(['SWIN_INFERENCE_FAILED', 'SWIN_NON_FINITE_OUTPUT', 'SWIN_INTERNAL']);
+/** Refusals under load or out of time: expected, but an operator wants to see them. */
+const LOAD_REJECTIONS: ReadonlySet<ErrorCode> = new Set([
+  'SWIN_QUEUE_FULL', 'SWIN_RATE_LIMITED', 'SWIN_SHUTTING_DOWN', 'SWIN_MODEL_NOT_READY', 'SWIN_DEADLINE_EXCEEDED',
+]);
+
+/** Log level of a request that failed with err: error for our faults, warn for load, info for the client's own mistakes. */
+export function logLevelOf(err: ServeError): 'error' | 'warn' | 'info' {
+  if (SERVER_FAULTS.has(err.code)) return 'error';
+  return LOAD_REJECTIONS.has(err.code) ? 'warn' : 'info';
+}
+
 /** Anything thrown that is not a ServeError becomes SWIN_INTERNAL: no stack traces reach clients. */
 export function toServeError(err: unknown): ServeError {
   return isServeError(err) ? err : new ServeError('SWIN_INTERNAL');

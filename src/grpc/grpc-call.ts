@@ -3,10 +3,11 @@
 // leaves the batcher queue and never runs), ServeErrors become a gRPC status
 // with the table's code and message plus google.rpc.Status details
 // (status-details.ts), and request metrics are recorded.
-import { type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
+import { status as GrpcStatus, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
 import type { BaseLogger } from 'pino';
 import { type ServeError, isServeError, toServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
+import { logRequest, traceIdOf } from '../request-log.js';
 import type { RequestOptions } from '../service-types.js';
 import { errorTrailers } from './status-details.js';
 
@@ -51,11 +52,18 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const anyCall = call as unknown as ServerUnaryCall<unknown, unknown>;
-    const finish = (code: string) => {
+    const finish = (code: string, status: GrpcStatus, err?: unknown) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const model = metrics?.model(call.request);
+      // Calls that are not inference (live, ready, metadata) log their successes at debug.
+      logRequest(logger, {
+        api, method: call.getPath(), status: GrpcStatus[status], code, model, ms: seconds * 1000,
+        trace_id: traceIdOf(call.metadata.get('traceparent')),
+      }, err, metrics === undefined);
       if (!metrics) return;
-      const labels = { api: metrics.api, model: metrics.model(call.request), code };
+      const labels = { api: metrics.api, model: model!, code };
       requestsTotal.inc(labels);
-      requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      requestDuration.observe(labels, seconds);
     };
     let opts: RequestOptions;
     try {
@@ -66,15 +74,12 @@ export function unary<Req, Res>(
     }
     handler(call.request, { call: anyCall, opts }).then(
       (res) => {
-        finish('OK');
+        finish('OK', GrpcStatus.OK);
         callback(null, res);
       },
       (err: unknown) => {
         const serveErr = toServeError(err);
-        if (!isServeError(err) || serveErr.httpStatus >= 500) {
-          logger.error({ err, code: serveErr.code, method: call.getPath() }, 'grpc call failed');
-        }
-        finish(serveErr.code);
+        finish(serveErr.code, serveErr.grpcStatus, isServeError(err) ? serveErr : err);
         callback(grpcStatusOf(serveErr));
       },
     );

@@ -135,6 +135,8 @@ declare module 'fastify' {
     swinModel?: string;
     /** Error code of the reply, for metrics. */
     swinCode?: string;
+    /** What the request failed with, for its log line (request-log.ts). */
+    swinError?: unknown;
   }
   interface FastifyContextConfig {
     /** Set on routes whose requests count in swin_requests_total under this api label. */
