@@ -2,6 +2,7 @@
 // encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
+import type { SubmitOptions } from './batcher.js';
 import type { Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
@@ -11,6 +12,11 @@ import { imagesTotal } from './metrics.js';
 import type { LoadedModel, ModelRepository } from './model-repository.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './topk.js';
+
+/** The request's priority and policy timeout, as the batcher takes them. */
+function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs'> {
+  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs };
+}
 
 /** What the service reports to its host (server.ts logs it). */
 export interface ServiceHooks {
@@ -70,10 +76,10 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await this.admitAndDecode(m, images, opts.variant);
+    const pixels = await this.admitAndDecode(m, images, opts.variant, opts.priority);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
-    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
+    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -91,12 +97,12 @@ export class CoreInferenceService implements InferenceService {
     };
   }
 
-  async preprocess(modelName: string, images: Buffer[], _opts: RequestOptions): Promise<Uint8Array> {
+  async preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array> {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
     // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-    return this.admitAndDecode(m, images, undefined);
+    return this.admitAndDecode(m, images, undefined, opts.priority);
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -108,7 +114,7 @@ export class CoreInferenceService implements InferenceService {
     }
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal });
+    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
     return { model: m.name, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
   }
@@ -124,9 +130,9 @@ export class CoreInferenceService implements InferenceService {
    * overload requests are refused here rather than decoded and then refused, and no more
    * images are decoded than the variant's queue can take.
    */
-  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined): Promise<Uint8Array> {
+  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined, priority: number | undefined): Promise<Uint8Array> {
     const slot = this.repo.resolveVariant(m, variant);
-    const release = slot.batcher?.reserve(images.length);
+    const release = slot.batcher?.reserve(images.length, priority);
     try {
       const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
       return await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);

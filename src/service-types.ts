@@ -12,6 +12,10 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** For metrics labels: "http", "grpc", "kserve_http", "kserve_grpc". */
   api?: string;
+  /** Priority level, 1 runs first; default: the model's default_priority_level (docs/api.md#priorities-and-timeouts). */
+  priority?: number;
+  /** The request's timeout under its level's queue policy, ms (reject: 504 after it; delay: behind its level). */
+  timeoutMs?: number;
 }
 
 export interface TopKEntry {

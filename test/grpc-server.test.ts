@@ -82,6 +82,10 @@ test('Predict: per-image top-k with model, variant, backend and timings', async 
   // top_k 0 and an empty model mean the server's defaults.
   await call<any>((cb) => classifier.Predict({ images: [img(1, 2, 3)] }, cb));
   assert.equal(service.calls.at(-1)!.opts.topK, undefined);
+  assert.deepEqual([service.calls.at(-1)!.opts.priority, service.calls.at(-1)!.opts.timeoutMs], [undefined, undefined]);
+  // priority and timeout_ms reach the queue policy (0 = the model's defaults).
+  await call<any>((cb) => classifier.Predict({ images: [img(1, 2, 3)], priority: 1, timeout_ms: 250 }, cb));
+  assert.deepEqual([service.calls.at(-1)!.opts.priority, service.calls.at(-1)!.opts.timeoutMs], [1, 250]);
 });
 
 test('Predict errors: no image, unknown model, bad variant, bad top_k, undecodable image', async () => {

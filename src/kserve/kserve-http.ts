@@ -11,8 +11,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
-import type { InferenceService, RequestOptions } from '../service-types.js';
-import { runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
+import type { InferenceService } from '../service-types.js';
+import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
 import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
@@ -90,16 +90,6 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   };
   scope.post('/models/:model/infer', DOCUMENTED, infer);
   scope.post('/models/:model/versions/:version/infer', DOCUMENTED, infer);
-}
-
-/** Triton's request parameter "timeout" (microseconds) becomes the request deadline. */
-export function requestOptions(parameters: Record<string, ParameterValue>): RequestOptions {
-  const t = parameters.timeout;
-  if (t === undefined) return {};
-  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) {
-    throw new ServeError('SWIN_BAD_REQUEST', `parameter timeout must be a positive number of microseconds, got ${JSON.stringify(t)}`);
-  }
-  return { deadline: Date.now() + t / 1000 };
 }
 
 interface ParsedInferBody {
