@@ -36,6 +36,8 @@ export interface BatcherOptions {
   run(images: Uint8Array, n: number): Promise<Float32Array>;
   /** Told about every failed batch (after its callers were rejected). */
   onBatchError?(err: ServeError): void;
+  /** Tracing (tracing.ts): called as a batch starts with each request's trace context; the result is called when it ends. */
+  traceBatch?(n: number, requests: unknown[]): (err?: unknown) => void;
   now?: () => number;
   /** Priority levels, 1 (first) to priorityLevels; default 1. */
   priorityLevels?: number;
@@ -71,6 +73,8 @@ export interface SubmitOptions {
   priority?: number;
   /** The request's own timeout under its level's policy, ms (KServe "timeout", /classify timeout_ms). */
   policyTimeoutMs?: number;
+  /** Opaque trace context, handed to traceBatch (links from the batch span). */
+  trace?: unknown;
 }
 
 export interface BatchResult {
@@ -80,6 +84,8 @@ export interface BatchResult {
   queueMs: number;
   /** Backend time of the batch(es) it ran in, ms (the longest when split). */
   inferenceMs: number;
+  /** Images in the (largest) batch it ran in. */
+  batchSize: number;
 }
 
 type JobState = 'queued' | 'running' | 'done';
@@ -91,6 +97,7 @@ interface Job {
   deadline?: number;
   budgetMs: number;
   signal?: AbortSignal;
+  trace?: unknown;
   /** Index into levels (priority - 1). */
   level: number;
   /** Date.now() ms after which a "delay" policy moves it behind its level; Infinity: never. */
@@ -208,6 +215,7 @@ export class Batcher {
           logits,
           queueMs: Math.max(...results.map((r) => r.queueMs)),
           inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
+          batchSize: Math.max(...results.map((r) => r.batchSize)),
         };
       })
       .finally(() => opts.signal?.removeEventListener('abort', onOuterAbort));
@@ -309,7 +317,7 @@ export class Batcher {
     return new Promise<BatchResult>((resolve, reject) => {
       const job: Job = {
         images, n, enqueuedAt: now, deadline: opts.deadline, budgetMs: opts.timeoutMs ?? (opts.deadline === undefined ? 0 : opts.deadline - now),
-        signal: opts.signal, level, delayAt: opts.policyTimeoutMs === undefined ? Infinity : now + opts.policyTimeoutMs, delayed: false,
+        signal: opts.signal, trace: opts.trace, level, delayAt: opts.policyTimeoutMs === undefined ? Infinity : now + opts.policyTimeoutMs, delayed: false,
         state: 'queued', resolve, reject,
       };
       if (job.deadline !== undefined) {
@@ -489,6 +497,7 @@ export class Batcher {
     inflightBatches.inc({ model });
     batchSize.observe(labels, total);
     const start = performance.now();
+    const endTrace = this.opts.traceBatch?.(total, jobs.map((j) => j.trace));
     let promise: Promise<Float32Array>;
     try {
       promise = this.opts.run(batch, total);
@@ -506,8 +515,9 @@ export class Batcher {
         for (const j of jobs) {
           const mine = logits.slice(row * numClasses, (row + j.n) * numClasses);
           row += j.n;
-          this.finish(j, { logits: mine, queueMs: now - j.enqueuedAt, inferenceMs });
+          this.finish(j, { logits: mine, queueMs: now - j.enqueuedAt, inferenceMs, batchSize: total });
         }
+        endTrace?.();
       })
       .catch((err: unknown) => {
         // Clients see the engine's first line only: engine messages can carry native stack frames and paths.
@@ -515,6 +525,7 @@ export class Batcher {
         const serveErr = isServeError(err) ? err : new ServeError('SWIN_INFERENCE_FAILED', model, detail);
         backendErrors.inc({ ...labels, reason: serveErr.code === 'SWIN_NON_FINITE_OUTPUT' ? 'non_finite' : 'exception' });
         for (const j of jobs) this.finish(j, undefined, serveErr);
+        endTrace?.(serveErr);
         this.opts.onBatchError?.(serveErr);
       })
       .finally(() => {

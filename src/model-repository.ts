@@ -11,6 +11,7 @@ import type { Backend, BackendKind, Variant } from './backends/backend.js';
 import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from './backends/backend-factory.js';
 import { Batcher, type BatchResult, type SubmitOptions } from './batcher.js';
 import { batcherPriorityOptions, withPolicyOverrides } from './queue-policy.js';
+import { endSpan, startBatchSpan, tracingEnabled } from './tracing.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
@@ -272,6 +273,12 @@ export class ModelRepository {
         return logits;
       },
       onBatchError: (err) => this.takeOutOfService(m, slot, err),
+      ...(tracingEnabled() && {
+        traceBatch: (n: number, requests: unknown[]) => {
+          const span = startBatchSpan({ 'swin.model': m.name, 'swin.variant': slot.variant, 'swin.backend': kind, 'swin.batch_size': n }, requests);
+          return (err?: unknown) => endSpan(span, err);
+        },
+      }),
     });
     modelReady.set({ model: m.name, variant: slot.variant, backend: kind }, 1);
   }

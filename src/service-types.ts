@@ -4,6 +4,7 @@
 //   front end -> InferenceService -> batcher -> backend.
 import type { BackendKind, Variant } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
+import type { TraceContext } from './tracing.js';
 
 export interface RequestOptions {
   /** Absolute time (Date.now() ms) after which the request must not run; default from config. */
@@ -16,6 +17,8 @@ export interface RequestOptions {
   priority?: number;
   /** The request's timeout under its level's queue policy, ms (reject: 504 after it; delay: behind its level). */
   timeoutMs?: number;
+  /** The request's span context when tracing is on (src/tracing.ts). */
+  trace?: TraceContext;
 }
 
 export interface TopKEntry {

@@ -10,6 +10,7 @@ import { requestDuration, requestsTotal } from '../metrics.js';
 import { logRequest, traceIdOf } from '../request-log.js';
 import type { RequestOptions } from '../service-types.js';
 import { errorTrailers } from './status-details.js';
+import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
 
 /** grpc-timeout as an absolute Date.now() deadline, or undefined for calls without one. */
 export function callDeadline(call: ServerUnaryCall<unknown, unknown>): number | undefined {
@@ -52,13 +53,24 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const anyCall = call as unknown as ServerUnaryCall<unknown, unknown>;
+    const traced = tracingEnabled()
+      ? startServerSpan(call.getPath().slice(1), (k) => {
+        const v = call.metadata.get(k)[0];
+        return typeof v === 'string' ? v : undefined;
+      }, { 'rpc.system': 'grpc', 'rpc.method': call.getPath() })
+      : undefined;
     const finish = (code: string, status: GrpcStatus, err?: unknown) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const model = metrics?.model(call.request);
+      if (traced) {
+        traced.span.setAttribute('rpc.grpc.status_code', status);
+        if (model) traced.span.setAttribute('swin.model', model);
+        endSpan(traced.span, err);
+      }
       // Calls that are not inference (live, ready, metadata) log their successes at debug.
       logRequest(logger, {
         api, method: call.getPath(), status: GrpcStatus[status], code, model, ms: seconds * 1000,
-        trace_id: traceIdOf(call.metadata.get('traceparent')),
+        trace_id: traceIdOfContext(traced?.ctx) ?? traceIdOf(call.metadata.get('traceparent')),
       }, err, metrics === undefined);
       if (!metrics) return;
       const labels = { api: metrics.api, model: model!, code };
@@ -72,10 +84,13 @@ export function unary<Req, Res>(
       callback(grpcStatusOf(toServeError(err)));
       return;
     }
+    if (traced) opts.trace = traced.ctx;
     handler(call.request, { call: anyCall, opts }).then(
       (res) => {
-        finish('OK', GrpcStatus.OK);
+        const reply = startStage(traced?.ctx, 'reply');
         callback(null, res);
+        endSpan(reply);
+        finish('OK', GrpcStatus.OK);
       },
       (err: unknown) => {
         const serveErr = toServeError(err);

@@ -12,6 +12,7 @@ import type { Config } from '../config.js';
 import { ServeError, httpErrorBody, isServeError } from '../errors.js';
 import { registry, requestDuration, requestsTotal } from '../metrics.js';
 import { logRequest, traceIdOf } from '../request-log.js';
+import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
@@ -87,11 +88,19 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   });
   app.addHook('onRequest', async (request) => {
     request.log.debug({ req: request }, 'incoming request');
+    if (tracingEnabled()) {
+      const path = request.url.split('?')[0].slice(0, 200);
+      request.swinTrace = startServerSpan(`${request.method} ${request.routeOptions.url ?? path}`, (k) => {
+        const v = request.headers[k];
+        return Array.isArray(v) ? v[0] : v;
+      }, { 'http.request.method': request.method, 'url.path': path });
+    }
     if (closing) throw new ServeError('SWIN_SHUTTING_DOWN').withRetryAfter(1);
   });
 
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    if (request.swinTrace) request.swinReplySpan = startStage(request.swinTrace.ctx, 'reply', { 'http.response.status_code': reply.statusCode });
   });
   app.addHook('onResponse', async (request, reply) => {
     const api = request.routeOptions.config?.api;
@@ -99,8 +108,14 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     logRequest(request.log, {
       api: api ?? (path.startsWith('/v2/') ? 'kserve_http' : 'http'), method: request.method, url: path, status: reply.statusCode,
       code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL', model: request.swinModel, ms: reply.elapsedTime,
-      trace_id: traceIdOf(request.headers.traceparent),
+      trace_id: traceIdOfContext(request.swinTrace?.ctx) ?? traceIdOf(request.headers.traceparent),
     }, reply.statusCode < 400 ? undefined : request.swinError ?? new ServeError('SWIN_INTERNAL'), QUIET_PATH.test(path));
+    if (request.swinTrace) {
+      endSpan(request.swinReplySpan);
+      request.swinTrace.span.setAttribute('http.response.status_code', reply.statusCode);
+      if (request.swinModel) request.swinTrace.span.setAttribute('swin.model', request.swinModel);
+      endSpan(request.swinTrace.span, reply.statusCode < 400 ? undefined : request.swinError ?? new ServeError('SWIN_INTERNAL'));
+    }
     // swin_requests_total / _duration for routes that carry config.api (KServe records its own).
     if (!api) return;
     const known = request.swinModel !== undefined && service.listModels().some((m) => m.name === request.swinModel);

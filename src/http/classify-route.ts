@@ -9,6 +9,8 @@ import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
 import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService } from '../service-types.js';
+import type { TraceContext } from '../tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { ACCEPTED_CONTENT_TYPES } from './http-errors.js';
 import { classifyJsonBody, classifyQuery, classifyReply, errorResponses } from './schemas.js';
 
@@ -128,6 +130,7 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       topK,
       ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',
+      trace: request.swinTrace?.ctx,
       // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
       signal: disconnectSignal(reply),
     });
@@ -142,6 +145,9 @@ declare module 'fastify' {
     swinCode?: string;
     /** What the request failed with, for its log line (request-log.ts). */
     swinError?: unknown;
+    /** Its server span when tracing is on (tracing.ts), and the span of writing the reply. */
+    swinTrace?: { ctx: TraceContext; span: Span };
+    swinReplySpan?: Span;
   }
   interface FastifyContextConfig {
     /** Set on routes whose requests count in swin_requests_total under this api label. */
