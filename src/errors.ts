@@ -27,7 +27,7 @@ export const ERRORS = {
   SWIN_VARIANT_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Model %s has no variant %s; available: %s' },
   SWIN_MODEL_NOT_READY: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Model %s is not ready: %s' },
   // load and time
-  SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Queue of model %s is full (%s requests); retry later' },
+  SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Queue of model %s is full (%s requests); retry later' },
   SWIN_RATE_LIMITED: { httpStatus: 429, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Rate limit exceeded; retry later' },
   SWIN_DEADLINE_EXCEEDED: { httpStatus: 504, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'Request deadline of %s ms passed before inference finished' },
   SWIN_CANCELLED: { httpStatus: 499, grpcStatus: GrpcStatus.CANCELLED, message: 'The client cancelled the request' },
@@ -55,6 +55,8 @@ export class ServeError extends Error {
   readonly grpcStatus: GrpcStatus;
   /** Seconds a client should wait before retrying (503/429 replies carry it as Retry-After). */
   retryAfterSeconds?: number;
+  /** Values the message quotes, by name (gRPC: ErrorInfo.metadata). */
+  metadata?: Record<string, string>;
 
   constructor(code: ErrorCode, ...args: unknown[]) {
     const spec: ErrorSpec = ERRORS[code];
@@ -76,10 +78,28 @@ export class ServeError extends Error {
     this.retryAfterSeconds = seconds;
     return this;
   }
+
+  withMetadata(metadata: Record<string, string | number>): this {
+    this.metadata = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, String(v)]));
+    return this;
+  }
 }
 
 export function isServeError(err: unknown): err is ServeError {
   return err instanceof ServeError;
+}
+
+/** Failures that are the server's fault: the only ones logged at error level, with a stack. */
+const SERVER_FAULTS: ReadonlySet<ErrorCode> = new Set(['SWIN_INFERENCE_FAILED', 'SWIN_NON_FINITE_OUTPUT', 'SWIN_INTERNAL']);
+/** Refusals under load or out of time: expected, but an operator wants to see them. */
+const LOAD_REJECTIONS: ReadonlySet<ErrorCode> = new Set([
+  'SWIN_QUEUE_FULL', 'SWIN_RATE_LIMITED', 'SWIN_SHUTTING_DOWN', 'SWIN_MODEL_NOT_READY', 'SWIN_DEADLINE_EXCEEDED',
+]);
+
+/** Log level of a request that failed with err: error for our faults, warn for load, info for the client's own mistakes. */
+export function logLevelOf(err: ServeError): 'error' | 'warn' | 'info' {
+  if (SERVER_FAULTS.has(err.code)) return 'error';
+  return LOAD_REJECTIONS.has(err.code) ? 'warn' : 'info';
 }
 
 /** Anything thrown that is not a ServeError becomes SWIN_INTERNAL: no stack traces reach clients. */

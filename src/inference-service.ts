@@ -2,15 +2,22 @@
 // encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
+import type { SubmitOptions } from './batcher.js';
 import type { Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
 import { imagesTotal } from './metrics.js';
-import type { LoadedModel, ModelRepository } from './model-repository.js';
+import type { InferOutcome, LoadedModel, ModelRepository } from './model-repository.js';
+import { endSpan, startStage, type TraceContext } from './tracing.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './topk.js';
+
+/** The request's priority and policy timeout, as the batcher takes them. */
+function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace'> {
+  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace };
+}
 
 /** What the service reports to its host (server.ts logs it). */
 export interface ServiceHooks {
@@ -70,10 +77,10 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await this.admitAndDecode(m, images, opts.variant);
+    const pixels = await this.admitAndDecode(m, images, opts.variant, opts.priority, opts.trace);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
-    const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
+    const r = await this.inferTraced(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -91,12 +98,12 @@ export class CoreInferenceService implements InferenceService {
     };
   }
 
-  async preprocess(modelName: string, images: Buffer[], _opts: RequestOptions): Promise<Uint8Array> {
+  async preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array> {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
     // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-    return this.admitAndDecode(m, images, undefined);
+    return this.admitAndDecode(m, images, undefined, opts.priority, opts.trace);
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -108,7 +115,7 @@ export class CoreInferenceService implements InferenceService {
     }
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const r = await this.repo.infer(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal });
+    const r = await this.inferTraced(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
     return { model: m.name, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
   }
@@ -124,14 +131,49 @@ export class CoreInferenceService implements InferenceService {
    * overload requests are refused here rather than decoded and then refused, and no more
    * images are decoded than the variant's queue can take.
    */
-  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined): Promise<Uint8Array> {
-    const slot = this.repo.resolveVariant(m, variant);
-    const release = slot.batcher?.reserve(images.length);
+  private async admitAndDecode(
+    m: LoadedModel, images: Buffer[], variant: Variant | undefined, priority: number | undefined, trace: TraceContext | undefined,
+  ): Promise<Uint8Array> {
+    const attrs = trace && { 'swin.model': m.name, 'swin.images': images.length };
+    const admission = startStage(trace, 'admission', attrs);
+    let release: (() => void) | undefined;
+    let slot: ReturnType<ModelRepository['resolveVariant']>;
+    try {
+      slot = this.repo.resolveVariant(m, variant);
+      release = slot.batcher?.reserve(images.length, priority);
+    } catch (err) {
+      endSpan(admission, err);
+      throw err;
+    }
+    endSpan(admission);
+    const decode = startStage(trace, 'decode', attrs);
     try {
       const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
-      return await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+      const pixels = await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+      endSpan(decode);
+      return pixels;
+    } catch (err) {
+      endSpan(decode, err);
+      throw err;
     } finally {
       release?.();
+    }
+  }
+
+  /** repo.infer, with the request's queue and inference spans (from the batcher's own timings) when tracing is on. */
+  private async inferTraced(name: string, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
+    if (!opts.trace) return this.repo.infer(name, variant, pixels, n, opts);
+    const submitted = Date.now();
+    try {
+      const r = await this.repo.infer(name, variant, pixels, n, opts);
+      const attrs = { 'swin.model': name, 'swin.variant': r.variant, 'swin.backend': r.backend, 'swin.batch_size': r.batchSize, 'swin.images': n };
+      const ctx = opts.trace as TraceContext;
+      endSpan(startStage(ctx, 'queue', attrs, submitted), undefined, submitted + r.queueMs);
+      endSpan(startStage(ctx, 'inference', attrs, submitted + r.queueMs), undefined, submitted + r.queueMs + r.inferenceMs);
+      return r;
+    } catch (err) {
+      endSpan(startStage(opts.trace as TraceContext, 'queue', { 'swin.model': name, 'swin.images': n }, submitted), err);
+      throw err;
     }
   }
 

@@ -43,6 +43,28 @@ export interface BatchingConfig {
   /** Batches in flight at once for this model. */
   instances: number;
   preferred_batch_sizes?: number[];
+  /** Priority levels 1..priority_levels, 1 runs first (Triton's dynamic_batching.priority_levels); default 1. */
+  priority_levels?: number;
+  /** Level of requests that name none; default priority_levels (the lowest). */
+  default_priority_level?: number;
+  /** Queue policy of every level without its own. */
+  default_queue_policy?: QueuePolicyConfig;
+  /** Queue policy per level, keyed by the level ("1"). */
+  priority_queue_policy?: Record<string, QueuePolicyConfig>;
+}
+
+/** What a priority level's queue admits and how long its requests may wait (docs/model-json.md). */
+export interface QueuePolicyConfig {
+  /** Most images queued at this level; 0 (default) = only max_queue_size. */
+  max_queue_size?: number;
+  /** Timeout of a request that names none, ms; 0 (default) = none. */
+  default_timeout_ms?: number;
+  /** Longest timeout a request may ask for, ms; 0 (default) = no cap. */
+  max_timeout_ms?: number;
+  /** Whether a request's timeout replaces default_timeout_ms; default true. */
+  allow_timeout_override?: boolean;
+  /** "reject" (default): 504 when the timeout passes; "delay": the request goes behind its level. */
+  timeout_action?: 'reject' | 'delay';
 }
 
 /** Files per backend for one variant; a backend without a file cannot serve it. */

@@ -58,6 +58,32 @@ class Checker {
   }
 }
 
+/** batching.priority_levels, default_priority_level, default_queue_policy, priority_queue_policy (all optional). */
+function checkQueuePolicies(c: Checker): void {
+  c.posInt('batching.priority_levels', true);
+  const levels = (c.get('batching.priority_levels') as number | undefined) ?? 1;
+  if (c.posInt('batching.default_priority_level', true) && c.get('batching.default_priority_level') !== undefined) {
+    c.check((c.get('batching.default_priority_level') as number) <= levels, 'batching.default_priority_level', 'must be within 1..priority_levels');
+  }
+  const policy = (p: string) => {
+    if (c.get(p) === undefined || !c.object(p)) return;
+    for (const k of Object.keys(c.get(p) as Json)) {
+      c.check(['max_queue_size', 'default_timeout_ms', 'max_timeout_ms', 'allow_timeout_override', 'timeout_action'].includes(k), `${p}.${k}`, 'is not a queue policy field');
+    }
+    for (const k of ['max_queue_size', 'default_timeout_ms', 'max_timeout_ms']) if (c.get(`${p}.${k}`) !== undefined) c.nonNegative(`${p}.${k}`);
+    if (c.get(`${p}.allow_timeout_override`) !== undefined) c.check(typeof c.get(`${p}.allow_timeout_override`) === 'boolean', `${p}.allow_timeout_override`, 'must be true or false');
+    if (c.get(`${p}.timeout_action`) !== undefined) c.oneOf(`${p}.timeout_action`, ['reject', 'delay']);
+  };
+  policy('batching.default_queue_policy');
+  const per = c.get('batching.priority_queue_policy');
+  if (per !== undefined && c.object('batching.priority_queue_policy')) {
+    for (const level of Object.keys(per as Json)) {
+      c.check(/^[1-9]\d*$/.test(level) && Number(level) <= levels, `batching.priority_queue_policy.${level}`, 'is not a level within 1..priority_levels');
+      policy(`batching.priority_queue_policy.${level}`);
+    }
+  }
+}
+
 export function validateModelConfig(raw: unknown, file: string): ModelConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ModelConfigError(`${file}: must hold a JSON object`);
   const c = new Checker(raw as Json);
@@ -98,6 +124,7 @@ export function validateModelConfig(raw: unknown, file: string): ModelConfig {
     c.posInt('batching.max_queue_size');
     c.posInt('batching.instances');
     c.numbers('batching.preferred_batch_sizes', undefined, true);
+    checkQueuePolicies(c);
   }
   c.oneOf('default_variant', ['fold', 'unfold']);
   if (c.object('artifacts')) {

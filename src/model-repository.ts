@@ -10,6 +10,8 @@ import type { BaseLogger } from 'pino';
 import type { Backend, BackendKind, Variant } from './backends/backend.js';
 import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from './backends/backend-factory.js';
 import { Batcher, type BatchResult, type SubmitOptions } from './batcher.js';
+import { batcherPriorityOptions, withPolicyOverrides } from './queue-policy.js';
+import { endSpan, startBatchSpan, tracingEnabled } from './tracing.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
@@ -172,7 +174,7 @@ export class ModelRepository {
   private async addModel(name: string, dir: string, config: ModelConfig): Promise<void> {
     const o = this.opts.config;
     const batching: BatchingConfig = {
-      ...config.batching,
+      ...withPolicyOverrides(config.batching, o.queuePolicy),
       ...(o.batching.maxBatchSize !== undefined && { max_batch_size: o.batching.maxBatchSize }),
       ...(o.batching.maxQueueDelayMs !== undefined && { max_queue_delay_ms: o.batching.maxQueueDelayMs }),
       ...(o.batching.maxQueueSize !== undefined && { max_queue_size: o.batching.maxQueueSize }),
@@ -260,6 +262,7 @@ export class ModelRepository {
       maxQueueSize: m.batching.max_queue_size,
       instances: m.batching.instances,
       preferredBatchSizes: m.batching.preferred_batch_sizes,
+      ...batcherPriorityOptions(m.batching),
       imageBytes: m.preprocessor.imageBytes,
       numClasses: m.config.architecture.num_classes,
       run: async (images, n) => {
@@ -270,6 +273,12 @@ export class ModelRepository {
         return logits;
       },
       onBatchError: (err) => this.takeOutOfService(m, slot, err),
+      ...(tracingEnabled() && {
+        traceBatch: (n: number, requests: unknown[]) => {
+          const span = startBatchSpan({ 'swin.model': m.name, 'swin.variant': slot.variant, 'swin.backend': kind, 'swin.batch_size': n }, requests);
+          return (err?: unknown) => endSpan(span, err);
+        },
+      }),
     });
     modelReady.set({ model: m.name, variant: slot.variant, backend: kind }, 1);
   }

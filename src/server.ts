@@ -13,6 +13,7 @@ import { buildApp } from './http/app.js';
 import { CoreInferenceService } from './inference-service.js';
 import { ModelRepository } from './model-repository.js';
 import { ModelConfigError } from './model-json.js';
+import { initTracing, shutdownTracing } from './tracing.js';
 
 export async function startServer(argv = process.argv.slice(2), env = process.env): Promise<void> {
   let config;
@@ -27,6 +28,9 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
   logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
+  // Before the models load: the batchers are built with or without batch spans.
+  const tracing = initTracing(env);
+  if (tracing.enabled) logger.info(tracing, 'OpenTelemetry tracing on');
 
   let repo: ModelRepository;
   try {
@@ -73,6 +77,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
       // Listeners first (in-flight requests finish and reply), then the batchers and engines.
       await Promise.all([app.close(), grpc.close(config.drainTimeoutMs)]);
       await service.close();
+      await shutdownTracing().catch((err: unknown) => logger.warn({ err }, 'flushing traces failed'));
       logger.info({ ms: Date.now() - started }, 'shutdown complete');
       logger.flush?.();
       process.exit(0);

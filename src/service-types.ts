@@ -4,6 +4,7 @@
 //   front end -> InferenceService -> batcher -> backend.
 import type { BackendKind, Variant } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
+import type { TraceContext } from './tracing.js';
 
 export interface RequestOptions {
   /** Absolute time (Date.now() ms) after which the request must not run; default from config. */
@@ -12,6 +13,12 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** For metrics labels: "http", "grpc", "kserve_http", "kserve_grpc". */
   api?: string;
+  /** Priority level, 1 runs first; default: the model's default_priority_level (docs/api.md#priorities-and-timeouts). */
+  priority?: number;
+  /** The request's timeout under its level's queue policy, ms (reject: 504 after it; delay: behind its level). */
+  timeoutMs?: number;
+  /** The request's span context when tracing is on (src/tracing.ts). */
+  trace?: TraceContext;
 }
 
 export interface TopKEntry {

@@ -1,6 +1,7 @@
 // The gRPC server over real loopback calls, with a fake InferenceService:
 // swin.v1.Classifier/Predict, inference.GRPCInferenceService, health,
-// reflection, and the failure cases (status, message and swin-code trailer).
+// reflection, and the failure cases (status, message, google.rpc.Status details
+// and the deprecated swin-code trailer).
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
@@ -12,6 +13,7 @@ import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
 import type { GRPCInferenceServiceClient } from '../src/generated/inference/GRPCInferenceService.js';
 import { startGrpcServer, type GrpcServerHandle } from '../src/grpc/grpc-server.js';
 import { LOADER_OPTIONS, loadProtos } from '../src/grpc/protos.js';
+import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/grpc/status-details.js';
 import { FakeService, H, W, uniformImage } from './kserve-fake-service.js';
 
 const MAX_MESSAGE = 64 * 1024;
@@ -53,7 +55,13 @@ async function expectStatus(p: Promise<unknown>, code: grpc.status, details: str
   assert.equal(err.code, code, `status ${grpc.status[err.code]} (${err.details}), expected ${grpc.status[code]}`);
   if (typeof details === 'string') assert.equal(err.details, details);
   else assert.match(err.details, details);
-  if (swinCode) assert.deepEqual(err.metadata.get('swin-code'), [swinCode]);
+  if (swinCode) {
+    assert.deepEqual(err.metadata.get('swin-code'), [swinCode]);
+    // The standard error model says the same: status, message, and our code as ErrorInfo.reason.
+    const [bin] = err.metadata.get(STATUS_DETAILS_KEY);
+    assert.ok(Buffer.isBuffer(bin), `no ${STATUS_DETAILS_KEY} trailer`);
+    assert.deepEqual(decodeStatusDetails(bin), { code, message: err.details, errorInfo: { reason: swinCode, domain: 'swin-serve', metadata: {} } });
+  }
   return err;
 }
 
@@ -74,6 +82,10 @@ test('Predict: per-image top-k with model, variant, backend and timings', async 
   // top_k 0 and an empty model mean the server's defaults.
   await call<any>((cb) => classifier.Predict({ images: [img(1, 2, 3)] }, cb));
   assert.equal(service.calls.at(-1)!.opts.topK, undefined);
+  assert.deepEqual([service.calls.at(-1)!.opts.priority, service.calls.at(-1)!.opts.timeoutMs], [undefined, undefined]);
+  // priority and timeout_ms reach the queue policy (0 = the model's defaults).
+  await call<any>((cb) => classifier.Predict({ images: [img(1, 2, 3)], priority: 1, timeout_ms: 250 }, cb));
+  assert.deepEqual([service.calls.at(-1)!.opts.priority, service.calls.at(-1)!.opts.timeoutMs], [1, 250]);
 });
 
 test('Predict errors: no image, unknown model, bad variant, bad top_k, undecodable image', async () => {

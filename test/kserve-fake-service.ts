@@ -5,7 +5,7 @@
 // Encoded images are "rgb:R,G,B" strings that "decode" to a uniform image;
 // anything else fails to decode. With delayMs set, every call waits that long
 // while honouring the request's deadline and AbortSignal, and records whether
-// it would have reached the engine.
+// it would have reached the engine. A request's timeoutMs acts as a "reject" queue policy.
 import { ServeError } from '../src/errors.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from '../src/service-types.js';
 import type { ModelConfig } from '../src/model-config.js';
@@ -146,7 +146,8 @@ export class FakeService implements InferenceService {
           done(new ServeError('SWIN_CANCELLED'));
         };
         const timer = setTimeout(() => done(), this.delayMs);
-        const left = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
+        // The request's policy timeout acts as the default policy's "reject" would.
+        const left = Math.min(opts.deadline === undefined ? Infinity : opts.deadline - Date.now(), opts.timeoutMs ?? Infinity);
         const deadlineTimer = setTimeout(() => done(new ServeError('SWIN_DEADLINE_EXCEEDED', Math.round(left))), Math.min(Math.max(left, 0), 2 ** 31 - 1));
         if (opts.signal?.aborted) onAbort();
         else opts.signal?.addEventListener('abort', onAbort);

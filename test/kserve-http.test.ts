@@ -239,17 +239,24 @@ test('a body over the limit is 413 with the limit in the message', async () => {
   await app.close();
 });
 
-test('parameter timeout (microseconds) becomes the deadline; an expired request never runs', async () => {
+test('parameters priority and timeout (microseconds) reach the queue policy; a request past its timeout never runs', async () => {
   const service = new FakeService();
   service.delayMs = 500;
   const { app } = await appWith(service);
-  const before = Date.now();
-  const r = await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { parameters: { timeout: 50_000 }, inputs: [pixelsInput(1, Array(48).fill(0))] } });
+  const r = await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { parameters: { timeout: 50_000, priority: 1 }, inputs: [pixelsInput(1, Array(48).fill(0))] } });
   assert.equal(r.statusCode, 504);
   assert.equal(r.headers['swin-code'], 'SWIN_DEADLINE_EXCEEDED');
   const call = service.calls.at(-1)!;
-  assert.ok(call.opts.deadline! >= before + 50 && call.opts.deadline! <= Date.now(), `deadline ${call.opts.deadline! - before} ms after the request`);
+  assert.deepEqual([call.opts.timeoutMs, call.opts.priority], [50, 1]);
   assert.equal(call.ran, false);
+  for (const [parameters, error] of [
+    [{ priority: -1 }, "Bad request: parameter priority must be a whole number (1 runs first; 0 or absent: the model's default), got -1"],
+    [{ timeout: 'soon' }, 'Bad request: parameter timeout (microseconds) must be a number >= 0 (0 or absent: the model\'s default), got "soon"'],
+  ] as const) {
+    const bad = await app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { parameters, inputs: [pixelsInput(1, Array(48).fill(0))] } });
+    assert.equal(bad.statusCode, 400);
+    assert.deepEqual(bad.json(), { error });
+  }
   await app.close();
 });
 

@@ -15,6 +15,7 @@ import { loadConfig } from '../src/config.js';
 import * as grpc from '@grpc/grpc-js';
 import { startGrpcServer } from '../src/grpc/grpc-server.js';
 import { loadProtos } from '../src/grpc/protos.js';
+import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/grpc/status-details.js';
 import { buildApp } from '../src/http/app.js';
 import { CoreInferenceService } from '../src/inference-service.js';
 import { ModelRepository } from '../src/model-repository.js';
@@ -99,7 +100,7 @@ test('per-client rate limit: 429 SWIN_RATE_LIMITED with Retry-After beyond the b
   }
 });
 
-test('gRPC Predict at 10x: OK or RESOURCE_EXHAUSTED with retry pushback, nothing else', async () => {
+test('gRPC Predict at 10x: OK or UNAVAILABLE with ErrorInfo, RetryInfo and retry pushback, nothing else', async () => {
   const { app, service, engines } = await appWith({ MAX_QUEUE_SIZE: '16', MAX_BATCH_SIZE: '4', INSTANCES: '1', MAX_QUEUE_DELAY_MS: '1' });
   await app.close();
   const fold = engines.find((e) => e.variant === 'fold')!;
@@ -110,9 +111,11 @@ test('gRPC Predict at 10x: OK or RESOURCE_EXHAUSTED with retry pushback, nothing
   try {
     const results = await Promise.all(
       Array.from({ length: 200 }, () =>
-        new Promise<{ code: number; retry?: unknown }>((resolve) =>
+        new Promise<{ code: number; retry?: unknown; details?: unknown; message?: string }>((resolve) =>
           client.Predict({ images: [png] }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
-            resolve(err ? { code: err.code, retry: err.metadata.get('retry-after')[0] } : { code: grpc.status.OK }),
+            resolve(err
+              ? { code: err.code, retry: err.metadata.get('retry-after')[0], details: decodeStatusDetails(err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer), message: err.details }
+              : { code: grpc.status.OK }),
           ),
         ),
       ),
@@ -120,8 +123,15 @@ test('gRPC Predict at 10x: OK or RESOURCE_EXHAUSTED with retry pushback, nothing
     const counts: Record<string, number> = {};
     for (const r of results) counts[grpc.status[r.code]] = (counts[grpc.status[r.code]] ?? 0) + 1;
     console.log(`# gRPC outcomes: ${JSON.stringify(counts)}`);
-    assert.deepEqual(Object.keys(counts).sort(), ['OK', 'RESOURCE_EXHAUSTED']);
-    for (const r of results.filter((x) => x.code === grpc.status.RESOURCE_EXHAUSTED)) assert.match(String(r.retry), /^[1-9]\d*$/);
+    assert.deepEqual(Object.keys(counts).sort(), ['OK', 'UNAVAILABLE']);
+    for (const r of results.filter((x) => x.code === grpc.status.UNAVAILABLE)) {
+      assert.match(String(r.retry), /^[1-9]\d*$/);
+      assert.deepEqual(r.details, {
+        code: grpc.status.UNAVAILABLE, message: r.message,
+        errorInfo: { reason: 'SWIN_QUEUE_FULL', domain: 'swin-serve', metadata: { model: 'fake', max_queue_size: '16' } },
+        retryDelaySeconds: Number(r.retry),
+      });
+    }
   } finally {
     client.close();
     await server.close(1000);

@@ -2,9 +2,9 @@
 // closed-loop clients keep sending. The server must stop accepting, answer
 // every request it accepted, and exit 0 within the drain timeout.
 //
-// "Accepted" is measured on the server side: fastify logs "incoming request"
-// and "request completed" per request id, so lost = incoming without
-// completed. Client side, every request ends as a reply (200, or 503
+// "Accepted" is measured on the server side: the server logs "incoming request"
+// (debug) and "request completed" (its one line per request, src/request-log.ts)
+// per request id, so lost = incoming without completed. Client side, every request ends as a reply (200, or 503
 // SWIN_SHUTTING_DOWN) or as a connection refused/reset that the server never
 // logged as incoming.
 import assert from 'node:assert/strict';
@@ -28,7 +28,7 @@ export interface ShutdownResult {
 }
 
 export async function shutdownUnderLoad(opts: { workers: number; loadMs: number; env?: Record<string, string> }): Promise<ShutdownResult> {
-  const server = await startServer({ DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS), LOG_LEVEL: 'info', ...opts.env });
+  const server = await startServer({ DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS), LOG_LEVEL: 'debug', ...opts.env });
   const image = await samplePng();
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.workers });
   const outcomes: Record<string, number> = {};
@@ -65,7 +65,7 @@ export async function shutdownUnderLoad(opts: { workers: number; loadMs: number;
   let signalAt = Infinity;
   for (const line of server.logs().split('\n')) {
     if (!line.startsWith('{')) continue;
-    let j: { msg?: string; time?: number; reqId?: string; req?: { url?: string }; res?: { statusCode?: number } };
+    let j: { msg?: string; time?: number; reqId?: string; req?: { url?: string }; status?: number };
     try {
       j = JSON.parse(line);
     } catch {
@@ -74,7 +74,7 @@ export async function shutdownUnderLoad(opts: { workers: number; loadMs: number;
     if (j.msg?.startsWith('shutting down')) signalAt = Math.min(signalAt, j.time ?? Infinity);
     if (j.reqId === undefined) continue;
     if (j.msg === 'incoming request' && j.req?.url?.startsWith('/classify')) incoming.set(j.reqId, j.time ?? 0);
-    if (j.msg === 'request completed' && incoming.has(j.reqId)) completed.set(j.reqId, { status: j.res?.statusCode ?? 0, time: j.time ?? 0 });
+    if (j.msg === 'request completed' && incoming.has(j.reqId)) completed.set(j.reqId, { status: j.status ?? 0, time: j.time ?? 0 });
   }
   const inFlightAtSignal = [...incoming].filter(([id, t]) => t < signalAt && (completed.get(id)?.time ?? Infinity) >= signalAt).length;
   const lost = [...incoming.keys()].filter((id) => !completed.has(id)).length;

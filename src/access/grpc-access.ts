@@ -4,6 +4,7 @@
 // check themselves.
 import { Metadata, ServerInterceptingCall, status as GrpcStatus, type ServerInterceptor } from '@grpc/grpc-js';
 import type { ServeError } from '../errors.js';
+import { errorTrailers } from '../grpc/status-details.js';
 import type { AccessConfig } from './access-config.js';
 import { AccessController, type AccessRequest } from './access-control.js';
 
@@ -22,17 +23,6 @@ export function grpcRequestKind(methodPath: string): AccessRequest['kind'] {
 function metadataString(md: Metadata, key: string): string | undefined {
   const v = md.get(key)[0];
   return typeof v === 'string' ? v : undefined;
-}
-
-/** Trailers of a rejection: Retry-After for humans, grpc-retry-pushback-ms for gRPC retry policies. */
-export function rejectionTrailers(err: ServeError): Metadata {
-  const md = new Metadata();
-  md.set('swin-code', err.code);
-  if (err.retryAfterSeconds !== undefined) {
-    md.set('retry-after', String(err.retryAfterSeconds));
-    md.set('grpc-retry-pushback-ms', String(err.retryAfterSeconds * 1000));
-  }
-  return md;
 }
 
 /** null when the call may proceed, else the ServeError to fail it with. */
@@ -63,7 +53,7 @@ export function grpcAccessInterceptor(cfg: AccessConfig | AccessController): Ser
               nextMetadata(metadata);
               return;
             }
-            call.sendStatus({ code: denied.grpcStatus as GrpcStatus, details: denied.message, metadata: rejectionTrailers(denied) });
+            call.sendStatus({ code: denied.grpcStatus as GrpcStatus, details: denied.message, metadata: errorTrailers(denied) });
           },
         });
       },

@@ -6,6 +6,7 @@ import { ServeError } from '../errors.js';
 import type { ClassifierHandlers } from '../generated/swin/v1/Classifier.js';
 import type { PredictRequest__Output } from '../generated/swin/v1/PredictRequest.js';
 import type { PredictResponse } from '../generated/swin/v1/PredictResponse.js';
+import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService } from '../service-types.js';
 import { optionalString, unary } from './grpc-call.js';
 
@@ -18,7 +19,8 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
         if (req.images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
         const variant = parseVariant(req.variant);
         const model = optionalString(req.model);
-        const result = await service.classify(model, req.images, { ...opts, variant, topK: req.top_k === 0 ? undefined : req.top_k });
+        const policy = requestPolicy(req.priority, req.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' });
+        const result = await service.classify(model, req.images, { ...opts, ...policy, variant, topK: req.top_k === 0 ? undefined : req.top_k });
         return {
           model: result.model,
           variant: result.variant,

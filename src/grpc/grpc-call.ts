@@ -1,13 +1,16 @@
 // What every unary handler of ours does around its work: the call's deadline
 // and cancellation become RequestOptions (so an expired or abandoned request
 // leaves the batcher queue and never runs), ServeErrors become a gRPC status
-// with the table's code and message plus the stable code in the trailer
-// "swin-code", and request metrics are recorded.
-import { Metadata, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
+// with the table's code and message plus google.rpc.Status details
+// (status-details.ts), and request metrics are recorded.
+import { status as GrpcStatus, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
 import type { BaseLogger } from 'pino';
 import { type ServeError, isServeError, toServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
+import { logRequest, traceIdOf } from '../request-log.js';
 import type { RequestOptions } from '../service-types.js';
+import { errorTrailers } from './status-details.js';
+import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
 
 /** grpc-timeout as an absolute Date.now() deadline, or undefined for calls without one. */
 export function callDeadline(call: ServerUnaryCall<unknown, unknown>): number | undefined {
@@ -25,13 +28,7 @@ export function callOptions(call: ServerUnaryCall<unknown, unknown>, api: string
 }
 
 export function grpcStatusOf(err: ServeError): Partial<StatusObject> {
-  const metadata = new Metadata();
-  metadata.set('swin-code', err.code);
-  if (err.retryAfterSeconds !== undefined) {
-    metadata.set('retry-after', String(err.retryAfterSeconds));
-    metadata.set('grpc-retry-pushback-ms', String(err.retryAfterSeconds * 1000));
-  }
-  return { code: err.grpcStatus, details: err.message, metadata };
+  return { code: err.grpcStatus, details: err.message, metadata: errorTrailers(err) };
 }
 
 export interface UnaryContext {
@@ -56,11 +53,29 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const anyCall = call as unknown as ServerUnaryCall<unknown, unknown>;
-    const finish = (code: string) => {
+    const traced = tracingEnabled()
+      ? startServerSpan(call.getPath().slice(1), (k) => {
+        const v = call.metadata.get(k)[0];
+        return typeof v === 'string' ? v : undefined;
+      }, { 'rpc.system': 'grpc', 'rpc.method': call.getPath() })
+      : undefined;
+    const finish = (code: string, status: GrpcStatus, err?: unknown) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const model = metrics?.model(call.request);
+      if (traced) {
+        traced.span.setAttribute('rpc.grpc.status_code', status);
+        if (model) traced.span.setAttribute('swin.model', model);
+        endSpan(traced.span, err);
+      }
+      // Calls that are not inference (live, ready, metadata) log their successes at debug.
+      logRequest(logger, {
+        api, method: call.getPath(), status: GrpcStatus[status], code, model, ms: seconds * 1000,
+        trace_id: traceIdOfContext(traced?.ctx) ?? traceIdOf(call.metadata.get('traceparent')),
+      }, err, metrics === undefined);
       if (!metrics) return;
-      const labels = { api: metrics.api, model: metrics.model(call.request), code };
+      const labels = { api: metrics.api, model: model!, code };
       requestsTotal.inc(labels);
-      requestDuration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+      requestDuration.observe(labels, seconds);
     };
     let opts: RequestOptions;
     try {
@@ -69,17 +84,17 @@ export function unary<Req, Res>(
       callback(grpcStatusOf(toServeError(err)));
       return;
     }
+    if (traced) opts.trace = traced.ctx;
     handler(call.request, { call: anyCall, opts }).then(
       (res) => {
-        finish('OK');
+        const reply = startStage(traced?.ctx, 'reply');
         callback(null, res);
+        endSpan(reply);
+        finish('OK', GrpcStatus.OK);
       },
       (err: unknown) => {
         const serveErr = toServeError(err);
-        if (!isServeError(err) || serveErr.httpStatus >= 500) {
-          logger.error({ err, code: serveErr.code, method: call.getPath() }, 'grpc call failed');
-        }
-        finish(serveErr.code);
+        finish(serveErr.code, serveErr.grpcStatus, isServeError(err) ? serveErr : err);
         callback(grpcStatusOf(serveErr));
       },
     );

@@ -4,13 +4,15 @@
 import { randomUUID } from 'node:crypto';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { LOG_REDACT_PATHS, registerAccessControl } from '../access/http-access.js';
 import type { AccessController } from '../access/access-control.js';
 import type { Config } from '../config.js';
-import { ServeError, httpErrorBody } from '../errors.js';
+import { ServeError, httpErrorBody, isServeError } from '../errors.js';
 import { registry, requestDuration, requestsTotal } from '../metrics.js';
+import { logRequest, traceIdOf } from '../request-log.js';
+import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
@@ -30,6 +32,8 @@ export interface BuildAppOptions {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
+/** Probes and scrapes: their successful lines are debug, not info. */
+const QUIET_PATH = /^\/(health\/|metrics$|openapi\.json$|v2\/health\/|v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready$)/;
 
 export async function buildApp(config: Config, service: InferenceService, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -45,6 +49,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    // One line per request, written by the onResponse hook below (request-log.ts), instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     // The deadline is enforced per request by the batcher; this only bounds slow uploads.
     requestTimeout: config.requestTimeoutMs + 5_000,
     // During close, requests arriving on open keep-alive connections are refused by the
@@ -66,11 +72,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   app.setErrorHandler((err, request, reply) => {
     const se = toHttpServeError(err, request, limits);
     request.swinCode = se.code;
-    if (se.httpStatus >= 500 && se.code !== 'SWIN_QUEUE_FULL' && se.code !== 'SWIN_SHUTTING_DOWN' && se.code !== 'SWIN_MODEL_NOT_READY') {
-      request.log.error({ err, code: se.code }, 'request failed');
-    } else {
-      request.log.info({ code: se.code, status: se.httpStatus }, se.message);
-    }
+    // Logged once, with the request's line; the original error keeps the stack of a fault of ours.
+    request.swinError = isServeError(err) || se.code !== 'SWIN_INTERNAL' ? se : err;
     if (se.retryAfterSeconds !== undefined) void reply.header('retry-after', String(se.retryAfterSeconds));
     else if (se.httpStatus === 503) void reply.header('retry-after', '1');
     return reply.code(se.httpStatus).send(httpErrorBody(se));
@@ -83,16 +86,37 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async () => {
+  app.addHook('onRequest', async (request) => {
+    request.log.debug({ req: request }, 'incoming request');
+    if (tracingEnabled()) {
+      const path = request.url.split('?')[0].slice(0, 200);
+      request.swinTrace = startServerSpan(`${request.method} ${request.routeOptions.url ?? path}`, (k) => {
+        const v = request.headers[k];
+        return Array.isArray(v) ? v[0] : v;
+      }, { 'http.request.method': request.method, 'url.path': path });
+    }
     if (closing) throw new ServeError('SWIN_SHUTTING_DOWN').withRetryAfter(1);
   });
 
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    if (request.swinTrace) request.swinReplySpan = startStage(request.swinTrace.ctx, 'reply', { 'http.response.status_code': reply.statusCode });
   });
-  // swin_requests_total / _duration for routes that carry config.api (KServe records its own).
   app.addHook('onResponse', async (request, reply) => {
     const api = request.routeOptions.config?.api;
+    const path = request.url.split('?')[0].slice(0, 200);
+    logRequest(request.log, {
+      api: api ?? (path.startsWith('/v2/') ? 'kserve_http' : 'http'), method: request.method, url: path, status: reply.statusCode,
+      code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL', model: request.swinModel, ms: reply.elapsedTime,
+      trace_id: traceIdOfContext(request.swinTrace?.ctx) ?? traceIdOf(request.headers.traceparent),
+    }, reply.statusCode < 400 ? undefined : request.swinError ?? new ServeError('SWIN_INTERNAL'), QUIET_PATH.test(path));
+    if (request.swinTrace) {
+      endSpan(request.swinReplySpan);
+      request.swinTrace.span.setAttribute('http.response.status_code', reply.statusCode);
+      if (request.swinModel) request.swinTrace.span.setAttribute('swin.model', request.swinModel);
+      endSpan(request.swinTrace.span, reply.statusCode < 400 ? undefined : request.swinError ?? new ServeError('SWIN_INTERNAL'));
+    }
+    // swin_requests_total / _duration for routes that carry config.api (KServe records its own).
     if (!api) return;
     const known = request.swinModel !== undefined && service.listModels().some((m) => m.name === request.swinModel);
     const labels = { api, model: known ? request.swinModel! : 'unknown', code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL' };

@@ -1,12 +1,16 @@
 // POST /classify: one or more encoded images in, top-k classes per image out.
 // Bodies: raw image bytes (image/* or application/octet-stream), multipart
 // form data with one or more files, or JSON {images: [base64...]}. model,
-// variant and top_k come from the query string or from the body's fields.
+// variant, top_k, priority and timeout_ms come from the query string or from
+// the body's fields.
 import type {} from '@fastify/multipart'; // request.parts(), request.isMultipart()
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService } from '../service-types.js';
+import type { TraceContext } from '../tracing.js';
+import type { Span } from '@opentelemetry/api';
 import { ACCEPTED_CONTENT_TYPES } from './http-errors.js';
 import { classifyJsonBody, classifyQuery, classifyReply, errorResponses } from './schemas.js';
 
@@ -20,6 +24,8 @@ interface Fields {
   model?: string;
   variant?: string;
   top_k?: number | string;
+  priority?: number | string;
+  timeout_ms?: number | string;
 }
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -42,7 +48,7 @@ async function readMultipart(request: FastifyRequest, maxBodyBytes: number): Pro
       total += buf.length;
       if (total > maxBodyBytes) throw new ServeError('SWIN_PAYLOAD_TOO_LARGE', maxBodyBytes);
       images.push(buf);
-    } else if (['model', 'variant', 'top_k'].includes(part.fieldname)) {
+    } else if (['model', 'variant', 'top_k', 'priority', 'timeout_ms'].includes(part.fieldname)) {
       fields[part.fieldname] = String(part.value);
     }
   }
@@ -122,7 +128,9 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
     return service.classify(modelName, images, {
       variant: parseVariant(query.variant ?? fields.variant, modelName),
       topK,
+      ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',
+      trace: request.swinTrace?.ctx,
       // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
       signal: disconnectSignal(reply),
     });
@@ -135,6 +143,11 @@ declare module 'fastify' {
     swinModel?: string;
     /** Error code of the reply, for metrics. */
     swinCode?: string;
+    /** What the request failed with, for its log line (request-log.ts). */
+    swinError?: unknown;
+    /** Its server span when tracing is on (tracing.ts), and the span of writing the reply. */
+    swinTrace?: { ctx: TraceContext; span: Span };
+    swinReplySpan?: Span;
   }
   interface FastifyContextConfig {
     /** Set on routes whose requests count in swin_requests_total under this api label. */

@@ -36,6 +36,15 @@ export function errorResponses(...statuses: number[]): Record<string, unknown> {
 
 const variantEnum = { type: 'string', enum: ['fold', 'unfold'] } as const;
 
+/** model.json batching.default_queue_policy / priority_queue_policy.N (docs/model-json.md). */
+const queuePolicy = {
+  type: 'object',
+  properties: {
+    max_queue_size: { type: 'integer' }, default_timeout_ms: { type: 'number' }, max_timeout_ms: { type: 'number' },
+    allow_timeout_override: { type: 'boolean' }, timeout_action: { type: 'string', enum: ['reject', 'delay'] },
+  },
+} as const;
+
 export const classifyQuery = {
   type: 'object',
   additionalProperties: false,
@@ -43,6 +52,8 @@ export const classifyQuery = {
     model: { type: 'string', minLength: 1, maxLength: 200, description: 'Model name (default: the first loaded model)' },
     variant: { ...variantEnum, description: 'fold or unfold (default: the variant the model is serving)' },
     top_k: { type: 'integer', minimum: 1, maximum: 100000, description: 'Classes per image (default 5, at most the class count)' },
+    priority: { type: 'integer', minimum: 0, maximum: 1000, description: "Priority level, 1 runs first (default: the model's default_priority_level)" },
+    timeout_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: "Timeout under the model's queue policy, ms (default: the policy's)" },
   },
 } as const;
 
@@ -59,6 +70,8 @@ export const classifyJsonBody = {
     model: classifyQuery.properties.model,
     variant: classifyQuery.properties.variant,
     top_k: classifyQuery.properties.top_k,
+    priority: classifyQuery.properties.priority,
+    timeout_ms: classifyQuery.properties.timeout_ms,
   },
 } as const;
 
@@ -139,6 +152,9 @@ export const modelView = {
       properties: {
         max_batch_size: { type: 'integer' }, max_queue_delay_ms: { type: 'number' }, max_queue_size: { type: 'integer' },
         instances: { type: 'integer' }, preferred_batch_sizes: { type: 'array', items: { type: 'integer' } },
+        priority_levels: { type: 'integer' }, default_priority_level: { type: 'integer' },
+        default_queue_policy: queuePolicy,
+        priority_queue_policy: { type: 'object', additionalProperties: queuePolicy },
       },
     },
   },

@@ -10,7 +10,7 @@ import type { ModelInferRequest__Output } from '../generated/inference/ModelInfe
 import type { ModelInferResponse } from '../generated/inference/ModelInferResponse.js';
 import { optionalString, unary } from '../grpc/grpc-call.js';
 import type { InferenceService } from '../service-types.js';
-import { runInfer, type InferInput, type InferRequest, type ParameterValue } from './kserve-infer.js';
+import { requestOptions, runInfer, type InferInput, type InferRequest, type ParameterValue } from './kserve-infer.js';
 import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
@@ -34,11 +34,8 @@ export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger
       api,
       async (req, { opts }) => {
         const request = toInferRequest(req);
-        const timeout = request.parameters.timeout;
-        let deadline = opts.deadline;
-        // Triton's "timeout" parameter (microseconds) tightens the gRPC deadline, never loosens it.
-        if (typeof timeout === 'number' && timeout > 0) deadline = Math.min(deadline ?? Infinity, Date.now() + timeout / 1000);
-        const result = await runInfer(service, request, { ...opts, deadline });
+        // Triton's "priority" and "timeout" parameters; the gRPC deadline stays the outer bound.
+        const result = await runInfer(service, request, { ...opts, ...requestOptions(request.parameters) });
         return {
           model_name: result.model_name,
           model_version: result.model_version,

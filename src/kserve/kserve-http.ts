@@ -11,8 +11,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
-import type { InferenceService, RequestOptions } from '../service-types.js';
-import { runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
+import type { InferenceService } from '../service-types.js';
+import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
 import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
@@ -40,7 +40,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   scope.removeAllContentTypeParsers();
   // JSON, octet-stream, or none at all (tritonclient sends the binary form without a content type).
   scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  scope.setErrorHandler((err, request, reply) => sendError(reply, request, toKServeError(err, scope.initialConfig.bodyLimit ?? 1048576)));
+  scope.setErrorHandler((err, request, reply) => sendError(reply, request, toKServeError(err, scope.initialConfig.bodyLimit ?? 1048576), err));
   scope.setNotFoundHandler((request, reply) => sendError(reply, request, new ServeError('SWIN_NOT_FOUND', request.method, request.url)));
 
   scope.get('/health/live', DOCUMENTED, async () => ({ live: true }));
@@ -67,6 +67,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
 
   const infer = async (req: FastifyRequest<{ Params: ModelParams; Body: Buffer }>, reply: FastifyReply) => {
     const started = process.hrtime.bigint();
+    req.swinModel = req.params.model;
     let code = 'OK';
     try {
       const parsed = parseInferBody(req.body, req.headers[HEADER_LENGTH]);
@@ -76,7 +77,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http' });
+      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx });
       return sendInferResult(reply, result, parsed.binaryOutputDefault);
     } catch (err) {
       code = isServeError(err) ? err.code : 'SWIN_INTERNAL';
@@ -89,16 +90,6 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   };
   scope.post('/models/:model/infer', DOCUMENTED, infer);
   scope.post('/models/:model/versions/:version/infer', DOCUMENTED, infer);
-}
-
-/** Triton's request parameter "timeout" (microseconds) becomes the request deadline. */
-export function requestOptions(parameters: Record<string, ParameterValue>): RequestOptions {
-  const t = parameters.timeout;
-  if (t === undefined) return {};
-  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) {
-    throw new ServeError('SWIN_BAD_REQUEST', `parameter timeout must be a positive number of microseconds, got ${JSON.stringify(t)}`);
-  }
-  return { deadline: Date.now() + t / 1000 };
 }
 
 interface ParsedInferBody {
@@ -192,8 +183,11 @@ function sendInferResult(reply: FastifyReply, result: InferResult, binaryDefault
     .send(Buffer.concat([json, ...blobs]));
 }
 
-function sendError(reply: FastifyReply, request: FastifyRequest, err: ServeError): FastifyReply {
-  if (err.httpStatus >= 500) request.log.error({ code: err.code, err }, 'kserve request failed');
+/** `thrown`: what was thrown, when err was made from it (its stack is logged if it was a fault of ours). */
+function sendError(reply: FastifyReply, request: FastifyRequest, err: ServeError, thrown?: unknown): FastifyReply {
+  // The app's onResponse hook logs the request's one line with this error.
+  request.swinCode = err.code;
+  request.swinError = thrown !== undefined && !isServeError(thrown) && err.code === 'SWIN_INTERNAL' ? thrown : err;
   if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
   return reply.code(err.httpStatus).header('swin-code', err.code).type('application/json').send({ error: err.message });
 }

@@ -7,6 +7,7 @@
 // either becomes BYTES [N, k] "value:index:label" with parameter classification = k.
 import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService, ModelStatus, RequestOptions } from '../service-types.js';
 import { PROBABILITIES_OUTPUT, inputHW, resolveModel } from './kserve-model.js';
 import { classificationStrings, deserializeBytesTensor, elementCount, formatShape, softmaxRows } from './kserve-tensors.js';
@@ -175,4 +176,14 @@ function bytesFromElements(input: InferInput): Buffer[] {
     if (!Buffer.isBuffer(v)) throw new ServeError('SWIN_BAD_TENSOR', `input '${input.name}': BYTES element ${i} is not a byte string`);
     return v;
   });
+}
+
+/**
+ * Triton's request parameters "priority" (1 runs first, 0 = the model's default) and
+ * "timeout" (microseconds, under the model's queue policy), for REST and gRPC alike.
+ */
+export function requestOptions(parameters: Record<string, ParameterValue>): RequestOptions {
+  const t = parameters.timeout;
+  const ms = typeof t === 'number' ? t / 1000 : t;
+  return requestPolicy(parameters.priority, ms, { priority: 'parameter priority', timeout: 'parameter timeout (microseconds)' });
 }

@@ -7,6 +7,8 @@ export interface PredictRequest {
   'model'?: (string);
   'variant'?: (string);
   'top_k'?: (number);
+  'priority'?: (number);
+  'timeout_ms'?: (number);
 }
 
 export interface PredictRequest__Output {
@@ -14,4 +16,6 @@ export interface PredictRequest__Output {
   'model': (string);
   'variant': (string);
   'top_k': (number);
+  'priority': (number);
+  'timeout_ms': (number);
 }
