@@ -16,6 +16,7 @@ export const ERRORS = {
   SWIN_BAD_BASE64: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is not valid base64' },
   SWIN_BAD_TOP_K: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'top_k must be an integer from 1 to %s, got %s' },
   SWIN_TOO_MANY_IMAGES: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'At most %s images per request, got %s' },
+  SWIN_UNKNOWN_FIELD: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unknown %s %s; accepted: %s' },
   SWIN_BAD_TENSOR: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Bad input tensor: %s' },
   SWIN_UNSUPPORTED_MEDIA_TYPE: { httpStatus: 415, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unsupported content type or image format %s; accepted: %s' },
   SWIN_IMAGE_DECODE_FAILED: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s could not be decoded: %s' },

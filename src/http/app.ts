@@ -11,6 +11,7 @@ import type { AccessController } from '../access/access-control.js';
 import type { Config } from '../config.js';
 import { ServeError, httpErrorBody } from '../errors.js';
 import { registry, requestDuration, requestsTotal } from '../metrics.js';
+import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
@@ -85,6 +86,18 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
   });
   app.addHook('onRequest', async () => {
     if (closing) throw new ServeError('SWIN_SHUTTING_DOWN').withRetryAfter(1);
+  });
+
+  // Query parameters a route does not declare are refused by name (a route without a
+  // querystring schema takes none); ajv alone would drop them silently.
+  app.addHook('preValidation', async (request) => {
+    if (request.is404) return;
+    const query = request.query as Record<string, unknown> | undefined;
+    if (!query || typeof query !== 'object') return;
+    const keys = Object.keys(query);
+    if (keys.length === 0) return;
+    const schema = request.routeOptions.schema?.querystring as { properties?: Record<string, unknown> } | undefined;
+    rejectUnknownFields(keys, Object.keys(schema?.properties ?? {}), keys.length === 1 ? 'query parameter' : 'query parameters');
   });
 
   app.addHook('onSend', async (request, reply) => {
