@@ -2,6 +2,8 @@
 // one error handler and request metrics, but no listener, so tests drive it
 // with app.inject(). src/main.ts starts it.
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -16,6 +18,7 @@ import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
 import { toHttpServeError, type ErrorContext } from './http-errors.js';
+import { applyHttpTimeouts, clientErrorHandler, trackRequests } from './http-timeouts.js';
 import { modelsRoutes } from './models-routes.js';
 import { errorBody, healthReply } from './schemas.js';
 
@@ -33,6 +36,7 @@ export interface BuildAppOptions {
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
 
 export async function buildApp(config: Config, service: InferenceService, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const readingRequests = new WeakMap<Socket, IncomingMessage>();
   const app = Fastify({
     ...(opts.loggerInstance
       ? { loggerInstance: opts.loggerInstance }
@@ -46,8 +50,10 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
-    // The deadline is enforced per request by the batcher; this only bounds slow uploads.
-    requestTimeout: config.requestTimeoutMs + 5_000,
+    // Slow clients: HEADERS_TIMEOUT_MS, BODY_TIMEOUT_MS, IDLE_TIMEOUT_MS (applied below).
+    requestTimeout: config.http.bodyTimeoutMs,
+    keepAliveTimeout: config.http.idleTimeoutMs,
+    clientErrorHandler: clientErrorHandler(config.http, readingRequests),
     // During close, requests arriving on open keep-alive connections are refused by the
     // hook below with the table's SWIN_SHUTTING_DOWN body (fastify's own 503 has another shape).
     return503OnClosing: false,
@@ -55,6 +61,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     routerOptions: { maxParamLength: 1000 },
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  applyHttpTimeouts(app.server, config.http);
+  trackRequests(app.server, readingRequests);
 
   const limits: ErrorContext = {
     maxBodyBytes: config.limits.maxBodyBytes,
