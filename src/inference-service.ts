@@ -7,10 +7,42 @@ import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
-import { imagesTotal } from './metrics.js';
+import { droppedRequests, imagesTotal } from './metrics.js';
 import type { LoadedModel, ModelRepository } from './model-repository.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './topk.js';
+
+/** When a request's decoding must stop mattering: its deadline (and the timeout it came from, for the 504 message) and its cancellation. */
+interface DecodeWindow {
+  deadline: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+function checkWindow(w: DecodeWindow): void {
+  if (w.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+  if (Date.now() >= w.deadline) throw new ServeError('SWIN_DEADLINE_EXCEEDED', w.timeoutMs);
+}
+
+/**
+ * The decode's result, or 504 at the deadline / 499 at a disconnect, whichever comes first: the
+ * reply does not wait for an image that is still being decoded (libvips cannot be interrupted;
+ * its result is dropped).
+ */
+function untilDeadline<T>(work: Promise<T>, w: DecodeWindow): Promise<T> {
+  work.catch(() => {}); // lost races must not surface as unhandled rejections
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ServeError('SWIN_DEADLINE_EXCEEDED', w.timeoutMs)), Math.max(0, w.deadline - Date.now()));
+    onAbort = () => reject(new ServeError('SWIN_CANCELLED'));
+    w.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, stop]).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) w.signal?.removeEventListener('abort', onAbort);
+  });
+}
 
 /** What the service reports to its host (server.ts logs it). */
 export interface ServiceHooks {
@@ -70,7 +102,7 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await this.admitAndDecode(m, images, opts.variant);
+    const pixels = await this.admitAndDecode(m, images, opts.variant, { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal });
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.repo.infer(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal });
@@ -91,12 +123,14 @@ export class CoreInferenceService implements InferenceService {
     };
   }
 
-  async preprocess(modelName: string, images: Buffer[], _opts: RequestOptions): Promise<Uint8Array> {
+  async preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array> {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
+    const now = Date.now();
+    const deadline = opts.deadline ?? now + this.config.requestTimeoutMs;
     // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-    return this.admitAndDecode(m, images, undefined);
+    return this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal });
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -124,12 +158,22 @@ export class CoreInferenceService implements InferenceService {
    * overload requests are refused here rather than decoded and then refused, and no more
    * images are decoded than the variant's queue can take.
    */
-  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined): Promise<Uint8Array> {
+  private async admitAndDecode(m: LoadedModel, images: Buffer[], variant: Variant | undefined, when: DecodeWindow): Promise<Uint8Array> {
     const slot = this.repo.resolveVariant(m, variant);
-    const release = slot.batcher?.reserve(images.length);
+    let release: (() => void) | undefined;
     try {
+      // A request already abandoned or expired costs no decoding.
+      checkWindow(when);
+      release = slot.batcher?.reserve(images.length);
       const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
-      return await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+      return await untilDeadline(
+        this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels), when);
+    } catch (err) {
+      // Counted like the batcher's own drops (same metric, same labels).
+      if (err instanceof ServeError && (err.code === 'SWIN_CANCELLED' || err.code === 'SWIN_DEADLINE_EXCEEDED')) {
+        droppedRequests.inc({ model: m.name, reason: err.code === 'SWIN_CANCELLED' ? 'cancelled' : 'deadline' }, images.length);
+      }
+      throw err;
     } finally {
       release?.();
     }
