@@ -48,6 +48,8 @@ export interface Config {
   acceptedFormats: string[];
   /** Per-request deadline, ms from receipt; 504 after it. */
   requestTimeoutMs: number;
+  /** HTTP slow-client limits, ms (src/http/http-timeouts.ts). */
+  http: { headersTimeoutMs: number; bodyTimeoutMs: number; idleTimeoutMs: number };
   /** How long SIGTERM waits for accepted work before giving up, ms. */
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
@@ -111,6 +113,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MAX_IMAGES_PER_REQUEST', flag: 'max-images-per-request', kind: POSITIVE(4096), def: '64' },
   { env: 'ACCEPTED_FORMATS', flag: 'accepted-formats', kind: { type: 'list' }, def: 'jpeg,png,webp,gif,tiff,avif' },
   { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
+  { env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: POSITIVE(3_600_000), def: '10000' },
+  { env: 'BODY_TIMEOUT_MS', flag: 'body-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
+  { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000' },
   { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5' },
@@ -207,6 +212,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     },
     acceptedFormats: formats,
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
+    http: { headersTimeoutMs: num('HEADERS_TIMEOUT_MS'), bodyTimeoutMs: num('BODY_TIMEOUT_MS'), idleTimeoutMs: num('IDLE_TIMEOUT_MS') },
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),

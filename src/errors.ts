@@ -16,10 +16,12 @@ export const ERRORS = {
   SWIN_BAD_BASE64: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is not valid base64' },
   SWIN_BAD_TOP_K: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'top_k must be an integer from 1 to %s, got %s' },
   SWIN_TOO_MANY_IMAGES: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'At most %s images per request, got %s' },
+  SWIN_UNKNOWN_FIELD: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unknown %s %s; accepted: %s' },
   SWIN_BAD_TENSOR: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Bad input tensor: %s' },
   SWIN_UNSUPPORTED_MEDIA_TYPE: { httpStatus: 415, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unsupported content type or image format %s; accepted: %s' },
   SWIN_IMAGE_DECODE_FAILED: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s could not be decoded: %s' },
   SWIN_IMAGE_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is too large: %s' },
+  SWIN_REQUEST_TIMEOUT: { httpStatus: 408, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'The request %s did not arrive within %s ms' },
   SWIN_PAYLOAD_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Request body larger than %s bytes' },
   // models
   SWIN_MODEL_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Unknown model %s; loaded models: %s' },
@@ -113,7 +115,7 @@ export function httpErrorBody(err: ServeError): { statusCode: number; code: Erro
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
   429: 'Too Many Requests', 499: 'Client Closed Request', 500: 'Internal Server Error', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
-import { imagesTotal } from './metrics.js';
+import { droppedRequests, imagesTotal } from './metrics.js';
 import type { InferOutcome, LoadedModel, ModelRepository } from './model-repository.js';
 import { endSpan, startStage, type TraceContext } from './tracing.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
@@ -17,6 +17,45 @@ import { topK } from './topk.js';
 /** The request's priority and policy timeout, as the batcher takes them. */
 function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace'> {
   return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace };
+}
+
+/** Requests abandoned or expired before the batcher saw them, counted like the batcher's own drops (same metric, same labels). */
+function countDrop(err: unknown, model: string, images: number): void {
+  if (err instanceof ServeError && (err.code === 'SWIN_CANCELLED' || err.code === 'SWIN_DEADLINE_EXCEEDED')) {
+    droppedRequests.inc({ model, reason: err.code === 'SWIN_CANCELLED' ? 'cancelled' : 'deadline' }, images);
+  }
+}
+
+/** When a request's decoding must stop mattering: its deadline (and the timeout it came from, for the 504 message) and its cancellation. */
+interface DecodeWindow {
+  deadline: number;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+function checkWindow(w: DecodeWindow): void {
+  if (w.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+  if (Date.now() >= w.deadline) throw new ServeError('SWIN_DEADLINE_EXCEEDED', w.timeoutMs);
+}
+
+/**
+ * The decode's result, or 504 at the deadline / 499 at a disconnect, whichever comes first: the
+ * reply does not wait for an image that is still being decoded (libvips cannot be interrupted;
+ * its result is dropped).
+ */
+function untilDeadline<T>(work: Promise<T>, w: DecodeWindow): Promise<T> {
+  work.catch(() => {}); // lost races must not surface as unhandled rejections
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ServeError('SWIN_DEADLINE_EXCEEDED', w.timeoutMs)), Math.max(0, w.deadline - Date.now()));
+    onAbort = () => reject(new ServeError('SWIN_CANCELLED'));
+    w.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, stop]).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) w.signal?.removeEventListener('abort', onAbort);
+  });
 }
 
 /** What the service reports to its host (server.ts logs it). */
@@ -77,7 +116,7 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await this.admitAndDecode(m, images, opts.variant, opts.priority, opts.trace);
+    const pixels = await this.admitAndDecode(m, images, opts.variant, { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal }, opts.priority, opts.trace);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.inferTraced(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
@@ -102,8 +141,10 @@ export class CoreInferenceService implements InferenceService {
     this.admit();
     const m = this.repo.get(modelName);
     this.checkImageCount(images.length);
+    const now = Date.now();
+    const deadline = opts.deadline ?? now + this.config.requestTimeoutMs;
     // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-    return this.admitAndDecode(m, images, undefined, opts.priority, opts.trace);
+    return this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal }, opts.priority, opts.trace);
   }
 
   async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
@@ -132,7 +173,7 @@ export class CoreInferenceService implements InferenceService {
    * images are decoded than the variant's queue can take.
    */
   private async admitAndDecode(
-    m: LoadedModel, images: Buffer[], variant: Variant | undefined, priority: number | undefined, trace: TraceContext | undefined,
+    m: LoadedModel, images: Buffer[], variant: Variant | undefined, when: DecodeWindow, priority: number | undefined, trace: TraceContext | undefined,
   ): Promise<Uint8Array> {
     const attrs = trace && { 'swin.model': m.name, 'swin.images': images.length };
     const admission = startStage(trace, 'admission', attrs);
@@ -140,20 +181,25 @@ export class CoreInferenceService implements InferenceService {
     let slot: ReturnType<ModelRepository['resolveVariant']>;
     try {
       slot = this.repo.resolveVariant(m, variant);
+      // A request already abandoned or expired costs no decoding.
+      checkWindow(when);
       release = slot.batcher?.reserve(images.length, priority);
     } catch (err) {
       endSpan(admission, err);
+      countDrop(err, m.name, images.length);
       throw err;
     }
     endSpan(admission);
     const decode = startStage(trace, 'decode', attrs);
     try {
       const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
-      const pixels = await this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels);
+      const pixels = await untilDeadline(
+        this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels), when);
       endSpan(decode);
       return pixels;
     } catch (err) {
       endSpan(decode, err);
+      countDrop(err, m.name, images.length);
       throw err;
     } finally {
       release?.();

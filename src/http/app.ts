@@ -2,6 +2,8 @@
 // one error handler and request metrics, but no listener, so tests drive it
 // with app.inject(). src/main.ts starts it.
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -13,10 +15,12 @@ import { ServeError, httpErrorBody, isServeError } from '../errors.js';
 import { registry, requestDuration, requestsTotal } from '../metrics.js';
 import { logRequest, traceIdOf } from '../request-log.js';
 import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
+import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
 import { classifyRoute } from './classify-route.js';
 import { toHttpServeError, type ErrorContext } from './http-errors.js';
+import { applyHttpTimeouts, clientErrorHandler, trackRequests } from './http-timeouts.js';
 import { modelsRoutes } from './models-routes.js';
 import { errorBody, healthReply } from './schemas.js';
 
@@ -36,6 +40,7 @@ const REQUEST_ID = /^[\w.:-]{1,64}$/;
 const QUIET_PATH = /^\/(health\/|metrics$|openapi\.json$|v2\/health\/|v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready$)/;
 
 export async function buildApp(config: Config, service: InferenceService, opts: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const readingRequests = new WeakMap<Socket, IncomingMessage>();
   const app = Fastify({
     ...(opts.loggerInstance
       ? { loggerInstance: opts.loggerInstance }
@@ -51,8 +56,10 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     requestIdHeader: false,
     // One line per request, written by the onResponse hook below (request-log.ts), instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // The deadline is enforced per request by the batcher; this only bounds slow uploads.
-    requestTimeout: config.requestTimeoutMs + 5_000,
+    // Slow clients: HEADERS_TIMEOUT_MS, BODY_TIMEOUT_MS, IDLE_TIMEOUT_MS (applied below).
+    requestTimeout: config.http.bodyTimeoutMs,
+    keepAliveTimeout: config.http.idleTimeoutMs,
+    clientErrorHandler: clientErrorHandler(config.http, readingRequests),
     // During close, requests arriving on open keep-alive connections are refused by the
     // hook below with the table's SWIN_SHUTTING_DOWN body (fastify's own 503 has another shape).
     return503OnClosing: false,
@@ -60,6 +67,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     routerOptions: { maxParamLength: 1000 },
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  applyHttpTimeouts(app.server, config.http);
+  trackRequests(app.server, readingRequests);
 
   const limits: ErrorContext = {
     maxBodyBytes: config.limits.maxBodyBytes,
@@ -96,6 +105,18 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
       }, { 'http.request.method': request.method, 'url.path': path });
     }
     if (closing) throw new ServeError('SWIN_SHUTTING_DOWN').withRetryAfter(1);
+  });
+
+  // Query parameters a route does not declare are refused by name (a route without a
+  // querystring schema takes none); ajv alone would drop them silently.
+  app.addHook('preValidation', async (request) => {
+    if (request.is404) return;
+    const query = request.query as Record<string, unknown> | undefined;
+    if (!query || typeof query !== 'object') return;
+    const keys = Object.keys(query);
+    if (keys.length === 0) return;
+    const schema = request.routeOptions.schema?.querystring as { properties?: Record<string, unknown> } | undefined;
+    rejectUnknownFields(keys, Object.keys(schema?.properties ?? {}), keys.length === 1 ? 'query parameter' : 'query parameters');
   });
 
   app.addHook('onSend', async (request, reply) => {

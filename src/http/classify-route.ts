@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
 import { requestPolicy } from '../queue-policy.js';
+import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import type { TraceContext } from '../tracing.js';
 import type { Span } from '@opentelemetry/api';
@@ -27,6 +28,9 @@ interface Fields {
   priority?: number | string;
   timeout_ms?: number | string;
 }
+
+const FIELDS = ['model', 'variant', 'top_k', 'priority', 'timeout_ms'] as const;
+const JSON_FIELDS = ['images', ...FIELDS] as const;
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
@@ -48,7 +52,8 @@ async function readMultipart(request: FastifyRequest, maxBodyBytes: number): Pro
       total += buf.length;
       if (total > maxBodyBytes) throw new ServeError('SWIN_PAYLOAD_TOO_LARGE', maxBodyBytes);
       images.push(buf);
-    } else if (['model', 'variant', 'top_k', 'priority', 'timeout_ms'].includes(part.fieldname)) {
+    } else {
+      rejectUnknownFields([part.fieldname], FIELDS, 'multipart field');
       fields[part.fieldname] = String(part.value);
     }
   }
@@ -85,6 +90,14 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
 
   app.post('/classify', {
     config: { api: 'http' },
+    // Before schema validation, which would strip unknown JSON fields without a word.
+    preValidation: async (request) => {
+      const body = request.body as unknown;
+      if (body !== null && typeof body === 'object' && !Buffer.isBuffer(body) && !Array.isArray(body) && !request.isMultipart()) {
+        const keys = Object.keys(body);
+        rejectUnknownFields(keys, JSON_FIELDS, 'JSON field');
+      }
+    },
     schema: {
       summary: 'Classify one or more images',
       description: `Body: raw image bytes (image/*, application/octet-stream), multipart/form-data with one or more files, or JSON {images: [base64...]}. At most ${maxImages} images and ${maxBodyBytes} bytes.`,

@@ -11,7 +11,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
-import type { InferenceService } from '../service-types.js';
+import { rejectUnknownFields } from '../request-fields.js';
+import type { InferenceService, RequestOptions } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
 import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
@@ -118,12 +119,15 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
     throw new ServeError('SWIN_BAD_REQUEST', `the inference request header is not valid JSON: ${(err as Error).message}`);
   }
   if (!isObject(json)) throw new ServeError('SWIN_BAD_REQUEST', 'the inference request must be a JSON object');
+  // The Open Inference Protocol's fields; extensions travel in "parameters", which stays open.
+  rejectUnknownFields(Object.keys(json), ['id', 'parameters', 'inputs', 'outputs'], 'field of the inference request:');
   const parameters = parametersOf(json.parameters, 'request parameters');
   if (!Array.isArray(json.inputs) || json.inputs.length === 0) throw new ServeError('SWIN_BAD_REQUEST', 'the inference request needs a non-empty "inputs" array');
 
   let offset = 0;
   const inputs = json.inputs.map((raw, i): InferInput => {
     if (!isObject(raw)) throw new ServeError('SWIN_BAD_REQUEST', `inputs[${i}] is not an object`);
+    rejectUnknownFields(Object.keys(raw), ['name', 'shape', 'datatype', 'parameters', 'data'], `field of inputs[${i}]:`);
     const name = stringField(raw.name, `inputs[${i}].name`);
     const datatype = stringField(raw.datatype, `input '${name}': datatype`);
     if (!Array.isArray(raw.shape) || !raw.shape.every((d) => typeof d === 'number')) {
@@ -154,6 +158,7 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
     if (!Array.isArray(json.outputs)) throw new ServeError('SWIN_BAD_REQUEST', '"outputs" must be an array');
     json.outputs.forEach((raw, i) => {
       if (!isObject(raw)) throw new ServeError('SWIN_BAD_REQUEST', `outputs[${i}] is not an object`);
+      rejectUnknownFields(Object.keys(raw), ['name', 'parameters'], `field of outputs[${i}]:`);
       const name = stringField(raw.name, `outputs[${i}].name`);
       outputs.push({ name, parameters: parametersOf(raw.parameters, `output '${name}' parameters`) });
     });
