@@ -2,6 +2,8 @@
 // graceful shutdown (SIGTERM/SIGINT: stop accepting, finish everything
 // accepted, release engines, exit 0; exit 1 if that takes longer than
 // DRAIN_TIMEOUT_MS).
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { pino } from 'pino';
 import { AccessController } from './access/access-control.js';
 import { grpcAccessInterceptor } from './access/grpc-access.js';
@@ -13,6 +15,7 @@ import { buildApp } from './http/app.js';
 import { CoreInferenceService } from './inference-service.js';
 import { ModelRepository } from './model-repository.js';
 import { ModelConfigError } from './model-json.js';
+import { packageInfo } from './package-info.js';
 
 export async function startServer(argv = process.argv.slice(2), env = process.env): Promise<void> {
   let config;
@@ -25,6 +28,9 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     }
     throw err;
   }
+  // `npx swin-serve` from another folder: the default repository is the one shipped in the package.
+  const shipped = packageInfo().root;
+  if (config.modelsDir === 'engines/models' && !existsSync(config.modelsDir) && shipped) config.modelsDir = path.join(shipped, 'engines/models');
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
   logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
 
