@@ -116,7 +116,7 @@ export const SETTINGS: readonly Setting[] = [
 /** Read by src/access/access-config.ts from the environment only; listed here for --help and the SWIN_ prefix. */
 export const ENV_ONLY: ReadonlyArray<{ env: string; def: string; help: string }> = [
   { env: 'AUTH_API_KEYS', def: '(none: auth off)', help: 'comma-separated API keys (Authorization: Bearer or x-api-key)' },
-  { env: 'AUTH_API_KEYS_FILE', def: '(none)', help: 'file with one API key per line, re-read on SIGHUP and on change' },
+  { env: 'AUTH_API_KEYS_FILE', def: '(none)', help: 'file with one API key per line, re-read on SIGHUP' },
   { env: 'AUTH_PUBLIC_HEALTH', def: 'true', help: 'health endpoints need no key' },
   { env: 'AUTH_PUBLIC_METRICS', def: 'true', help: '/metrics needs no key' },
   { env: 'TLS_CERT_FILE', def: '(none)', help: 'PEM certificate; with TLS_KEY_FILE: HTTPS and gRPC over TLS' },
