@@ -27,6 +27,9 @@
 #          by the cuda backend, sends the 1,000 Fashion-MNIST JPEGs (top-1, agreement with the
 #          CPU service's fmnist-cpu.json), the damaged/unusual JPEG cases (same replies as the
 #          CPU path), and reads swin_decoded_images_total. Exits non-zero when a check fails.
+# first:   (instead of run, same carry) first request after /health/ready against the steady-state
+#          p50 at every batch size (dist/src/bench/first-request.js), with model.json's warm-up and
+#          with warm-up off for contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
@@ -235,6 +238,31 @@ fmnist() {
   [ "$fails" = 0 ]
 }
 
+first() {
+  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
+  if [ "${LOCAL:-0}" != 1 ]; then
+    log "first: unpack node_modules and dist"
+    tar -C . -xJf .carry/bench-run/modules.tar.xz
+    tar -C . -xJf .carry/bench-run/dist.tar.xz
+  fi
+  host_info
+  local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
+  local img; img=$(find "$IMAGES" -type f -name '*.jp*g' | head -1)
+  # A copy of the model folder with warm-up off: what the first requests cost without it.
+  local cold=$G/models-nowarm
+  rm -rf "$cold"; mkdir -p "$cold"; cp -r "$MODELS_DIR/$MODEL" "$cold/"
+  node -e 'const f=process.argv[1], c=JSON.parse(require("fs").readFileSync(f)); c.warmup=[]; require("fs").writeFileSync(f, JSON.stringify(c, null, 2))' "$cold/$MODEL/model.json"
+  for mode in warm cold; do
+    local dir=$MODELS_DIR; [ "$mode" = cold ] && dir=$cold
+    log "first: $mode ($dir)"
+    SWIN_ADDON_PATH=$ADDON SWIN_LOG_LEVEL=warn node dist/src/bench/first-request.js --sizes "${FIRST_SIZES:-1-32}" \
+      --repeats "${FIRST_REPEATS:-30}" --image "$img" --port "$PORT" --json "$RES/first-$mode.json" \
+      -- node dist/src/main.js --models-dir "$dir" --models "$MODEL" --backend "$BACKEND" --grpc-port "$GRPC_PORT" \
+      2>&1 | tee "$RES/first-$mode.txt" || true   # exit 1 = over the limit: the table says where
+  done
+  grep -E '^(ready|worst)' "$RES"/first-*.txt | tee "$RES/summary.txt"
+}
+
 baseline() {  # label, name, python_baseline args...
   local label=$1 name=$2; shift 2
   log "run: baseline $label"
@@ -252,8 +280,9 @@ case "$PHASE" in
   prepare) prepare ;;
   run) run ;;
   hackathon) hackathon ;;
+  first) first ;;
   prepare+hackathon) prepare; hackathon ;;
   fmnist) fmnist ;;
   all) prepare; run; hackathon ;;
-  *) echo "usage: $0 prepare|run|fmnist|hackathon|prepare+hackathon|all"; exit 2 ;;
+  *) echo "usage: $0 prepare|run|first|fmnist|hackathon|prepare+hackathon|all"; exit 2 ;;
 esac

@@ -1,7 +1,9 @@
 // Service configuration: every setting comes from a command-line flag
-// (`--port 9000`, `--max-batch-size=16`) or an environment variable (`PORT`),
-// flag first, then environment, then the default. docs/configuration.md lists
-// them all; test/config.test.ts checks that it does.
+// (`--port 9000`, `--max-batch-size=16`) or an environment variable
+// (`SWIN_PORT`, or the older unprefixed `PORT`), flag first, then the SWIN_
+// name, then the plain name, then the default. `--help` is printed from the
+// table below; docs/configuration.md lists the same settings and
+// test/config.test.ts checks that both do.
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { accessConfigFromEnv, type AccessConfig } from './access/access-config.js';
@@ -75,12 +77,19 @@ type Kind =
   | { type: 'list' };
 
 interface Setting {
+  /** Unprefixed variable name; SWIN_<env> is accepted too and wins over it. */
   env: string;
   flag: string;
   kind: Kind;
   /** undefined = unset (the model.json value or a computed default applies). */
   def?: string;
+  /** One line for --help: what the setting does; `unset` says what applies when def is undefined. */
+  help: string;
+  unset?: string;
 }
+
+/** Prefix every environment variable may carry (`SWIN_PORT`); the plain name (`PORT`) still works. */
+export const ENV_PREFIX = 'SWIN_';
 
 const PORT: Kind = { type: 'int', min: 0, max: 65535 };
 const POSITIVE = (max: number): Kind => ({ type: 'int', min: 1, max });
@@ -88,44 +97,76 @@ const NON_NEGATIVE = (max: number): Kind => ({ type: 'int', min: 0, max });
 
 /** The table behind docs/configuration.md. */
 export const SETTINGS: readonly Setting[] = [
-  { env: 'PORT', flag: 'port', kind: PORT, def: '8080' },
-  { env: 'GRPC_PORT', flag: 'grpc-port', kind: PORT, def: '8081' },
-  { env: 'HOST', flag: 'host', kind: { type: 'string' }, def: '0.0.0.0' },
-  { env: 'MODELS_DIR', flag: 'models-dir', kind: { type: 'string' }, def: 'engines/models' },
-  { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '' },
-  { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto' },
-  { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto' },
-  { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0' },
-  { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] } },
-  { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096) },
-  { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000) },
-  { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000) },
-  { env: 'INSTANCES', flag: 'instances', kind: POSITIVE(64) },
-  { env: 'PRIORITY_LEVELS', flag: 'priority-levels', kind: POSITIVE(16) },
-  { env: 'DEFAULT_PRIORITY_LEVEL', flag: 'default-priority-level', kind: POSITIVE(16) },
-  { env: 'DEFAULT_TIMEOUT_MS', flag: 'default-timeout-ms', kind: NON_NEGATIVE(3_600_000) },
-  { env: 'MAX_TIMEOUT_MS', flag: 'max-timeout-ms', kind: NON_NEGATIVE(3_600_000) },
-  { env: 'TIMEOUT_ACTION', flag: 'timeout-action', kind: { type: 'enum', values: ['reject', 'delay'] } },
-  { env: 'ORT_INTRA_OP_THREADS', flag: 'ort-intra-op-threads', kind: NON_NEGATIVE(1024), def: '0' },
-  { env: 'ORT_INTER_OP_THREADS', flag: 'ort-inter-op-threads', kind: NON_NEGATIVE(1024), def: '1' },
-  { env: 'MAX_BODY_BYTES', flag: 'max-body-bytes', kind: POSITIVE(1 << 30), def: String(16 * 1024 * 1024) },
-  { env: 'MAX_IMAGE_PIXELS', flag: 'max-image-pixels', kind: POSITIVE(1_000_000_000), def: '25000000' },
-  { env: 'MAX_IMAGES_PER_REQUEST', flag: 'max-images-per-request', kind: POSITIVE(4096), def: '64' },
-  { env: 'ACCEPTED_FORMATS', flag: 'accepted-formats', kind: { type: 'list' }, def: 'jpeg,png,webp,gif,tiff,avif' },
-  { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
-  { env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: POSITIVE(3_600_000), def: '10000' },
-  { env: 'BODY_TIMEOUT_MS', flag: 'body-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
-  { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000' },
-  { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
-  { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000' },
-  { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5' },
-  { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info' },
+  { env: 'PORT', flag: 'port', kind: PORT, def: '8080', help: 'HTTP port (REST, KServe v2 REST, /metrics)' },
+  { env: 'GRPC_PORT', flag: 'grpc-port', kind: PORT, def: '8081', help: 'gRPC port (swin.v1.Classifier, KServe v2 gRPC, health, reflection)' },
+  { env: 'HOST', flag: 'host', kind: { type: 'string' }, def: '0.0.0.0', help: 'address both servers bind' },
+  { env: 'MODELS_DIR', flag: 'models-dir', kind: { type: 'string' }, def: 'engines/models', help: 'model repository: one folder per model with a model.json' },
+  { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '', help: 'comma-separated model folders to load at startup', unset: 'all' },
+  { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto', help: 'engine per variant: auto tries tensorrt, cuda, then onnxruntime' },
+  { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto', help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu' },
+  { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0', help: 'child processes running sharp; 0 decodes in this process' },
+  { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] }, help: 'variant served first (fold or unfold)', unset: 'model.json default_variant' },
+  { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096), help: 'images per engine run, at most', unset: 'model.json' },
+  { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000), help: 'longest an image waits for others before a partial batch runs', unset: 'model.json' },
+  { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000), help: 'images waiting per model variant before 503 SWIN_QUEUE_FULL', unset: 'model.json' },
+  { env: 'INSTANCES', flag: 'instances', kind: POSITIVE(64), help: 'batches in flight at once per variant', unset: 'model.json' },
+  { env: 'PRIORITY_LEVELS', flag: 'priority-levels', kind: POSITIVE(16), help: 'priority levels of every model (1 runs first)', unset: 'model.json' },
+  { env: 'DEFAULT_PRIORITY_LEVEL', flag: 'default-priority-level', kind: POSITIVE(16), help: 'level of a request that names none', unset: 'model.json' },
+  { env: 'DEFAULT_TIMEOUT_MS', flag: 'default-timeout-ms', kind: NON_NEGATIVE(3_600_000), help: 'queue-policy timeout of a request that names none, ms', unset: 'model.json' },
+  { env: 'MAX_TIMEOUT_MS', flag: 'max-timeout-ms', kind: NON_NEGATIVE(3_600_000), help: 'largest timeout a request may ask for, ms', unset: 'model.json' },
+  { env: 'TIMEOUT_ACTION', flag: 'timeout-action', kind: { type: 'enum', values: ['reject', 'delay'] }, help: 'what a timed-out queued request gets: reject (504) or delay', unset: 'model.json' },
+  { env: 'ORT_INTRA_OP_THREADS', flag: 'ort-intra-op-threads', kind: NON_NEGATIVE(1024), def: '0', help: 'onnxruntime threads inside one operator per session; 0 = cores / instances' },
+  { env: 'ORT_INTER_OP_THREADS', flag: 'ort-inter-op-threads', kind: NON_NEGATIVE(1024), def: '1', help: 'onnxruntime threads across operators' },
+  { env: 'MAX_BODY_BYTES', flag: 'max-body-bytes', kind: POSITIVE(1 << 30), def: String(16 * 1024 * 1024), help: 'largest request body in bytes (also the gRPC message limit)' },
+  { env: 'MAX_IMAGE_PIXELS', flag: 'max-image-pixels', kind: POSITIVE(1_000_000_000), def: '25000000', help: 'largest image, width x height, checked before decoding' },
+  { env: 'MAX_IMAGES_PER_REQUEST', flag: 'max-images-per-request', kind: POSITIVE(4096), def: '64', help: 'images in one request' },
+  { env: 'ACCEPTED_FORMATS', flag: 'accepted-formats', kind: { type: 'list' }, def: 'jpeg,png,webp,gif,tiff,avif', help: 'image formats decoded (svg only when listed)' },
+  { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'deadline of a request, ms (504 after it)' },
+  { env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: POSITIVE(3_600_000), def: '10000', help: 'time a client has to send the request headers, ms (408)' },
+  { env: 'BODY_TIMEOUT_MS', flag: 'body-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'time a client has to send the whole request, ms (408)' },
+  { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000', help: 'idle keep-alive connections close after this, ms' },
+  { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'how long SIGTERM/SIGINT waits for accepted work, ms' },
+  { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)' },
+  { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5', help: 'classes per image when the request names no top_k' },
+  { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info', help: 'pino log level' },
 ];
+
+/** Read by src/access/access-config.ts from the environment only; listed here for --help and the SWIN_ prefix. */
+export const ENV_ONLY: ReadonlyArray<{ env: string; def: string; help: string }> = [
+  { env: 'AUTH_API_KEYS', def: '(none: auth off)', help: 'comma-separated API keys (Authorization: Bearer or x-api-key)' },
+  { env: 'AUTH_API_KEYS_FILE', def: '(none)', help: 'file with one API key per line, re-read on SIGHUP' },
+  { env: 'AUTH_PUBLIC_HEALTH', def: 'true', help: 'health endpoints need no key' },
+  { env: 'AUTH_PUBLIC_METRICS', def: 'true', help: '/metrics needs no key' },
+  { env: 'TLS_CERT_FILE', def: '(none)', help: 'PEM certificate; with TLS_KEY_FILE: HTTPS and gRPC over TLS' },
+  { env: 'TLS_KEY_FILE', def: '(none)', help: 'PEM private key of TLS_CERT_FILE' },
+  { env: 'RATE_LIMIT_RPS', def: '0 (off)', help: 'requests per second per client' },
+  { env: 'RATE_LIMIT_BURST', def: "one second's worth", help: 'requests a client may send at once' },
+  { env: 'CORS_ORIGINS', def: '(none: CORS off)', help: 'comma-separated allowed origins, * for any' },
+  { env: 'TRUST_PROXY', def: '(none)', help: 'reverse proxies whose X-Forwarded-For names the client' },
+];
+
+/**
+ * The environment as the settings read it: for every known name N, SWIN_N (when set and
+ * non-empty) replaces N. `source(N)` names the variable a value came from, for errors.
+ */
+export function resolveEnv(env: NodeJS.ProcessEnv): { env: Record<string, string | undefined>; source: (name: string) => string } {
+  const out: Record<string, string | undefined> = { ...env };
+  const prefixed = new Set<string>();
+  for (const name of [...SETTINGS.map((s) => s.env), ...ENV_ONLY.map((s) => s.env)]) {
+    const v = env[ENV_PREFIX + name];
+    if (v !== undefined && v !== '') {
+      out[name] = v;
+      prefixed.add(name);
+    }
+  }
+  return { env: out, source: (name) => (prefixed.has(name) ? ENV_PREFIX + name : name) };
+}
 
 export const KNOWN_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif', 'heif', 'svg'] as const;
 
+/** source: 'flag', 'default', or the environment variable's name. */
 function check(setting: Setting, raw: string, source: string): string | number | string[] {
-  const where = `${source === 'flag' ? `--${setting.flag}` : setting.env}=${JSON.stringify(raw)}`;
+  const where = `${source === 'flag' ? `--${setting.flag}` : source === 'default' ? setting.env : source}=${JSON.stringify(raw)}`;
   const k = setting.kind;
   switch (k.type) {
     case 'int': {
@@ -146,7 +187,8 @@ function check(setting: Setting, raw: string, source: string): string | number |
 }
 
 /** Parses flags (argv without node and script) and environment; throws ConfigError naming the bad setting. */
-export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJS.ProcessEnv = process.env): Config {
+  const { env, source } = resolveEnv(rawEnv);
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = parseArgs({
@@ -163,7 +205,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     const flag = flags[s.flag];
     const fromEnv = env[s.env];
     if (typeof flag === 'string') v.set(s.env, check(s, flag, 'flag'));
-    else if (fromEnv !== undefined && fromEnv !== '') v.set(s.env, check(s, fromEnv, 'env'));
+    else if (fromEnv !== undefined && fromEnv !== '') v.set(s.env, check(s, fromEnv, source(s.env)));
     else v.set(s.env, s.def === undefined ? undefined : check(s, s.def, 'default'));
   }
   const num = (k: string) => v.get(k) as number;
@@ -221,7 +263,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   };
 }
 
-function readAccess(env: NodeJS.ProcessEnv): AccessConfig {
+function readAccess(env: Record<string, string | undefined>): AccessConfig {
   try {
     return accessConfigFromEnv(env);
   } catch (err) {

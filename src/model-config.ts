@@ -94,4 +94,11 @@ export interface ModelConfig {
   default_variant: Variant;
   artifacts: Partial<Record<Variant, VariantArtifacts>>;
   selftest: SelfTestConfig;
+  /**
+   * Batch sizes run once per instance after the self-test and before the variant serves, so
+   * kernels, CUDA graphs and memory arenas exist before /health/ready. Absent: every size
+   * from 1 to the batch size in effect on tensorrt/cuda, only that largest size on
+   * onnxruntime (src/selftest.ts defaultWarmupSizes). [] turns warm-up off.
+   */
+  warmup?: number[];
 }

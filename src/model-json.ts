@@ -146,6 +146,8 @@ export function validateModelConfig(raw: unknown, file: string): ModelConfig {
     c.nonNegative('selftest.tolerance.fp32');
     c.nonNegative('selftest.tolerance.fp16');
   }
+  const warmup = c.get('warmup');
+  c.check(warmup === undefined || (Array.isArray(warmup) && warmup.every((b) => Number.isInteger(b) && (b as number) > 0)), 'warmup', 'must be an array of positive integers (batch sizes)');
   if (c.problems.length > 0) throw new ModelConfigError(`${file}: ${c.problems.join('; ')}`);
   return raw as ModelConfig;
 }

@@ -18,7 +18,7 @@ import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
 import type { BatchingConfig, ModelConfig } from './model-config.js';
 import { ModelConfigError, readModelConfig } from './model-json.js';
 import { Preprocessor } from './preprocess.js';
-import { loadSelfTest, runSelfTest, type SelfTestData } from './selftest.js';
+import { defaultWarmupSizes, loadSelfTest, runSelfTest, runWarmup, type SelfTestData } from './selftest.js';
 import type { ModelStatus } from './service-types.js';
 
 export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
@@ -242,6 +242,21 @@ export class ModelRepository {
       }
       this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, device: backend.device },
         `model ${m.name} variant ${slot.variant} on ${kind} passed its self-test`);
+      // Warm before serving: the first requests at each batch size must not pay for graph capture.
+      const sizes = m.config.warmup ?? defaultWarmupSizes(backend.kind, batchLimit(m, backend));
+      const warm = await runWarmup(backend, m.selftest!, sizes, m.batching.instances);
+      if (!warm.ok) {
+        const why = `${kind} ${warm.reason}`;
+        failures.push(why);
+        selftestFailures.inc({ ...labels, reason: 'warmup' });
+        modelReady.set(labels, 0);
+        this.log.error(labels, `model ${m.name}: refusing variant ${slot.variant} on ${kind}: ${warm.reason}`);
+        await backend.dispose().catch(() => undefined);
+        continue;
+      }
+      if (warm.sizes.length > 0) {
+        this.log.info({ ...labels, batchSizes: warm.sizes, instances: m.batching.instances, ms: Math.round(warm.ms) }, `model ${m.name} variant ${slot.variant} on ${kind} warmed up`);
+      }
       this.attach(m, slot, kind, backend);
       return;
     }
@@ -257,7 +272,7 @@ export class ModelRepository {
     slot.retryDelayMs = this.opts.config.selftestRetryMs;
     slot.batcher = new Batcher({
       model: m.name, variant: slot.variant, backend: kind,
-      maxBatchSize: Math.max(1, Math.min(m.batching.max_batch_size, backend.maxBatchSize)),
+      maxBatchSize: batchLimit(m, backend),
       maxQueueDelayMs: m.batching.max_queue_delay_ms,
       maxQueueSize: m.batching.max_queue_size,
       instances: m.batching.instances,
@@ -348,6 +363,11 @@ export class ModelRepository {
     this.log.info(labels, `model ${m.name} variant ${slot.variant} on ${slot.kind} passed its self-test again and is back in service`);
     this.chooseActive(m);
   }
+}
+
+/** The largest batch the batcher forms for this engine. */
+function batchLimit(m: LoadedModel, backend: Backend): number {
+  return Math.max(1, Math.min(m.batching.max_batch_size, backend.maxBatchSize));
 }
 
 async function discover(modelsDir: string): Promise<string[]> {

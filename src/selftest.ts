@@ -6,7 +6,7 @@
 // answered NaN; this is what keeps such an engine out of service.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Backend } from './backends/backend.js';
+import type { Backend, BackendKind } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
 
 export interface SelfTestData {
@@ -88,4 +88,52 @@ export async function runSelfTest(backend: Backend, data: SelfTestData): Promise
     return { ok: false, failure: 'error', reason: `engine failed: ${(err as Error).message}`, maxAbsDiff: NaN, tolerance, top1Agreement: 0 };
   }
   return compareLogits(got, data, tolerance);
+}
+
+export interface WarmupResult {
+  ok: boolean;
+  reason?: string;
+  /** Batch sizes run, in order (each `instances` times at once). */
+  sizes: number[];
+  ms: number;
+}
+
+/**
+ * Sizes warmed when model.json has no `warmup`. The GPU engines build state per batch size
+ * (the cuda engine captures a CUDA graph the first time it sees a size; TensorRT picks
+ * tactics per shape), and the batcher forms any size from 1 to its maximum, so every size
+ * is run. onnxruntime on the CPU keeps no per-size compiled state worth the wait; one run
+ * at the largest size grows each session's memory arena to what it will need.
+ */
+export function defaultWarmupSizes(kind: BackendKind, maxBatchSize: number): number[] {
+  if (kind === 'onnxruntime') return [maxBatchSize];
+  return Array.from({ length: maxBatchSize }, (_, i) => i + 1);
+}
+
+/**
+ * Runs each batch size `instances` times at once (so every execution context or session
+ * of the engine sees it), with the self-test images repeated to fill the batch; fails on
+ * an engine error, a wrong output length or non-finite logits. Sizes above the engine's
+ * maxBatchSize are capped to it.
+ */
+export async function runWarmup(backend: Backend, data: SelfTestData, sizes: readonly number[], instances: number): Promise<WarmupResult> {
+  const start = performance.now();
+  const bytes = data.images.length / data.count;
+  const done: number[] = [];
+  for (const want of sizes) {
+    const n = Math.min(want, backend.maxBatchSize);
+    const batch = new Uint8Array(n * bytes);
+    for (let i = 0; i < n; i++) batch.set(data.images.subarray((i % data.count) * bytes, ((i % data.count) + 1) * bytes), i * bytes);
+    try {
+      const outs = await Promise.all(Array.from({ length: Math.max(1, instances) }, () => backend.run(batch, n)));
+      for (const out of outs) {
+        if (out.length !== n * data.numClasses) throw new Error(`returned ${out.length} logits for ${n} x ${data.numClasses}`);
+        if (!out.every(Number.isFinite)) throw new Error(`non-finite logits at batch size ${n}`);
+      }
+    } catch (err) {
+      return { ok: false, reason: `warm-up at batch size ${n} failed: ${(err as Error).message}`, sizes: done, ms: performance.now() - start };
+    }
+    done.push(n);
+  }
+  return { ok: true, sizes: done, ms: performance.now() - start };
 }

@@ -2,18 +2,23 @@
 // graceful shutdown (SIGTERM/SIGINT: stop accepting, finish everything
 // accepted, release engines, exit 0; exit 1 if that takes longer than
 // DRAIN_TIMEOUT_MS).
+import { existsSync } from 'node:fs';
+import type https from 'node:https';
+import path from 'node:path';
 import { pino } from 'pino';
 import { AccessController } from './access/access-control.js';
 import { grpcAccessInterceptor } from './access/grpc-access.js';
 import { LOG_REDACT_PATHS } from './access/http-access.js';
-import { grpcServerCredentials, httpsServerOptions } from './access/tls.js';
-import { ConfigError, loadConfig } from './config.js';
+import { accessConfigFromEnv } from './access/access-config.js';
+import { grpcServerCredentials, httpsServerOptions, readTlsFiles } from './access/tls.js';
+import { ConfigError, loadConfig, resolveEnv } from './config.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { buildApp } from './http/app.js';
 import { CoreInferenceService } from './inference-service.js';
 import { ModelRepository } from './model-repository.js';
 import { ModelConfigError } from './model-json.js';
 import { initTracing, shutdownTracing } from './tracing.js';
+import { packageInfo } from './package-info.js';
 
 export async function startServer(argv = process.argv.slice(2), env = process.env): Promise<void> {
   let config;
@@ -26,6 +31,9 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     }
     throw err;
   }
+  // `npx swin-serve` from another folder: the default repository is the one shipped in the package.
+  const shipped = packageInfo().root;
+  if (config.modelsDir === 'engines/models' && !existsSync(config.modelsDir) && shipped) config.modelsDir = path.join(shipped, 'engines/models');
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
   logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
   // Before the models load: the batchers are built with or without batch spans.
@@ -86,6 +94,20 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
       process.exit(1);
     }
   };
+  // SIGHUP: API keys (AUTH_API_KEYS and its file) and the HTTPS certificate are read again;
+  // open connections keep going, new TLS handshakes get the new certificate. gRPC keeps the
+  // credentials it started with (docs/security.md).
+  process.on('SIGHUP', () => {
+    try {
+      const fresh = accessConfigFromEnv(resolveEnv(env).env);
+      access.reloadKeys(fresh.apiKeys);
+      const tls = readTlsFiles(fresh);
+      if (tls && 'setSecureContext' in app.server) (app.server as https.Server).setSecureContext(tls);
+      logger.info({ apiKeys: fresh.apiKeys.length, tls: tls !== null }, 'SIGHUP: API keys and HTTPS certificate reloaded');
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
+    }
+  });
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
 }

@@ -17,12 +17,21 @@ export interface AccessRequest {
 }
 
 export class AccessController {
-  readonly keys: ApiKeyChecker;
+  private checker: ApiKeyChecker;
   readonly limiter: RateLimiter | null;
 
   constructor(readonly config: AccessConfig) {
-    this.keys = new ApiKeyChecker(config.apiKeys);
+    this.checker = new ApiKeyChecker(config.apiKeys);
     this.limiter = config.rateLimitRps > 0 ? new RateLimiter(config.rateLimitRps, config.rateLimitBurst) : null;
+  }
+
+  get keys(): ApiKeyChecker {
+    return this.checker;
+  }
+
+  /** Replaces the accepted keys (SIGHUP re-reads AUTH_API_KEYS_FILE); requests after it see the new set. */
+  reloadKeys(apiKeys: readonly string[]): void {
+    this.checker = new ApiKeyChecker(apiKeys);
   }
 
   /** null when the request may proceed, else the error to answer with. */

@@ -2,11 +2,9 @@
 // repository's ModelStatus (and so from model.json). Shared by REST and gRPC;
 // the objects use the protocol's field names, so REST sends them as JSON and
 // gRPC as the matching messages.
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { BackendKind } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { packageInfo } from '../package-info.js';
 import type { InferenceService, ModelStatus } from '../service-types.js';
 
 /** The output every model gains next to its logits: their row-wise softmax. */
@@ -35,24 +33,9 @@ export interface ServerMetadata {
   extensions: string[];
 }
 
-let serverVersion: string | undefined;
-
-/** swin-serve's package.json version, found from src/kserve/ (tsx) or dist/src/kserve/ (build). */
+/** swin-serve's package.json version (src/package-info.ts). */
 export function serverMetadata(): ServerMetadata {
-  if (serverVersion === undefined) {
-    serverVersion = '0.0.0';
-    let dir = dirname(fileURLToPath(import.meta.url));
-    for (let i = 0; i < 5; i++, dir = dirname(dir)) {
-      const p = join(dir, 'package.json');
-      if (!existsSync(p)) continue;
-      const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'swin-serve' && pkg.version) {
-        serverVersion = pkg.version;
-        break;
-      }
-    }
-  }
-  return { name: 'swin-serve', version: serverVersion, extensions: EXTENSIONS };
+  return { name: 'swin-serve', version: packageInfo().version, extensions: EXTENSIONS };
 }
 
 const PLATFORMS: Record<BackendKind, string> = {
