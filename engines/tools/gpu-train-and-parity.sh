@@ -7,7 +7,10 @@
 #    seed, concurrently (reproducibility check); 3. meanwhile exports Swin-T (224) and SwinV2-B window 16 (256)
 #    with seeded random weights from CUDA models, fold and unfold, and writes their parity
 #    reports (ORT on the CPU). Results: $OUT/gpu-results.tar.gz and $OUT/log.
+# The last line is the verdict ("gpu-train-and-parity: PASS" or "... FAIL: <steps>"); the exit
+# status is non-zero when the CUDA pytest, a parity export or a training run failed.
 set -o pipefail
+failed=()
 OUT=${OUT:-/tmp/out}
 BUDGET=${TRAIN_BUDGET_S:-300}
 SEED=${SEED:-0}
@@ -23,7 +26,10 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c 'import torch, timm, onnx, onnxruntime; print("torch", torch.__version__, "timm", timm.__version__, "onnx", onnx.__version__, "ort", onnxruntime.__version__)'
 W=/tmp/swin-gpu; rm -rf $W; mkdir -p $W/par
-[ -n "${SKIP_PYTEST:-}" ] || $PY -m pytest -q tests/test_export_parity.py -k cuda 2>&1 | tail -3 | tee $W/pytest-cuda.txt
+if [ -z "${SKIP_PYTEST:-}" ]; then
+  $PY -m pytest -q tests/test_export_parity.py -k cuda > $W/pytest-cuda.txt 2>&1 || failed+=("pytest-cuda: exit $?")
+  tail -3 $W/pytest-cuda.txt
+fi
 
 (
   for a in swin_tiny swinv2_base_w16; do
@@ -63,9 +69,11 @@ if [ "$RUNS" = 2 ]; then
   timeout $LIMIT $TRAIN --out $W/runA > $W/runA.out 2>&1 &
   A=$!
 fi
-timeout $LIMIT $TRAIN --out $W/runB 2>&1 | tee $W/runB.out
-if [ "$RUNS" = 2 ]; then wait $A; echo "runA exit $?"; tail -3 $W/runA.out; fi
+timeout $LIMIT $TRAIN --out $W/runB 2>&1 | tee $W/runB.out || failed+=("runB: exit $?")
+if [ "$RUNS" = 2 ]; then wait $A; rc=$?; echo "runA exit $rc"; tail -3 $W/runA.out; [ $rc -eq 0 ] || failed+=("runA: exit $rc"); fi
 echo "waiting for parity"; wait $PAR; cat $W/parity.log
+grep -q "PARITY FAILED" $W/parity.log && failed+=("parity: $(grep -c 'PARITY FAILED' $W/parity.log) arch(s)")
 cd $W && for r in runA runB; do [ -f $r/swin-fmnist.safetensors ] && cp $r/swin-fmnist.safetensors "$OUT/$r.safetensors"; done
 tar czf "$OUT/gpu-results.tar.gz" --ignore-failed-read --exclude="*.safetensors" pytest-cuda.txt bench* runA runB runA.out parity.log $(ls par/*/*.parity.* par/*/*.export.json 2>/dev/null)
 ls -la "$OUT"
+if [ ${#failed[@]} -eq 0 ]; then echo "gpu-train-and-parity: PASS"; else echo "gpu-train-and-parity: FAIL: ${failed[*]}"; exit 1; fi
