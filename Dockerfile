@@ -25,7 +25,7 @@ FROM node:${NODE_VERSION}-bookworm-slim AS node
 # TypeScript -> dist/, then production dependencies only.
 FROM node:${NODE_VERSION}-bookworm-slim AS js-build
 WORKDIR /build
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 # --ignore-scripts: the root package's install hook would try to build the
 # addon (addon-build does that, with CUDA); the dependencies need no scripts
 # (sharp and onnxruntime-node ship prebuilt binaries in their packages).
@@ -72,7 +72,7 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 # variable lets pip install next to Ubuntu 24.04's own Python packages).
 RUN PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6
 WORKDIR /build
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY addon ./addon
 # The build log must say it found both; a missing piece would silently

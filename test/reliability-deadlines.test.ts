@@ -15,11 +15,13 @@ import { CoreInferenceService } from '../src/inference-service.js';
 import { registry } from '../src/metrics.js';
 import { ModelRepository } from '../src/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
+import { within } from './helpers/timeout.js';
 import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
 
 let dir: ModelDir;
 let engine: FakeBackend;
 let service: CoreInferenceService;
+let repo: ModelRepository;
 
 before(async () => {
   dir = writeFakeModelDir();
@@ -30,7 +32,7 @@ before(async () => {
   };
   // One batch of one image at a time: everything else waits in the queue.
   const config = loadConfig([], { MODELS_DIR: dir.root, VARIANT: 'fold', MAX_BATCH_SIZE: '1', INSTANCES: '1', MAX_QUEUE_DELAY_MS: '0' });
-  const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }), createBackend: factory });
+  repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }), createBackend: factory });
   service = new CoreInferenceService(repo, config);
 });
 after(async () => {
@@ -87,10 +89,43 @@ test('expired and cancelled requests leave the queue and never reach the engine'
   assert.equal((await dropped('cancelled')) - cancelledBefore, 5);
 });
 
+/**
+ * Runs `during` while the model's preprocessor is decoding a request (after sharp finished,
+ * before the pixels go on), then lets the request go on. Resolves once the hook ran.
+ */
+function duringPreprocessing(during: () => Promise<void> | void): { ran: Promise<void>; restore: () => void } {
+  const pre = repo.get('fake').preprocessor;
+  const real = pre.many;
+  let ran!: () => void;
+  const hookRan = new Promise<void>((r) => (ran = r));
+  pre.many = async (images: Buffer[]) => {
+    const pixels = await real.call(pre, images);
+    await during();
+    ran();
+    return pixels;
+  };
+  return { ran: hookRan, restore: () => (pre.many = real) };
+}
+
 test('a request whose deadline passed during preprocessing never reaches the engine', async () => {
   engine.seen.length = 0;
   const before = await dropped('deadline');
-  await assert.rejects(service.classify(undefined, [await greyPng(77)], { deadline: Date.now() - 1 }), (e: ServeError) => e.code === 'SWIN_DEADLINE_EXCEEDED');
+  const deadline = Date.now() + 200;
+  let timer: NodeJS.Timeout | undefined;
+  let leftAtDecode = NaN;
+  const hook = duringPreprocessing(async () => {
+    leftAtDecode = deadline - Date.now();
+    // Hold the decoded request until its deadline has passed (the wait is the deadline itself).
+    await new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()) + 5)));
+  });
+  try {
+    await assert.rejects(service.classify(undefined, [await greyPng(77)], { deadline }), (e: ServeError) => e.code === 'SWIN_DEADLINE_EXCEEDED');
+    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, 'the request went through the model\'s preprocessor');
+  } finally {
+    clearTimeout(timer);
+    hook.restore();
+  }
+  assert.ok(leftAtDecode > 0, `the deadline was still ahead when preprocessing ran (${leftAtDecode} ms left)`);
   assert.deepEqual(engine.seen, []);
   assert.equal((await dropped('deadline')) - before, 1);
 });
@@ -99,9 +134,13 @@ test('a request cancelled during preprocessing never reaches the engine and is c
   engine.seen.length = 0;
   const before = await dropped('cancelled');
   const c = new AbortController();
-  const p = service.classify(undefined, [await greyPng(78)], { signal: c.signal });
-  c.abort(); // preprocessing (sharp, on the thread pool) has not finished yet
-  await assert.rejects(p, (e: ServeError) => e.code === 'SWIN_CANCELLED');
+  const hook = duringPreprocessing(() => c.abort());
+  try {
+    await assert.rejects(service.classify(undefined, [await greyPng(78)], { signal: c.signal }), (e: ServeError) => e.code === 'SWIN_CANCELLED');
+    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, 'the request went through the model\'s preprocessor');
+  } finally {
+    hook.restore();
+  }
   assert.deepEqual(engine.seen, []);
   assert.equal((await dropped('cancelled')) - before, 1);
 });

@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
+import { within } from './helpers/timeout.js';
 import { request, samplePng, startServer } from './reliability-harness.js';
 
 const DRAIN_TIMEOUT_MS = 20_000;
@@ -53,7 +54,7 @@ export async function shutdownUnderLoad(opts: { workers: number; loadMs: number;
   await new Promise((r) => setTimeout(r, opts.loadMs));
   sigtermAt = Date.now();
   server.proc.kill('SIGTERM');
-  const exitCode = await Promise.race([server.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), DRAIN_TIMEOUT_MS + 10_000))]);
+  const exitCode = await within(server.exited, DRAIN_TIMEOUT_MS + 10_000, 'timeout');
   const exitMs = Date.now() - sigtermAt;
   stop = true;
   if (exitCode === 'timeout') server.proc.kill('SIGKILL');

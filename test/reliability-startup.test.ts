@@ -6,6 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { within } from './helpers/timeout.js';
 import { ROOT, request, samplePng, startServer } from './reliability-harness.js';
 
 test('an engine that fails to load leaves the server up, live and not ready', { timeout: 120_000 }, async () => {
@@ -32,7 +33,7 @@ test('an engine that fails to load leaves the server up, live and not ready', { 
     assert.equal(server.proc.exitCode, null, 'still running');
   } finally {
     server.proc.kill('SIGTERM');
-    await Promise.race([server.exited, new Promise((r) => setTimeout(r, 20_000))]);
+    await within(server.exited, 20_000, 'timeout');
     rmSync(root, { recursive: true, force: true });
   }
 });

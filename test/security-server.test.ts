@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { loadProtos } from '../src/grpc/protos.js';
 import { unusualValidImages } from './fixtures/hostile/generate.js';
+import { within } from './helpers/timeout.js';
 import { request, samplePng, startServer, type ServerProcess } from './reliability-harness.js';
 import { selfSignedCert } from './security-certs.js';
 
@@ -26,8 +27,10 @@ before(async () => {
 });
 
 after(async () => {
-  server?.proc.kill('SIGTERM');
-  await Promise.race([server?.exited, new Promise((r) => setTimeout(r, 20_000))]);
+  if (server) {
+    server.proc.kill('SIGTERM');
+    await within(server.exited, 20_000, 'timeout');
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -15,6 +15,7 @@ import { ServeError } from '../src/errors.js';
 import type { ModelConfig } from '../src/model-config.js';
 import { Preprocessor } from '../src/preprocess.js';
 import { hostileCorpus } from './fixtures/hostile/generate.js';
+import { within } from './helpers/timeout.js';
 
 const model = {
   name: 'svg-test',
@@ -76,10 +77,7 @@ describe('SVG', () => {
   test('when accepted, rendering reads no file and fetches no URL', async () => {
     const p = new Preprocessor(model, { maxImagePixels: 1e6, acceptedFormats: ['png', 'svg'] });
     for (const c of await svgCases()) {
-      const outcome = await Promise.race([
-        p.one(c.body).then(() => 'rendered', (e: ServeError) => e.code),
-        new Promise((r) => setTimeout(() => r('timeout'), 10_000)),
-      ]);
+      const outcome = await within(p.one(c.body).then(() => 'rendered', (e: ServeError) => e.code), 10_000, 'timeout');
       assert.notEqual(outcome, 'timeout', `${c.name}: render blocked (it opened the FIFO)`);
       assert.ok(['rendered', 'SWIN_IMAGE_DECODE_FAILED'].includes(outcome as string), `${c.name}: ${outcome}`);
     }
