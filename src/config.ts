@@ -22,6 +22,8 @@ export interface Config {
   decodeProcesses: number;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
   variant?: Variant;
+  /** GPUs the native backends use (Triton's instance-group `gpus`); empty = every visible GPU. */
+  devices: number[];
   batching: {
     maxBatchSize?: number;
     maxQueueDelayMs?: number;
@@ -44,6 +46,10 @@ export interface Config {
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
   selftestRetryMs: number;
+  /** Plain-HTTP listener for /health/live and /health/ready only (probes that must not depend on TLS); 0 = off. */
+  healthPort: number;
+  /** gRPC connections are closed (GOAWAY) after this long, so clients re-resolve and re-balance; 0 = never. */
+  grpcMaxConnectionAgeMs: number;
   /** Default top_k when the request names none (capped at the model's class count). */
   defaultTopK: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -87,6 +93,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto' },
   { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0' },
   { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] } },
+  { env: 'DEVICES', flag: 'devices', kind: { type: 'list' }, def: '' },
   { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096) },
   { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000) },
   { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000) },
@@ -100,6 +107,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000' },
+  { env: 'HEALTH_PORT', flag: 'health-port', kind: PORT, def: '0' },
+  { env: 'GRPC_MAX_CONNECTION_AGE_MS', flag: 'grpc-max-connection-age-ms', kind: NON_NEGATIVE(2_147_483_647), def: '0' },
   { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5' },
   { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info' },
 ];
@@ -158,6 +167,11 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     }
   }
   if (formats.length === 0) throw new ConfigError('ACCEPTED_FORMATS: must name at least one format');
+  const devices = (v.get('DEVICES') as string[]).map((d) => {
+    if (!/^\d+$/.test(d) || Number(d) > 1023) throw new ConfigError(`DEVICES: ${JSON.stringify(d)} is not a GPU index (0, 1, ...)`);
+    return Number(d);
+  });
+  if (new Set(devices).size !== devices.length) throw new ConfigError(`DEVICES: ${devices.join(',')} names a GPU twice`);
 
   return {
     port: num('PORT'),
@@ -169,6 +183,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     decode: v.get('DECODE') as DecodeMode,
     decodeProcesses: num('DECODE_PROCESSES'),
     variant: v.get('VARIANT') as Variant | undefined,
+    devices,
     batching: {
       maxBatchSize: opt('MAX_BATCH_SIZE'),
       maxQueueDelayMs: opt('MAX_QUEUE_DELAY_MS'),
@@ -189,6 +204,8 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
+    healthPort: num('HEALTH_PORT'),
+    grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
     access: readAccess(env),

@@ -16,8 +16,8 @@ import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
 import type { BatchingConfig, ModelConfig } from './model-config.js';
 import { ModelConfigError, readModelConfig } from './model-json.js';
 import { Preprocessor } from './preprocess.js';
-import { loadSelfTest, runSelfTest, type SelfTestData } from './selftest.js';
-import type { ModelStatus } from './service-types.js';
+import { loadSelfTest, selfTestDevices, type DeviceLeftOut, type SelfTestData } from './selftest.js';
+import type { DeviceStatus, ModelStatus } from './service-types.js';
 
 export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
@@ -31,6 +31,8 @@ export interface VariantSlot {
   reason?: string;
   retryTimer?: NodeJS.Timeout;
   retryDelayMs: number;
+  /** Multi-GPU backends: every device, serving or left out (and why). */
+  devices?: DeviceStatus[];
 }
 
 export interface LoadedModel {
@@ -118,6 +120,7 @@ export class ModelRepository {
       active_variant: m.active,
       variants: [...m.variants.values()].map((s) => ({
         variant: s.variant, backend: s.kind, ready: s.ready, ...(s.ready ? {} : { reason: s.reason ?? 'not loaded' }),
+        ...(s.devices && { devices: s.devices }),
       })),
       // Batching as it is in effect (model.json with the service's overrides).
       config: { ...m.config, batching: m.batching },
@@ -217,7 +220,10 @@ export class ModelRepository {
       try {
         backend = await this.makeBackend({
           kind, path: file, config: m.config, variant: slot.variant,
-          opts: { instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort },
+          opts: {
+            instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort,
+            devices: this.opts.config.devices,
+          },
         });
       } catch (err) {
         const why = `${kind} failed to load ${path.basename(file)}: ${(err as Error).message}`;
@@ -227,7 +233,8 @@ export class ModelRepository {
         this.log.error(labels, `model ${m.name} variant ${slot.variant}: ${why}`);
         continue;
       }
-      const result = await runSelfTest(backend, m.selftest!);
+      const { result, leftOut } = await selfTestDevices(backend, m.selftest!);
+      this.reportLeftOut(m, slot, kind, leftOut);
       if (!result.ok) {
         const why = `${kind} failed its self-test: ${result.reason}`;
         failures.push(why);
@@ -238,13 +245,26 @@ export class ModelRepository {
         await backend.dispose().catch(() => undefined);
         continue;
       }
-      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, device: backend.device },
+      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, precision: backend.precision ?? 'fp32', device: backend.device },
         `model ${m.name} variant ${slot.variant} on ${kind} passed its self-test`);
+      slot.devices = backend.perDevice && [
+        ...backend.perDevice.map((p) => ({ device: p.device, ready: true })),
+        ...leftOut.map((d) => ({ device: d.device, ready: false, reason: d.reason })),
+      ];
       this.attach(m, slot, kind, backend);
       return;
     }
     slot.reason = failures.length > 0 ? failures.join('; ') : `no usable backend (${skipped.join('; ') || 'none configured'})`;
     if (kinds.length > 0) this.scheduleRetest(m, slot);
+  }
+
+  /** Devices of a multi-GPU backend that did not load or failed their self-test: logged and counted, not served. */
+  private reportLeftOut(m: LoadedModel, slot: VariantSlot, kind: BackendKind, leftOut: DeviceLeftOut[]): void {
+    const labels = { model: m.name, variant: slot.variant, backend: kind };
+    for (const d of leftOut) {
+      selftestFailures.inc({ ...labels, reason: d.failure });
+      this.log.error({ ...labels, device: d.device }, `model ${m.name} variant ${slot.variant} on ${kind}: ${d.device} left out: ${d.reason}`);
+    }
   }
 
   private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): void {
@@ -258,7 +278,8 @@ export class ModelRepository {
       maxBatchSize: Math.max(1, Math.min(m.batching.max_batch_size, backend.maxBatchSize)),
       maxQueueDelayMs: m.batching.max_queue_delay_ms,
       maxQueueSize: m.batching.max_queue_size,
-      instances: m.batching.instances,
+      // `instances` batches in flight per GPU (Triton's instance group).
+      instances: m.batching.instances * Math.max(1, backend.perDevice?.length ?? 1),
       preferredBatchSizes: m.batching.preferred_batch_sizes,
       imageBytes: m.preprocessor.imageBytes,
       numClasses: m.config.architecture.num_classes,
@@ -324,13 +345,26 @@ export class ModelRepository {
       return;
     }
     const labels = { model: m.name, variant: slot.variant, backend: slot.kind! };
-    const result = await runSelfTest(slot.backend, m.selftest!);
+    const devicesBefore = slot.backend.perDevice?.length;
+    const { result, leftOut } = await selfTestDevices(slot.backend, m.selftest!);
     if (this.closed) return;
+    this.reportLeftOut(m, slot, slot.kind!, leftOut);
+    if (slot.devices) {
+      for (const d of leftOut) {
+        const entry = slot.devices.find((x) => x.device === d.device);
+        if (entry) Object.assign(entry, { ready: false, reason: d.reason });
+      }
+    }
     if (!result.ok) {
       selftestFailures.inc({ ...labels, reason: result.failure! });
       this.log.warn(labels, `model ${m.name} variant ${slot.variant} still failing its self-test: ${result.reason}; next try in ${slot.retryDelayMs} ms`);
       this.scheduleRetest(m, slot);
       return;
+    }
+    if (slot.backend.perDevice?.length !== devicesBefore) {
+      // fewer GPUs now: a batcher whose in-flight limit matches them
+      await slot.batcher?.close();
+      this.attach(m, slot, slot.kind!, slot.backend);
     }
     slot.ready = true;
     slot.reason = undefined;
