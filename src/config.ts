@@ -46,8 +46,6 @@ export interface Config {
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
   selftestRetryMs: number;
-  /** Plain-HTTP listener for /health/live and /health/ready only (probes that must not depend on TLS); 0 = off. */
-  healthPort: number;
   /** gRPC connections are closed (GOAWAY) after this long, so clients re-resolve and re-balance; 0 = never. */
   grpcMaxConnectionAgeMs: number;
   /** Default top_k when the request names none (capped at the model's class count). */
@@ -107,7 +105,6 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000' },
   { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000' },
-  { env: 'HEALTH_PORT', flag: 'health-port', kind: PORT, def: '0' },
   { env: 'GRPC_MAX_CONNECTION_AGE_MS', flag: 'grpc-max-connection-age-ms', kind: NON_NEGATIVE(2_147_483_647), def: '0' },
   { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5' },
   { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info' },
@@ -204,7 +201,6 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
-    healthPort: num('HEALTH_PORT'),
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
