@@ -65,7 +65,7 @@ COPY engines/models/swin-fmnist ./engines/models/swin-fmnist
 USER 10001:10001
 EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/healthcheck.js"]
 CMD ["node", "dist/src/main.js"]
 
 # ---------------------------------------------------------------------------
@@ -142,7 +142,7 @@ VOLUME ["/var/cache/swin-serve/trt"]
 EXPOSE 8080 8081
 # Long start period: every variant is self-tested on load.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=180s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/healthcheck.js"]
 # serve.sh picks the plan cache (when its plans match this GPU and image) or the image's models.
 ENTRYPOINT ["/app/serve.sh"]
 CMD []

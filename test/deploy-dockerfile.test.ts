@@ -138,7 +138,8 @@ test('runtime images run as a non-root numeric user, expose both ports and check
     assert.deepEqual(expose?.args.split(/\s+/), [port, grpcPort]);
     const hc = s.instrs.find((i) => i.op === 'HEALTHCHECK');
     assert.ok(hc, `${name} has a HEALTHCHECK`);
-    assert.match(hc.args, /\/health\/ready/);
+    // src/healthcheck.ts: GET /health/ready, over HTTPS when TLS is on (test/deploy-healthcheck.test.ts)
+    assert.match(hc.args, /CMD \["node", "dist\/src\/healthcheck\.js"\]$/);
     assert.match(hc.args, /--start-period=\d+s/);
   }
   assert.equal(stage('cpu').instrs.filter((i) => i.op === 'CMD').at(-1)?.args, '["node", "dist/src/main.js"]');
