@@ -348,7 +348,8 @@ export class ModelRepository {
     const devicesBefore = slot.backend.perDevice?.length;
     const { result, leftOut } = await selfTestDevices(slot.backend, m.selftest!);
     if (this.closed) return;
-    this.reportLeftOut(m, slot, slot.kind!, leftOut);
+    // load failures were reported when the backend loaded
+    this.reportLeftOut(m, slot, slot.kind!, leftOut.filter((d) => d.failure !== 'load_error'));
     if (slot.devices) {
       for (const d of leftOut) {
         const entry = slot.devices.find((x) => x.device === d.device);
