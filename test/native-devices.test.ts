@@ -209,5 +209,59 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
         await repo.close();
       }
     });
+
+    it('a GPU that starts answering NaN is left out at the re-test; the others come back in service', async () => {
+      modelDir();
+      const poisoned = new Set<string>();
+      const factory: BackendFactory = async (req) => {
+        const load = loader({ 0: {}, 1: {} });
+        return createNativeBackend('cuda', '/m/fake.swin', req.config, req.variant, {
+          ...req.opts,
+          loadEngine: async (i, o) => {
+            const e = await load(i, o);
+            return {
+              info: e.info, dispose: () => e.dispose(),
+              infer: async (images, n) => {
+                const out = await e.infer(images, n);
+                if (poisoned.has(e.info.device)) out.fill(Number.NaN);
+                return out;
+              },
+            };
+          },
+        });
+      };
+      // The repository's log line is the event the test waits for.
+      let backInService!: () => void;
+      let giveUp!: (e: Error) => void;
+      const back = new Promise<void>((r, j) => { backInService = r; giveUp = j; });
+      // The re-test timer is unref'd; this bound keeps the loop alive while waiting (cleared below).
+      const bound = setTimeout(() => giveUp(new Error('no re-test passed within 20 s')), 20_000);
+      const stream = { write: (line: string) => { if (line.includes('passed its self-test again and is back in service')) backInService(); } };
+      const config = loadConfig([], { MODELS_DIR: root, DEVICES: '0,1', VARIANT: 'unfold', SELFTEST_RETRY_MS: '20' });
+      const repo = await ModelRepository.load({ config, logger: pino({ level: 'info' }, stream), createBackend: factory });
+      try {
+        const unfold = () => repo.status('fake').variants.find((v) => v.variant === 'unfold')!;
+        assert.deepEqual(unfold().devices, [{ device: 'fault #0', ready: true }, { device: 'fault #1', ready: true }]);
+        poisoned.add('fault #1');
+        const pixels = new Uint8Array(IMAGE).fill(10);
+        const codes: string[] = [];
+        for (let i = 0; i < 2; i++) {
+          await repo.infer('fake', 'unfold', pixels, 1, {}).then(() => codes.push('ok'), (e: { code: string }) => codes.push(e.code));
+        }
+        assert.deepEqual(codes, ['ok', 'SWIN_NON_FINITE_OUTPUT']);
+        await back;
+        assert.deepEqual(unfold(), {
+          variant: 'unfold', backend: 'onnxruntime', ready: true,
+          devices: [{ device: 'fault #0', ready: true }, { device: 'fault #1', ready: false, reason: '20 of 20 logits are not finite' }],
+        });
+        const r = await repo.infer('fake', 'unfold', pixels, 1, {});
+        assert.deepEqual(Array.from(r.logits), Array.from({ length: CLASSES }, (_, c) => 10 + c));
+        const r2 = await repo.infer('fake', 'unfold', pixels, 1, {});
+        assert.ok(Array.from(r2.logits).every(Number.isFinite), 'no batch reaches the GPU left out');
+      } finally {
+        clearTimeout(bound);
+        await repo.close();
+      }
+    });
   });
 });
