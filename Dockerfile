@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # swin-serve images. Build targets:
 #   cpu        slim Node image, onnxruntime backend, the embedded swin-fmnist model
 #   gpu        CUDA runtime image, the native addon (TensorRT + CUDA backends),
@@ -11,25 +10,34 @@
 #   docker build --target gpu -t swin-serve:0.1.0-gpu .
 #   docker build --target trt-plans -t swin-serve-trt-plans:0.1.0 .
 #
+# Behind a TLS-inspecting proxy, hand the build your CA bundle as a secret
+# (npm and pip in the build stages trust it; it stays out of every image):
+#   docker build --secret id=extra_ca,src=/etc/ssl/certs/ca-certificates.crt ...
+# NODE_IMAGE replaces the official Node base (a mirror, or the local base that
+# scripts/docker-image-test.sh makes). No `# syntax=` line: the builder's own
+# Dockerfile frontend is used, so a build needs no registry but the bases'.
+#
 # The TensorRT image and the CUDA runtime image must carry the same CUDA major
 # version; the TensorRT libraries in the gpu image are copied from the
 # TensorRT image, so the addon, the plans and the runtime share one version.
 ARG NODE_VERSION=24.11.1
+ARG NODE_IMAGE=node:${NODE_VERSION}-bookworm-slim
 ARG TENSORRT_IMAGE=nvcr.io/nvidia/tensorrt:25.10-py3
 ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
 
 # Official Node binaries: copied into the NVIDIA images below.
-FROM node:${NODE_VERSION}-bookworm-slim AS node
+FROM ${NODE_IMAGE} AS node
 
 # ---------------------------------------------------------------------------
 # TypeScript -> dist/, then production dependencies only.
-FROM node:${NODE_VERSION}-bookworm-slim AS js-build
+FROM ${NODE_IMAGE} AS js-build
 WORKDIR /build
 COPY package.json package-lock.json ./
 # --ignore-scripts: the root package's install hook would try to build the
 # addon (addon-build does that, with CUDA); the dependencies need no scripts
 # (sharp and onnxruntime-node ship prebuilt binaries in their packages).
-RUN npm ci --no-audit --no-fund --ignore-scripts
+RUN --mount=type=secret,id=extra_ca \
+    NODE_EXTRA_CA_CERTS=/run/secrets/extra_ca npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build \
@@ -40,7 +48,7 @@ RUN npm run build \
 
 # ---------------------------------------------------------------------------
 # CPU image.
-FROM node:${NODE_VERSION}-bookworm-slim AS cpu
+FROM ${NODE_IMAGE} AS cpu
 ENV NODE_ENV=production \
     PORT=8080 \
     GRPC_PORT=8081 \
@@ -57,7 +65,7 @@ COPY engines/models/swin-fmnist ./engines/models/swin-fmnist
 USER 10001:10001
 EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/healthcheck.js"]
 CMD ["node", "dist/src/main.js"]
 
 # ---------------------------------------------------------------------------
@@ -70,16 +78,28 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
 # cmake from PyPI: a pinned version, whatever the base image carries (the
 # variable lets pip install next to Ubuntu 24.04's own Python packages).
-RUN PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6
+# With the extra_ca secret, pip takes it as its whole bundle: pass a full one.
+RUN --mount=type=secret,id=extra_ca \
+    if [ -s /run/secrets/extra_ca ]; then export PIP_CERT=/run/secrets/extra_ca; fi; \
+    PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6
 WORKDIR /build
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts
+RUN --mount=type=secret,id=extra_ca \
+    NODE_EXTRA_CA_CERTS=/run/secrets/extra_ca npm ci --no-audit --no-fund --ignore-scripts
 COPY addon ./addon
-# The build log must say it found both; a missing piece would silently
-# disable a backend, which this image exists to provide.
+# Every piece this image exists to provide must be in the addon: the build log
+# must say it found CUDA and TensorRT and built the CUDA engine and nvJPEG, and
+# the built addon must say the same of itself. A missing piece would silently
+# disable a backend (or GPU decoding) and the image would serve on the CPU.
 RUN npm run build:addon 2>&1 | tee /tmp/addon-build.log \
  && grep -q -- "-- TensorRT: found" /tmp/addon-build.log \
- && grep -q -- "-- CUDA: found" /tmp/addon-build.log
+ && grep -q -- "-- CUDA: found" /tmp/addon-build.log \
+ && grep -q -- "-- CUDA engine: built" /tmp/addon-build.log \
+ && grep -q -- "-- nvJPEG: found" /tmp/addon-build.log \
+ && node -e "const a = require('./addon/build/Release/swin_addon.node'); const c = a.capabilities(); \
+      const missing = [['tensorrt', c.tensorrt.built], ['cuda engine', c.cudaEngine.built], ['nvJPEG', a.JpegDecoder && a.JpegDecoder.built]] \
+        .filter(([, built]) => !built).map(([name]) => name); \
+      if (missing.length) { console.error('addon built without: ' + missing.join(', ')); process.exit(1); }"
 # The TensorRT runtime libraries the gpu image needs (the same version as the
 # headers above, so plans built by trt-plans load at run time).
 RUN mkdir -p /opt/tensorrt/lib \
@@ -122,7 +142,7 @@ VOLUME ["/var/cache/swin-serve/trt"]
 EXPOSE 8080 8081
 # Long start period: every variant is self-tested on load.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=180s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/healthcheck.js"]
 # serve.sh picks the plan cache (when its plans match this GPU and image) or the image's models.
 ENTRYPOINT ["/app/serve.sh"]
 CMD []

@@ -24,6 +24,8 @@ export interface Config {
   decodeProcesses: number;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
   variant?: Variant;
+  /** GPUs the native backends use (Triton's instance-group `gpus`); empty = every visible GPU. */
+  devices: number[];
   batching: {
     maxBatchSize?: number;
     maxQueueDelayMs?: number;
@@ -56,6 +58,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
   selftestRetryMs: number;
+  /** gRPC connections are closed (GOAWAY) after this long, so clients re-resolve and re-balance; 0 = never. */
+  grpcMaxConnectionAgeMs: number;
   /** Default top_k when the request names none (capped at the model's class count). */
   defaultTopK: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -106,6 +110,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto', help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu' },
   { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0', help: 'child processes running sharp; 0 decodes in this process' },
   { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] }, help: 'variant served first (fold or unfold)', unset: 'model.json default_variant' },
+  { env: 'DEVICES', flag: 'devices', kind: { type: 'list' }, def: '', help: 'comma-separated GPU ordinals a model runs on', unset: 'every visible GPU' },
   { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096), help: 'images per engine run, at most', unset: 'model.json' },
   { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000), help: 'longest an image waits for others before a partial batch runs', unset: 'model.json' },
   { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000), help: 'images waiting per model variant before 503 SWIN_QUEUE_FULL', unset: 'model.json' },
@@ -127,6 +132,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000', help: 'idle keep-alive connections close after this, ms' },
   { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'how long SIGTERM/SIGINT waits for accepted work, ms' },
   { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)' },
+  { env: 'GRPC_MAX_CONNECTION_AGE_MS', flag: 'grpc-max-connection-age-ms', kind: NON_NEGATIVE(2_147_483_647), def: '0', help: 'gRPC connections get GOAWAY after this, ms, so clients re-balance; 0 = never' },
   { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5', help: 'classes per image when the request names no top_k' },
   { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info', help: 'pino log level' },
 ];
@@ -218,6 +224,11 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     }
   }
   if (formats.length === 0) throw new ConfigError('ACCEPTED_FORMATS: must name at least one format');
+  const devices = (v.get('DEVICES') as string[]).map((d) => {
+    if (!/^\d+$/.test(d) || Number(d) > 1023) throw new ConfigError(`DEVICES: ${JSON.stringify(d)} is not a GPU index (0, 1, ...)`);
+    return Number(d);
+  });
+  if (new Set(devices).size !== devices.length) throw new ConfigError(`DEVICES: ${devices.join(',')} names a GPU twice`);
 
   return {
     port: num('PORT'),
@@ -229,6 +240,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     decode: v.get('DECODE') as DecodeMode,
     decodeProcesses: num('DECODE_PROCESSES'),
     variant: v.get('VARIANT') as Variant | undefined,
+    devices,
     batching: {
       maxBatchSize: opt('MAX_BATCH_SIZE'),
       maxQueueDelayMs: opt('MAX_QUEUE_DELAY_MS'),
@@ -257,6 +269,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     http: { headersTimeoutMs: num('HEADERS_TIMEOUT_MS'), bodyTimeoutMs: num('BODY_TIMEOUT_MS'), idleTimeoutMs: num('IDLE_TIMEOUT_MS') },
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
+    grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
     access: readAccess(env),

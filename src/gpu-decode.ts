@@ -54,17 +54,17 @@ export interface CpuPreprocessor {
   many(images: Buffer[]): Promise<Uint8Array>;
 }
 
-export type DecoderOpen = () => Promise<{ decoder: JpegDecoderLike; backend: string } | { reason: string }>;
+export type DecoderOpen = (deviceIndex?: number) => Promise<{ decoder: JpegDecoderLike; backend: string } | { reason: string }>;
 
-/** Opens the addon's decoder on GPU 0, or says why not (never throws). */
-export const openAddonDecoder: DecoderOpen = async () => {
+/** Opens the addon's decoder on a GPU, or says why not (never throws). */
+export const openAddonDecoder: DecoderOpen = async (deviceIndex = 0) => {
   const load = loadAddon();
   if (!load.addon) return { reason: load.reason };
   const cls = (load.addon as unknown as { JpegDecoder?: JpegDecoderClass }).JpegDecoder;
   if (!cls) return { reason: 'this addon build has no JpegDecoder' };
   if (!cls.built) return { reason: `addon built without nvJPEG: ${cls.buildStatus}` };
   try {
-    const decoder = new cls({ deviceIndex: 0 });
+    const decoder = new cls({ deviceIndex });
     const info = await decoder.open();
     return { decoder, backend: info.backend };
   } catch (err) {
@@ -84,6 +84,11 @@ export interface GpuDecodeOptions {
    * (docs/gpu-decode.md).
    */
   decoders?: number;
+  /**
+   * GPUs to open `decoders` decoders on, each (a pool per GPU): the DEVICES
+   * setting; empty or absent: every GPU the addon sees (GPU 0 where it sees none).
+   */
+  devices?: readonly number[];
   /** Called once per distinct reason the GPU path was not used, refused an image, or failed (first 100 reasons). */
   onFallback?: (reason: string) => void;
 }
@@ -93,7 +98,8 @@ export class GpuDecodeRouter {
   private readonly open: DecoderOpen;
   private readonly onFallback: (reason: string) => void;
   private readonly poolSize: number;
-  private opening: Promise<{ d: JpegDecoderLike; busy: number }[] | null> | null = null;
+  private readonly devices: readonly number[] | undefined;
+  private opening: Promise<{ d: JpegDecoderLike; busy: number; device: number }[] | null> | null = null;
   private unavailable: string | null = null;
   private readonly told = new Set<string>();
   /** Images decoded on the GPU / sent to sharp since start (for tests and logs). */
@@ -103,6 +109,7 @@ export class GpuDecodeRouter {
     this.mode = mode;
     this.open = opts.open ?? openAddonDecoder;
     this.poolSize = Math.max(1, opts.decoders ?? 4);
+    this.devices = opts.devices?.length ? opts.devices : undefined;
     this.onFallback = opts.onFallback ?? (() => undefined);
   }
 
@@ -185,22 +192,37 @@ export class GpuDecodeRouter {
     return out;
   }
 
-  private decoders(): Promise<{ d: JpegDecoderLike; busy: number }[] | null> {
+  /** GPUs to decode on: those configured, else every GPU the addon sees, else GPU 0. */
+  private decodeDevices(): readonly number[] {
+    if (this.devices) return this.devices;
+    const load = loadAddon();
+    const gpus = load.addon ? load.addon.capabilities().gpus : 0;
+    return gpus > 0 ? [...Array(gpus).keys()] : [0];
+  }
+
+  /** A pool per GPU, `decoders` each; a request takes the least busy decoder of any GPU. */
+  private decoders(): Promise<{ d: JpegDecoderLike; busy: number; device: number }[] | null> {
     this.opening ??= (async () => {
-      const pool: { d: JpegDecoderLike; busy: number }[] = [];
-      for (let i = 0; i < this.poolSize; i++) {
-        const r = await this.open();
-        if ('decoder' in r) {
-          pool.push({ d: r.decoder, busy: 0 });
-          continue;
+      const pool: { d: JpegDecoderLike; busy: number; device: number }[] = [];
+      const reasons: string[] = [];
+      for (const device of this.decodeDevices()) {
+        for (let i = 0; i < this.poolSize; i++) {
+          const r = await this.open(device);
+          if ('decoder' in r) {
+            pool.push({ d: r.decoder, busy: 0, device });
+            continue;
+          }
+          // none on this GPU: say why; fewer than asked (e.g. out of memory): use those we have
+          if (i === 0) reasons.push(r.reason);
+          break;
         }
-        if (pool.length === 0) {
-          this.unavailable = r.reason;
-          this.tell(`GPU JPEG decoding unavailable, using sharp: ${r.reason}`);
-          return null;
-        }
-        break; // fewer decoders than asked for (e.g. out of memory): use those we have
       }
+      if (pool.length === 0) {
+        this.unavailable = reasons[0] ?? 'no GPU to decode on';
+        this.tell(`GPU JPEG decoding unavailable, using sharp: ${this.unavailable}`);
+        return null;
+      }
+      for (const reason of reasons) this.tell(`GPU JPEG decoding unavailable on one GPU: ${reason}`);
       return pool;
     })();
     return this.opening;

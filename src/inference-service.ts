@@ -77,7 +77,7 @@ export class CoreInferenceService implements InferenceService {
   constructor(repo: ModelRepository, config: Config, hooks: ServiceHooks = {}) {
     this.repo = repo;
     this.config = config;
-    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback });
+    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback, devices: config.devices });
     this.decodePool = (config.decodeProcesses ?? 0) > 0 ? new DecodePool(config.decodeProcesses, { onExit: hooks.onDecodeProcessExit }) : null;
   }
 

@@ -18,8 +18,8 @@ import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
 import type { BatchingConfig, ModelConfig } from './model-config.js';
 import { ModelConfigError, readModelConfig } from './model-json.js';
 import { Preprocessor } from './preprocess.js';
-import { defaultWarmupSizes, loadSelfTest, runSelfTest, runWarmup, type SelfTestData } from './selftest.js';
-import type { ModelStatus } from './service-types.js';
+import { defaultWarmupSizes, loadSelfTest, runWarmup, selfTestDevices, type DeviceLeftOut, type SelfTestData } from './selftest.js';
+import type { DeviceStatus, ModelStatus } from './service-types.js';
 
 export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
@@ -33,6 +33,8 @@ export interface VariantSlot {
   reason?: string;
   retryTimer?: NodeJS.Timeout;
   retryDelayMs: number;
+  /** Multi-GPU backends: every device, serving or left out (and why). */
+  devices?: DeviceStatus[];
 }
 
 export interface LoadedModel {
@@ -120,6 +122,7 @@ export class ModelRepository {
       active_variant: m.active,
       variants: [...m.variants.values()].map((s) => ({
         variant: s.variant, backend: s.kind, ready: s.ready, ...(s.ready ? {} : { reason: s.reason ?? 'not loaded' }),
+        ...(s.devices && { devices: s.devices }),
       })),
       // Batching as it is in effect (model.json with the service's overrides).
       config: { ...m.config, batching: m.batching },
@@ -219,7 +222,10 @@ export class ModelRepository {
       try {
         backend = await this.makeBackend({
           kind, path: file, config: m.config, variant: slot.variant,
-          opts: { instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort },
+          opts: {
+            instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort,
+            devices: this.opts.config.devices,
+          },
         });
       } catch (err) {
         const why = `${kind} failed to load ${path.basename(file)}: ${(err as Error).message}`;
@@ -229,7 +235,8 @@ export class ModelRepository {
         this.log.error(labels, `model ${m.name} variant ${slot.variant}: ${why}`);
         continue;
       }
-      const result = await runSelfTest(backend, m.selftest!);
+      const { result, leftOut } = await selfTestDevices(backend, m.selftest!);
+      this.reportLeftOut(m, slot, kind, leftOut);
       if (!result.ok) {
         const why = `${kind} failed its self-test: ${result.reason}`;
         failures.push(why);
@@ -240,7 +247,7 @@ export class ModelRepository {
         await backend.dispose().catch(() => undefined);
         continue;
       }
-      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, device: backend.device },
+      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, precision: backend.precision ?? 'fp32', device: backend.device },
         `model ${m.name} variant ${slot.variant} on ${kind} passed its self-test`);
       // Warm before serving: the first requests at each batch size must not pay for graph capture.
       const sizes = m.config.warmup ?? defaultWarmupSizes(backend.kind, batchLimit(m, backend));
@@ -257,11 +264,24 @@ export class ModelRepository {
       if (warm.sizes.length > 0) {
         this.log.info({ ...labels, batchSizes: warm.sizes, instances: m.batching.instances, ms: Math.round(warm.ms) }, `model ${m.name} variant ${slot.variant} on ${kind} warmed up`);
       }
+      slot.devices = backend.perDevice && [
+        ...backend.perDevice.map((p) => ({ device: p.device, ready: true })),
+        ...leftOut.map((d) => ({ device: d.device, ready: false, reason: d.reason })),
+      ];
       this.attach(m, slot, kind, backend);
       return;
     }
     slot.reason = failures.length > 0 ? failures.join('; ') : `no usable backend (${skipped.join('; ') || 'none configured'})`;
     if (kinds.length > 0) this.scheduleRetest(m, slot);
+  }
+
+  /** Devices of a multi-GPU backend that did not load or failed their self-test: logged and counted, not served. */
+  private reportLeftOut(m: LoadedModel, slot: VariantSlot, kind: BackendKind, leftOut: DeviceLeftOut[]): void {
+    const labels = { model: m.name, variant: slot.variant, backend: kind };
+    for (const d of leftOut) {
+      selftestFailures.inc({ ...labels, reason: d.failure });
+      this.log.error({ ...labels, device: d.device }, `model ${m.name} variant ${slot.variant} on ${kind}: ${d.device} left out: ${d.reason}`);
+    }
   }
 
   private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): void {
@@ -275,7 +295,8 @@ export class ModelRepository {
       maxBatchSize: batchLimit(m, backend),
       maxQueueDelayMs: m.batching.max_queue_delay_ms,
       maxQueueSize: m.batching.max_queue_size,
-      instances: m.batching.instances,
+      // `instances` batches in flight per GPU (Triton's instance group).
+      instances: m.batching.instances * Math.max(1, backend.perDevice?.length ?? 1),
       preferredBatchSizes: m.batching.preferred_batch_sizes,
       ...batcherPriorityOptions(m.batching),
       imageBytes: m.preprocessor.imageBytes,
@@ -348,13 +369,27 @@ export class ModelRepository {
       return;
     }
     const labels = { model: m.name, variant: slot.variant, backend: slot.kind! };
-    const result = await runSelfTest(slot.backend, m.selftest!);
+    const devicesBefore = slot.backend.perDevice?.length;
+    const { result, leftOut } = await selfTestDevices(slot.backend, m.selftest!);
     if (this.closed) return;
+    // load failures were reported when the backend loaded
+    this.reportLeftOut(m, slot, slot.kind!, leftOut.filter((d) => d.failure !== 'load_error'));
+    if (slot.devices) {
+      for (const d of leftOut) {
+        const entry = slot.devices.find((x) => x.device === d.device);
+        if (entry) Object.assign(entry, { ready: false, reason: d.reason });
+      }
+    }
     if (!result.ok) {
       selftestFailures.inc({ ...labels, reason: result.failure! });
       this.log.warn(labels, `model ${m.name} variant ${slot.variant} still failing its self-test: ${result.reason}; next try in ${slot.retryDelayMs} ms`);
       this.scheduleRetest(m, slot);
       return;
+    }
+    if (slot.backend.perDevice?.length !== devicesBefore) {
+      // fewer GPUs now: a batcher whose in-flight limit matches them
+      await slot.batcher?.close();
+      this.attach(m, slot, slot.kind!, slot.backend);
     }
     slot.ready = true;
     slot.reason = undefined;

@@ -73,6 +73,54 @@ export function compareLogits(got: Float32Array, data: SelfTestData, tolerance: 
   return { ...base, ok: true };
 }
 
+/** A device left out of a multi-GPU backend: its engine did not load or failed its self-test. */
+export interface DeviceLeftOut {
+  device: string;
+  reason: string;
+  /** Metric label: load_error, or the self-test failure. */
+  failure: 'load_error' | NonNullable<SelfTestResult['failure']>;
+}
+
+export interface DevicesSelfTest {
+  /** ok when at least one device passed; the devices that failed are then removed from the backend. */
+  result: SelfTestResult;
+  /** Every device left out (load failures included), for logs, metrics and /models. */
+  leftOut: DeviceLeftOut[];
+}
+
+/**
+ * Self-tests every device of a backend on its own (backend.perDevice), so that
+ * one GPU answering wrong cannot hide behind another answering right. Devices
+ * that fail are removed from the backend and reported; the rest serve. A
+ * backend with no perDevice parts is tested as one.
+ */
+export async function selfTestDevices(backend: Backend, data: SelfTestData): Promise<DevicesSelfTest> {
+  const loadFailures: DeviceLeftOut[] = (backend.loadFailures ?? []).map((f) => ({ ...f, failure: 'load_error' }));
+  const parts = backend.perDevice;
+  if (!parts || parts.length === 0) return { result: await runSelfTest(backend, data), leftOut: loadFailures };
+  const results = await Promise.all(parts.map((p) => runSelfTest(p, data)));
+  const failed = parts.filter((_, i) => !results[i].ok);
+  const leftOut = [...loadFailures, ...failed.map((p) => {
+    const r = results[parts.indexOf(p)];
+    return { device: p.device, reason: r.reason!, failure: r.failure! };
+  })];
+  const passed = results.filter((r) => r.ok);
+  if (passed.length === 0) {
+    const reason = parts.length === 1 ? results[0].reason : parts.map((p, i) => `${p.device}: ${results[i].reason}`).join('; ');
+    return { result: { ...results[0], reason }, leftOut };
+  }
+  if (failed.length > 0) await backend.removeDevices!(failed);
+  return {
+    result: {
+      ok: true,
+      maxAbsDiff: Math.max(...passed.map((r) => r.maxAbsDiff)),
+      tolerance: Math.max(...passed.map((r) => r.tolerance)),
+      top1Agreement: Math.min(...passed.map((r) => r.top1Agreement)),
+    },
+    leftOut,
+  };
+}
+
 export async function runSelfTest(backend: Backend, data: SelfTestData): Promise<SelfTestResult> {
   const tolerance = backend.precision === 'fp16' ? data.tolerance.fp16 : data.tolerance.fp32;
   const bytes = data.images.length / data.count;

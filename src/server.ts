@@ -66,6 +66,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     host: config.host,
     port: config.grpcPort,
     maxMessageBytes: config.limits.maxBodyBytes,
+    maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
     credentials: grpcServerCredentials(config.access),
     interceptors: [grpcAccessInterceptor(access)],
   }, logger);

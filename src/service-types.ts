@@ -53,12 +53,21 @@ export interface TensorResult {
   numClasses: number;
 }
 
+/** One GPU of a multi-GPU variant: serving, or left out (its engine did not load or failed its self-test). */
+export interface DeviceStatus {
+  device: string;
+  ready: boolean;
+  reason?: string;
+}
+
 export interface VariantStatus {
   variant: Variant;
   backend: BackendKind | null;
   ready: boolean;
   /** Why it is not ready (failed self-test, load error), if it is not. */
   reason?: string;
+  /** Native GPU backends: each device and whether it serves. */
+  devices?: DeviceStatus[];
 }
 
 export interface ModelStatus {

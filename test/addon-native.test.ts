@@ -163,7 +163,7 @@ describe('addon: worker-thread failures become rejected promises', () => {
   it('a healthy engine returns one row of logits per image', async () => {
     const e = await fault({ numClasses: 3 });
     assert.deepEqual(e.info, {
-      kind: 'fault', variant: 'fold', precision: 'fp32', device: 'test', deviceIndex: 0,
+      kind: 'fault', variant: 'fold', precision: 'fp32', device: 'fault #0', deviceIndex: 0,
       maxBatch: 8, height: 4, width: 4, numClasses: 3, instances: 1,
     });
     const logits = await e.infer(images(3), 3);

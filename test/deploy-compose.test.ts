@@ -28,7 +28,7 @@ function haveCompose(t: { skip: (m: string) => void }): boolean {
 const raw = parseYaml(readFileSync(FILE, 'utf8'), { merge: true }) as {
   services: Record<string, {
     profiles?: string[]; image?: string; build?: { target: string }; environment?: Record<string, string>;
-    ports?: string[]; volumes?: string[]; networks?: { default: { aliases: string[] } };
+    ports?: string[]; depends_on?: Record<string, { condition: string }>; volumes?: string[]; networks?: { default: { aliases: string[] } };
     stop_grace_period?: string; command?: string[];
     deploy?: { resources: { reservations: { devices: { driver: string; count: number; capabilities: string[] }[] } } };
   }>;
@@ -116,6 +116,8 @@ test('the gpu profile reserves an NVIDIA GPU for the service and the plan builde
   assert.ok(svc['trt-plans'].volumes?.includes('trt-plans:/var/cache/swin-serve/trt'));
   assert.ok(svc['swin-serve'].volumes?.includes('trt-plans:/var/cache/swin-serve/trt:ro'));
   assert.ok('trt-plans' in raw.volumes);
+  // the server starts only after trt-plans has finished (it reads the plan stamps once, at start)
+  assert.deepEqual(svc['swin-serve'].depends_on, { 'trt-plans': { condition: 'service_completed_successfully' } });
   // Prometheus and Grafana belong to no profile: they come up with either
   assert.equal(svc.prometheus.profiles, undefined);
   assert.equal(svc.grafana.profiles, undefined);

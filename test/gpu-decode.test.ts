@@ -157,6 +157,38 @@ test('concurrent requests spread over the decoders the router opened', async () 
   assert.ok(made.every((d) => d.disposed));
 });
 
+test('a decoder pool per GPU: `decoders` opened on each device, requests take the least busy of any GPU', async () => {
+  const jpeg = await image([5, 5, 5]).jpeg().toBuffer();
+  const made: { d: FakeDecoder; device: number }[] = [];
+  let release!: () => void;
+  let entered = 0;
+  const gate = new Promise<void>((r) => (release = r));
+  const open = async (device = 0) => {
+    if (device === 2) return { reason: 'nvJPEG: no memory on GPU 2' };
+    const d = new FakeDecoder(() => null);
+    const decode = d.decode.bind(d);
+    d.decode = async (j, spec) => {
+      entered++;
+      await gate; // held until every request has taken a decoder
+      return decode(j, spec);
+    };
+    made.push({ d, device });
+    return { decoder: d, backend: 'hardware' };
+  };
+  const told: string[] = [];
+  const router = new GpuDecodeRouter('auto', { open, decoders: 2, devices: [0, 1, 2], onFallback: (r) => told.push(r) });
+  const pending = [0, 1, 2, 3].map(() => router.many(model, cpu, [jpeg], 'cuda', ACCEPTED, 1e6));
+  for (let i = 0; i < 100 && entered < 4; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(entered, 4);
+  release();
+  const outs = await Promise.all(pending);
+  assert.ok(outs.every((o) => o.every((v) => v === FILL)));
+  assert.deepEqual(made.map((m) => m.device), [0, 0, 1, 1]);
+  assert.deepEqual(made.map((m) => m.d.calls.length), [1, 1, 1, 1]);
+  assert.deepEqual(told, ['GPU JPEG decoding unavailable on one GPU: nvJPEG: no memory on GPU 2']);
+  await router.close();
+});
+
 test('isJpeg looks at the bytes', async () => {
   assert.ok(isJpeg(await image([0, 0, 0]).jpeg().toBuffer()));
   assert.ok(!isJpeg(await image([0, 0, 0]).png().toBuffer()));

@@ -17,8 +17,8 @@ namespace swin {
 FaultEngine::FaultEngine(FaultSpec spec) : spec_(std::move(spec)) {
   info_.kind = "fault";
   info_.variant = "fold";
-  info_.precision = "fp32";
-  info_.device = "test";
+  info_.precision = spec_.precision;
+  info_.device = "fault #" + std::to_string(spec_.device_index);
   info_.device_index = spec_.device_index;
   info_.max_batch = spec_.max_batch;
   info_.height = spec_.height;
@@ -75,12 +75,13 @@ void FaultEngine::infer(const uint8_t* images, int n, float* logits) {
   if (spec_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(spec_.delay_ms));
   if (spec_.gpu_spin_ms > 0) spinGpu(spec_.gpu_spin_ms);
   if (!spec_.fault_on_load) raise();
+  const float offset = static_cast<float>(spec_.logit_offset);
   const size_t image_bytes = static_cast<size_t>(info_.height) * info_.width * 3;
   for (int i = 0; i < n; ++i) {
     double sum = 0;
     for (size_t b = 0; b < image_bytes; ++b) sum += images[i * image_bytes + b];
     const float mean = static_cast<float>(sum / image_bytes);
-    for (int c = 0; c < info_.num_classes; ++c) logits[static_cast<size_t>(i) * info_.num_classes + c] = mean + c;
+    for (int c = 0; c < info_.num_classes; ++c) logits[static_cast<size_t>(i) * info_.num_classes + c] = mean + c + offset;
   }
 }
 

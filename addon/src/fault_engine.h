@@ -24,14 +24,19 @@ struct FaultSpec {
   int width = 4;
   int num_classes = 3;
   int device_index = 0;
+  // What info().precision reports: "fp32", "fp16", or "" as a TensorRT plan
+  // does (it cannot tell its builder flags), for the self-test tolerance tests.
+  std::string precision = "fp32";
+  // Added to every logit: a fake engine that is this far off the reference.
+  double logit_offset = 0;
 };
 
 class FaultEngine : public Engine {
  public:
   explicit FaultEngine(FaultSpec spec);
   const EngineInfo& info() const override { return info_; }
-  // Logits of image i: logits[i][c] = mean byte value of image i + c, so tests
-  // can check every row went through.
+  // Logits of image i: logits[i][c] = mean byte value of image i + c (+ the
+  // spec's logit_offset), so tests can check every row went through.
   void infer(const uint8_t* images, int n, float* logits) override;
 
   int calls() const { return calls_.load(); }

@@ -27,6 +27,8 @@ Napi::Value LoadFaultEngine(const Napi::CallbackInfo& info) {
     spec.width = static_cast<int>(num("width", spec.width));
     spec.num_classes = static_cast<int>(num("numClasses", spec.num_classes));
     spec.device_index = static_cast<int>(num("deviceIndex", 0));
+    if (o.Has("precision") && o.Get("precision").IsString()) spec.precision = o.Get("precision").As<Napi::String>().Utf8Value();
+    spec.logit_offset = num("logitOffset", 0);
     instances = static_cast<int>(num("instances", 1));
   }
   const bool use_device = spec.gpu_spin_ms > 0 || spec.fault == "cuda" || spec.fault == "cuda_oom";

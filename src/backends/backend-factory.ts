@@ -8,10 +8,12 @@ import type { ModelConfig } from '../model-config.js';
 import { OnnxRuntimeBackend } from './onnxruntime-backend.js';
 
 export interface BackendOptions {
-  /** Engines (or sessions) running batches at once: the batcher's `instances`. */
+  /** Engines (or sessions) running batches at once; per GPU for the native kinds. */
   instances: number;
   maxBatchSize: number;
   ort: { intraOpThreads: number; interOpThreads: number };
+  /** GPUs for the native kinds (DEVICES); empty: every visible GPU. */
+  devices?: number[];
 }
 
 export interface BackendRequest {

@@ -13,8 +13,20 @@ export interface Backend {
   readonly maxBatchSize: number;
   /** Human-readable device ("cpu", "NVIDIA H100 80GB HBM3 #0"). */
   readonly device: string;
-  /** Arithmetic precision; picks the self-test tolerance (model.json selftest.tolerance). Default fp32. */
+  /**
+   * Arithmetic of the artifact actually loaded; picks the self-test tolerance
+   * (model.json selftest.tolerance). Default fp32.
+   */
   readonly precision?: 'fp32' | 'fp16';
+  /**
+   * A backend that spreads batches over several GPUs: one Backend per GPU, each
+   * self-tested on its own (src/selftest.ts selfTestDevices). Absent: one device.
+   */
+  readonly perDevice?: readonly Backend[];
+  /** Takes these perDevice parts out of service (they failed their self-test) and releases them. */
+  removeDevices?(parts: readonly Backend[]): Promise<void>;
+  /** GPUs whose engine did not load, and why; the others serve. */
+  readonly loadFailures?: readonly { device: string; reason: string }[];
   /**
    * Runs one batch. `images` holds n images, n*H*W*3 bytes, uint8 RGB NHWC.
    * Resolves to n*numClasses float32 logits, row-major.

@@ -76,6 +76,10 @@ export interface FaultSpec {
   numClasses?: number;
   deviceIndex?: number;
   instances?: number;
+  /** What info.precision reports ("" as a TensorRT plan does). */
+  precision?: string;
+  /** Added to every logit: an engine this far off the reference. */
+  logitOffset?: number;
 }
 
 export interface SwinAddon {

@@ -1,11 +1,16 @@
-// The `tensorrt` and `cuda` backends: engines of the native addon, one per GPU.
-// A batch goes to the GPU with the fewest batches in flight; each engine runs
-// up to `instances` batches at once on its own threads, so run() never blocks
-// the event loop. The addon is loaded on first use; where it is missing,
-// nativeCapabilities() says why and the factory falls back to onnxruntime.
+// The `tensorrt` and `cuda` backends: engines of the native addon, one per GPU
+// (Triton's instance group: `instances` per GPU, on the GPUs DEVICES names or
+// every visible one). A batch goes to the GPU with the fewest batches in flight;
+// each engine runs up to `instances` batches at once on its own threads, so
+// run() never blocks the event loop. Each GPU's engine is also a Backend of its
+// own (perDevice) so that every device is self-tested on its own, and one that
+// fails is taken out (removeDevices) while the others serve. The addon is loaded
+// on first use; where it is missing, nativeCapabilities() says why and the
+// factory falls back to onnxruntime.
+import path from 'node:path';
 import type { Backend, Variant } from './backend.js';
 import type { ModelConfig } from '../model-config.js';
-import { loadAddon, type NativeEngine, type NativeGpuInfo } from './native-addon.js';
+import { loadAddon, type NativeEngine, type NativeGpuInfo, type NativeLoadOptions } from './native-addon.js';
 
 export interface NativeCapabilities {
   tensorrt: boolean;
@@ -20,12 +25,19 @@ export interface NativeBackendOptions {
   instances: number;
   /** One GPU only; by default one engine on every visible GPU. */
   deviceIndex?: number;
+  /** GPUs to load on (the DEVICES setting); empty or absent: every visible GPU. */
+  devices?: readonly number[];
   /** Cap below the engine's own maximum (0 or absent: the engine's). */
   maxBatchSize?: number;
   /** CUDA graph per batch size (default on). */
   cudaGraphs?: boolean;
   /** "fp32" asks an engine for its checking mode where it has one. */
   precision?: string;
+  /**
+   * Loads the engine of one GPU; default the addon's loadEngine. Tests pass the
+   * addon's fault engines here to stand in for several GPUs.
+   */
+  loadEngine?: (deviceIndex: number, options: NativeLoadOptions) => Promise<NativeEngine>;
 }
 
 /** An Error whose `code` is one of the addon's ERR_* codes. */
@@ -59,43 +71,110 @@ export async function gpuInfo(): Promise<NativeGpuInfo[]> {
   return load.addon.gpuInfo();
 }
 
-class NativeBackend implements Backend {
+/**
+ * The arithmetic of the artifact actually loaded, which picks the self-test
+ * tolerance. A CUDA engine reports its own (the file's weights, or fp32 when
+ * asked for the checking mode). A TensorRT plan cannot tell which kernels its
+ * builder was allowed (the plan reports only what it was given in `precision`),
+ * so its name decides: engines/build_trt_plans.sh writes
+ * <name>.<variant>.<fp16|fp32>.plan; a plan named otherwise may hold fp16
+ * kernels and gets the fp16 bound (finite outputs and top-1 are still checked).
+ */
+export function loadedPrecision(kind: 'tensorrt' | 'cuda', artifactPath: string, reported: string): 'fp32' | 'fp16' {
+  if (reported === 'fp16' || reported === 'fp32') return reported;
+  const named = /\.(fp16|fp32)\.[^.]+$/.exec(path.basename(artifactPath))?.[1];
+  if (named === 'fp16' || named === 'fp32') return named;
+  return kind === 'tensorrt' ? 'fp16' : 'fp32';
+}
+
+/** One GPU's engine as a Backend: what the self-test runs on each device. */
+class DeviceBackend implements Backend {
   readonly maxBatchSize: number;
   readonly device: string;
-  /** The engine file's arithmetic; picks the self-test tolerance (fp16 engines get model.json's fp16 bound). */
-  readonly precision: 'fp32' | 'fp16';
-  private readonly inflight: number[];
+  constructor(
+    readonly kind: 'tensorrt' | 'cuda',
+    readonly variant: Variant,
+    readonly precision: 'fp32' | 'fp16',
+    readonly engine: NativeEngine,
+  ) {
+    this.maxBatchSize = engine.info.maxBatch;
+    this.device = engine.info.device;
+  }
+
+  run(images: Uint8Array, n: number): Promise<Float32Array> {
+    return this.engine.infer(images, n);
+  }
+
+  dispose(): Promise<void> {
+    return this.engine.dispose();
+  }
+}
+
+class NativeBackend implements Backend {
+  private parts: DeviceBackend[];
+  private inflight: number[];
   private next = 0;
 
   constructor(
     readonly kind: 'tensorrt' | 'cuda',
     readonly variant: Variant,
-    private readonly engines: NativeEngine[],
+    parts: DeviceBackend[],
+    /** Devices whose engine did not load, and why. */
+    readonly loadFailures: readonly { device: string; reason: string }[],
   ) {
-    this.maxBatchSize = Math.min(...engines.map((e) => e.info.maxBatch));
-    this.device = engines.map((e) => e.info.device).join(', ');
-    this.precision = engines[0]?.info.precision === 'fp16' ? 'fp16' : 'fp32';
-    this.inflight = engines.map(() => 0);
+    this.parts = parts;
+    this.inflight = parts.map(() => 0);
+  }
+
+  get perDevice(): readonly Backend[] {
+    return this.parts;
+  }
+
+  get maxBatchSize(): number {
+    return Math.min(...this.parts.map((p) => p.maxBatchSize));
+  }
+
+  get device(): string {
+    return this.parts.map((p) => p.device).join(', ');
+  }
+
+  /** fp16 when any device's engine computes in fp16. */
+  get precision(): 'fp32' | 'fp16' {
+    return this.parts.some((p) => p.precision === 'fp16') ? 'fp16' : 'fp32';
   }
 
   async run(images: Uint8Array, n: number): Promise<Float32Array> {
     // Least loaded GPU; ties rotate so idle GPUs share single requests.
     let best = -1;
-    for (let k = 0; k < this.engines.length; k++) {
-      const i = (this.next + k) % this.engines.length;
+    for (let k = 0; k < this.parts.length; k++) {
+      const i = (this.next + k) % this.parts.length;
       if (best < 0 || this.inflight[i] < this.inflight[best]) best = i;
     }
-    this.next = (best + 1) % this.engines.length;
+    this.next = (best + 1) % this.parts.length;
+    const part = this.parts[best];
     this.inflight[best]++;
     try {
-      return await this.engines[best].infer(images, n);
+      return await part.run(images, n);
     } finally {
-      this.inflight[best]--;
+      // the part may have been removed meanwhile
+      const i = this.parts.indexOf(part);
+      if (i >= 0) this.inflight[i]--;
     }
   }
 
+  /** Stops sending batches to these devices (they failed their self-test) and releases their engines. */
+  async removeDevices(gone: readonly Backend[]): Promise<void> {
+    const keep = this.parts.map((p, i) => ({ p, n: this.inflight[i] })).filter(({ p }) => !gone.includes(p));
+    if (keep.length === 0) throw new Error('removeDevices: at least one device must stay');
+    const removed = this.parts.filter((p) => gone.includes(p));
+    this.parts = keep.map(({ p }) => p);
+    this.inflight = keep.map(({ n }) => n);
+    this.next = 0;
+    await Promise.allSettled(removed.map((p) => p.dispose()));
+  }
+
   async dispose(): Promise<void> {
-    await Promise.all(this.engines.map((e) => e.dispose()));
+    await Promise.all(this.parts.map((p) => p.dispose()));
   }
 }
 
@@ -111,17 +190,28 @@ export async function createNativeBackend(
   variant: Variant,
   opts: NativeBackendOptions,
 ): Promise<Backend> {
-  const load = loadAddon();
-  if (!load.addon) throw new NativeBackendError('ERR_BACKEND_UNAVAILABLE', load.reason);
-  const addon = load.addon;
-  const caps = addon.capabilities();
-  if (opts.deviceIndex === undefined && caps.gpus === 0) {
-    throw new NativeBackendError('ERR_NO_DEVICE', caps.deviceReason ?? 'no GPU');
+  let devices: number[];
+  let loadEngine = opts.loadEngine;
+  if (!loadEngine) {
+    const load = loadAddon();
+    if (!load.addon) throw new NativeBackendError('ERR_BACKEND_UNAVAILABLE', load.reason);
+    const addon = load.addon;
+    const caps = addon.capabilities();
+    if (opts.deviceIndex === undefined && caps.gpus === 0) {
+      throw new NativeBackendError('ERR_NO_DEVICE', caps.deviceReason ?? 'no GPU');
+    }
+    const missing = (opts.devices ?? []).filter((d) => d >= caps.gpus);
+    if (opts.deviceIndex === undefined && missing.length > 0) {
+      throw new NativeBackendError('ERR_NO_DEVICE', `DEVICES names GPU ${missing.join(', ')}; this host has ${caps.gpus} (0..${caps.gpus - 1})`);
+    }
+    devices = opts.deviceIndex !== undefined ? [opts.deviceIndex] : opts.devices?.length ? [...opts.devices] : [...Array(caps.gpus).keys()];
+    loadEngine = (deviceIndex, options) => addon.loadEngine(kind, artifactPath, { ...options, deviceIndex });
+  } else {
+    devices = opts.deviceIndex !== undefined ? [opts.deviceIndex] : [...(opts.devices ?? [0])];
   }
-  const devices = opts.deviceIndex !== undefined ? [opts.deviceIndex] : [...Array(caps.gpus).keys()];
   const settled = await Promise.allSettled(
     devices.map((deviceIndex) =>
-      addon.loadEngine(kind, artifactPath, {
+      loadEngine(deviceIndex, {
         deviceIndex,
         instances: Math.max(1, opts.instances),
         maxBatch: opts.maxBatchSize ?? 0,
@@ -133,11 +223,11 @@ export async function createNativeBackend(
     ),
   );
   const engines = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  // A GPU whose engine does not load is left out and reported; the others serve.
+  const loadFailures = settled.flatMap((s, i) =>
+    s.status === 'rejected' ? [{ device: `GPU ${devices[i]}`, reason: String((s.reason as Error)?.message ?? s.reason) }] : []);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled(engines.map((e) => e.dispose()));
-    rethrow(failed.reason);
-  }
+  if (engines.length === 0 && failed) rethrow(failed.reason);
   // The engine must be the model that model.json describes.
   const size = model.architecture.img_size;
   const classes = model.architecture.num_classes;
@@ -150,5 +240,6 @@ export async function createNativeBackend(
         `model.json says ${size}x${size} and ${classes}`,
     );
   }
-  return new NativeBackend(kind, variant, engines);
+  const parts = engines.map((e) => new DeviceBackend(kind, variant, loadedPrecision(kind, artifactPath, e.info.precision), e));
+  return new NativeBackend(kind, variant, parts, loadFailures);
 }

@@ -24,6 +24,13 @@ export interface GrpcServerOptions {
   interceptors?: ServerInterceptor[];
   /** How often the health service re-reads service.isReady(), ms (default 1000). */
   healthPollMs?: number;
+  /**
+   * Connections get GOAWAY after this long (grpc.max_connection_age_ms), so that
+   * clients balancing on their side re-resolve and spread over new replicas
+   * behind a Kubernetes Service; calls running then get a grace of the same length.
+   * 0 or absent: connections live as long as the client keeps them.
+   */
+  maxConnectionAgeMs?: number;
 }
 
 export interface GrpcServerHandle {
@@ -40,6 +47,10 @@ export async function startGrpcServer(service: InferenceService, opts: GrpcServe
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,
+    ...(opts.maxConnectionAgeMs ? {
+      'grpc.max_connection_age_ms': opts.maxConnectionAgeMs,
+      'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeMs,
+    } : {}),
     interceptors: opts.interceptors ?? [],
   });
   server.addService(protos.classifier.swin.v1.Classifier.service, classifierHandlers(service, logger));

@@ -126,6 +126,14 @@ export const modelView = {
           backend: { anyOf: [{ type: 'string' }, { type: 'null' }] },
           ready: { type: 'boolean' },
           reason: { type: 'string' },
+          devices: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['device', 'ready'],
+              properties: { device: { type: 'string' }, ready: { type: 'boolean' }, reason: { type: 'string' } },
+            },
+          },
         },
       },
     },
