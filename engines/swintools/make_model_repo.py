@@ -1,7 +1,7 @@
 """Writes a model folder for the service: engines/models/<name>/.
 
     python -m swintools.make_model_repo --arch swin-fmnist --weights swin-fmnist.safetensors \\
-        --out models/swin-fmnist --train-log train.log
+        --out models/swin-fmnist
     python -m swintools.make_model_repo --arch swin_tiny --weights swin_tiny_patch4_window7_224.pth \\
         --labels imagenet.txt --out models/swin-tiny --name swin-tiny
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -69,7 +68,6 @@ def main(argv=None):
     p.add_argument('--num-classes', type=int)
     p.add_argument('--default-variant', default='unfold', choices=['fold', 'unfold'])
     p.add_argument('--selftest-count', type=int, default=4)
-    p.add_argument('--train-log', nargs='*', default=[], help='files copied into the folder (training logs)')
     p.add_argument('--device', default='cpu')
     args = p.parse_args(argv)
 
@@ -122,11 +120,6 @@ def main(argv=None):
     report = run_parity(model, pre['mean'], pre['std'], arch['img_size'], paths, kernel=pre['kernel'])
     report.update({'model': name, 'arch': arch, 'weights': source})
     write_report(args.out, name, f'{name} ({source})', report)
-
-    logs = []
-    for log in args.train_log:
-        shutil.copy(log, os.path.join(args.out, os.path.basename(log)))
-        logs.append(os.path.basename(log))
 
     config = {
         'name': name,
