@@ -71,7 +71,7 @@ fi
 
 du -b "$NODE_DIR"/*.xz "$RUN_DIR"/*.xz | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
 du -sb "$RUN_DIR/photos" "$RUN_DIR/fmnist-jpeg" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
-tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
-untracked=$(git ls-files --others --exclude-standard -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+tracked=$(git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
+untracked=$(git ls-files --others --exclude-standard -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1); untracked=${untracked:-0}
 printf '%8.1f MiB  working tree that travels with every call (tracked + untracked-not-ignored)\n' \
   "$(echo "($tracked + ${untracked:-0}) / 1048576" | bc -l)"
