@@ -11,13 +11,15 @@
 #                                    onnxruntime is only loaded by its worker threads), no
 #                                    cmake-js (the addon is built with plain cmake there),
 #                                    no docs, maps or type declarations
-#   .carry/bench-run/dist.tar.xz     the compiled service (npm run build -> dist/)
+#   .carry/bench-run/dist.tar.xz     the compiled service and the GPU host's Node tests (dist/src,
+#                                    dist/test/gpu, dist/test/helpers)
 #   .carry/bench-run/photos/         the benchmark JPEGs (bench/.images/photos)
 #   .carry/bench-run/fmnist-jpeg/    1,000 Fashion-MNIST test JPEGs, and fmnist-cpu.json: their
 #                                    top-1 through this machine's CPU service (the `fmnist` phase
 #                                    compares the GPU path with it; made when a service answers on
 #                                    CPU_URL, default none)
 #   .carry/bench-run/jpeg-cases/     damaged and unusual JPEGs with the replies they must get
+#   .carry/bench-run/fmnist-idx/     the Fashion-MNIST test split (IDX) for test/gpu/gpu-decode.test.ts
 #
 # The two folders go in separate calls (node alone is a third of the limit); see
 # bench/gpu-service-bench.sh. Prints the sizes.
@@ -43,7 +45,8 @@ ls bench/.images/photos/*.jpg | sed -n 1,16p | xargs -I{} cp {} "$NODE_DIR/selft
 
 echo "building dist/ ..."
 npx tsc -p tsconfig.json --outDir dist >/dev/null || { echo "tsc failed: fix the typecheck first"; exit 1; }
-tar -C . -cf - dist/src proto package.json | xz -9 -T0 > "$RUN_DIR/dist.tar.xz"
+# dist/test/gpu + helpers: the GPU host's Node tests (test/gpu/*.test.ts), compiled, since tsx is not carried.
+tar -C . -cf - dist/src dist/test/gpu dist/test/helpers proto package.json | xz -9 -T0 > "$RUN_DIR/dist.tar.xz"
 
 echo "packing production node_modules ..."
 # Production packages (one path per line), minus what the GPU run does not load.
@@ -61,7 +64,9 @@ rm -rf "$RUN_DIR/photos"
 mkdir -p "$RUN_DIR/photos"
 [ -d bench/.images/photos ] || npm run -s bench:images
 cp bench/.images/photos/*.jpg "$RUN_DIR/photos/"
-rm -rf "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/jpeg-cases"
+rm -rf "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/jpeg-cases" "$RUN_DIR/fmnist-idx"
+# The Fashion-MNIST test split (IDX, 4.3 MiB) for test/gpu/gpu-decode.test.ts (FMNIST_DIR).
+mkdir -p "$RUN_DIR/fmnist-idx" && cp "${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}"/t10k-*-ubyte.gz "$RUN_DIR/fmnist-idx/"
 cp -r bench/.images/fmnist-jpeg "$RUN_DIR/fmnist-jpeg"
 npx tsx bench/write-jpeg-cases.ts --out "$RUN_DIR/jpeg-cases"
 if [ -n "${CPU_URL:-}" ]; then   # the CPU service's answers on the same JPEGs, for the fmnist phase
@@ -70,7 +75,7 @@ if [ -n "${CPU_URL:-}" ]; then   # the CPU service's answers on the same JPEGs, 
 fi
 
 du -b "$NODE_DIR"/*.xz "$RUN_DIR"/*.xz | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
-du -sb "$RUN_DIR/photos" "$RUN_DIR/fmnist-jpeg" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
+du -sb "$RUN_DIR/photos" "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/fmnist-idx" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
 tracked=$(git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
 untracked=$(git ls-files --others --exclude-standard -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1); untracked=${untracked:-0}
 printf '%8.1f MiB  working tree that travels with every call (tracked + untracked-not-ignored)\n' \

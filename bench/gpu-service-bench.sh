@@ -26,7 +26,8 @@
 #          (addon/build/Release) and no flags but the ports, checks that swin-fmnist is served
 #          by the cuda backend, sends the 1,000 Fashion-MNIST JPEGs (top-1, agreement with the
 #          CPU service's fmnist-cpu.json), the damaged/unusual JPEG cases (same replies as the
-#          CPU path), and reads swin_decoded_images_total. Exits non-zero when a check fails.
+#          CPU path), and reads swin_decoded_images_total; then runs test/gpu/gpu-decode.test.ts and
+#          addon-gpu.test.ts (compiled, from dist/test). Exits non-zero when a check fails.
 # first:   (instead of run, same carry) first request after /health/ready against the steady-state
 #          p50 at every batch size (dist/src/bench/first-request.js), with model.json's warm-up and
 #          with warm-up off for contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
@@ -234,6 +235,18 @@ fmnist() {
   grep -E '^swin_decoded_images_total' "$RES/metrics.txt" | tee "$RES/decoded.txt"
   grep -q 'decoder="gpu"' "$RES/decoded.txt" || { echo "FAIL: no image was decoded on the GPU"; fails=$((fails + 1)); }
   kill "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true
+  # The GPU host's Node tests (compiled by gpu-prepare-carry): nvJPEG against sharp, the corrupt and
+  # truncated JPEGs refused with the CPU path's code, the addon's GPU entry points.
+  local t
+  for t in gpu-decode addon-gpu; do
+    log "fmnist: test/gpu/$t.test.ts"
+    FMNIST_DIR=$C/fmnist-idx SWIN_GPU_DECODE_OUT="$RES/$t.json" \
+      SWIN_TEST_CUDA_ENGINE=engines/models/swin-fmnist/swin-fmnist.unfold.fp16.swin \
+      timeout 240 node --test --test-reporter=spec "dist/test/gpu/$t.test.js" > "$RES/$t.test.txt" 2>&1 \
+      || { echo "FAIL: test/gpu/$t.test.ts"; fails=$((fails + 1)); }
+    grep -E '^ *(✔|✖|﹣)|^ℹ (tests|pass|fail|skipped)' "$RES/$t.test.txt" | tail -25
+    grep -q '^ℹ skipped 0' "$RES/$t.test.txt" || { echo "FAIL: test/gpu/$t.test.ts skipped tests on the GPU host"; fails=$((fails + 1)); }
+  done
   echo "fmnist phase: $fails check(s) failed" | tee "$RES/summary.txt"
   [ "$fails" = 0 ]
 }
