@@ -240,7 +240,7 @@ fmnist() {
   local t
   for t in gpu-decode addon-gpu; do
     log "fmnist: test/gpu/$t.test.ts"
-    FMNIST_DIR=$C/fmnist-idx SWIN_GPU_DECODE_OUT="$RES/$t.json" \
+    FMNIST_DIR=$C/fmnist-idx SWIN_GPU_DECODE_OUT="$RES/$t.json" SWIN_GPU_DECODE_PHOTOS=$C/photos SWIN_REPO_ROOT="$PWD" \
       SWIN_TEST_CUDA_ENGINE=engines/models/swin-fmnist/swin-fmnist.unfold.fp16.swin \
       timeout 240 node --test --test-reporter=spec "dist/test/gpu/$t.test.js" > "$RES/$t.test.txt" 2>&1 \
       || { echo "FAIL: test/gpu/$t.test.ts"; fails=$((fails + 1)); }

@@ -2,8 +2,9 @@
 // encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
+import sharp from 'sharp';
 import type { SubmitOptions } from './batcher.js';
-import type { Variant } from './backends/backend.js';
+import type { BackendKind, Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
@@ -79,6 +80,27 @@ export class CoreInferenceService implements InferenceService {
     this.config = config;
     this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback, devices: config.devices });
     this.decodePool = (config.decodeProcesses ?? 0) > 0 ? new DecodePool(config.decodeProcesses, { onExit: hooks.onDecodeProcessExit }) : null;
+  }
+
+  /**
+   * Before the service takes traffic: opens the GPU JPEG decoders of every model whose backend
+   * wants them and decodes one JPEG on each (see GpuDecodeRouter.warm). Returns how many.
+   */
+  async warmDecoders(): Promise<number> {
+    if (this.decoder.mode === 'cpu') return 0;
+    const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 120, g: 90, b: 60 } } }).jpeg().toBuffer();
+    let warmed = 0;
+    for (const name of this.repo.names()) {
+      const m = this.repo.get(name);
+      let kind: BackendKind | null;
+      try {
+        kind = this.repo.resolveVariant(m, undefined).kind;
+      } catch {
+        continue; // not servable: nothing to warm
+      }
+      warmed += await this.decoder.warm(m.config, jpeg, kind, this.config.limits.maxImagePixels);
+    }
+    return warmed;
   }
 
   get repository(): ModelRepository {

@@ -58,6 +58,8 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     await service.decodePool.ready();
     logger.info({ processes: service.decodePool.pids.length, asked: config.decodeProcesses }, 'decode processes ready');
   }
+  const warmedDecoders = await service.warmDecoders();
+  if (warmedDecoders > 0) logger.info({ decoders: warmedDecoders }, 'GPU JPEG decoders opened and warmed');
   const access = new AccessController(config.access);
   const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
   await app.listen({ port: config.port, host: config.host });

@@ -189,6 +189,27 @@ test('a decoder pool per GPU: `decoders` opened on each device, requests take th
   await router.close();
 });
 
+test('warm-up opens every decoder and decodes once on each, with the model geometry, uncounted; not on a CPU backend', async () => {
+  const jpeg = await image([10, 20, 30]).jpeg().toBuffer();
+  const decoders: FakeDecoder[] = [];
+  const open = async () => {
+    const d = new FakeDecoder(() => null);
+    decoders.push(d);
+    return { decoder: d, backend: 'hardware' };
+  };
+  assert.equal(await new GpuDecodeRouter('auto', { open, decoders: 3 }).warm(model, jpeg, 'onnxruntime', 1e6), 0);
+  assert.equal(decoders.length, 0, 'a CPU backend in auto mode opens nothing');
+  const router = new GpuDecodeRouter('auto', { open, decoders: 3, devices: [0, 1] });
+  assert.equal(await router.warm(model, jpeg, 'cuda', 1e6), 6);
+  assert.equal(decoders.length, 6);
+  assert.ok(decoders.every((d) => d.calls.length === 1 && d.calls[0].n === 1 && d.calls[0].spec.size === 8));
+  assert.deepEqual(router.counts, { gpu: 0, cpu: 0 });
+  const told: string[] = [];
+  const failing = new GpuDecodeRouter('auto', { open: opener(new FakeDecoder(() => null, true)), onFallback: (r) => told.push(r) });
+  assert.equal(await failing.warm(model, jpeg, 'cuda', 1e6), 0);
+  assert.match(told.join('\n'), /warm-up failed/);
+});
+
 test('isJpeg looks at the bytes', async () => {
   assert.ok(isJpeg(await image([0, 0, 0]).jpeg().toBuffer()));
   assert.ok(!isJpeg(await image([0, 0, 0]).png().toBuffer()));
