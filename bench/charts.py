@@ -14,6 +14,7 @@ Inputs
                  and p99 (solid) latency against achieved throughput, one colour per file
 Needs matplotlib (pip install matplotlib). SVG text stays text, so the charts diff.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import os
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 plt.rcParams['svg.fonttype'] = 'none'
 plt.rcParams['svg.hashsalt'] = 'swin-serve'  # stable ids: re-running gives the same file
@@ -67,8 +68,14 @@ def latency_vs_throughput(files: list[str], out: str, title: str) -> str:
         x = [s['throughput_rps'] for s in steps]
         color = f'C{i}'
         ax.plot(x, [s['latency']['p99_ms'] for s in steps], marker='o', color=color, label=f"{r['label']} p99")
-        ax.plot(x, [s['latency']['p50_ms'] for s in steps], marker='.', linestyle='--', color=color,
-                label=f"{r['label']} p50")
+        ax.plot(
+            x,
+            [s['latency']['p50_ms'] for s in steps],
+            marker='.',
+            linestyle='--',
+            color=color,
+            label=f"{r['label']} p50",
+        )
     ax.set_xlabel('throughput (requests / s, one image each)')
     ax.set_ylabel('latency (ms)')
     ax.set_yscale('log')
@@ -91,11 +98,21 @@ def main(argv=None):
     a = p.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     if a.batch_sweep:
-        print(throughput_vs_batch(a.batch_sweep, os.path.join(a.out, f'{a.prefix}-throughput-vs-batch.svg'),
-                                  a.title or 'Throughput against batch size'))
+        print(
+            throughput_vs_batch(
+                a.batch_sweep,
+                os.path.join(a.out, f'{a.prefix}-throughput-vs-batch.svg'),
+                a.title or 'Throughput against batch size',
+            )
+        )
     if a.load:
-        print(latency_vs_throughput(a.load, os.path.join(a.out, f'{a.prefix}-latency-vs-throughput.svg'),
-                                    a.title or 'Latency against throughput (closed-loop concurrency sweep)'))
+        print(
+            latency_vs_throughput(
+                a.load,
+                os.path.join(a.out, f'{a.prefix}-latency-vs-throughput.svg'),
+                a.title or 'Latency against throughput (closed-loop concurrency sweep)',
+            )
+        )
     if not a.batch_sweep and not a.load:
         p.error('nothing to plot: pass --batch-sweep and/or --load files')
 

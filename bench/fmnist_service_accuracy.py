@@ -10,6 +10,7 @@ accuracy, the backend and variant the service named, and with --reference (the -
 another run, e.g. the CPU service on the same files) the share of images whose top-1
 agrees. Standard library only: it runs on the GPU host and here alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,12 @@ def main(argv=None) -> int:
     p.add_argument('--out', help='write per-image predictions and the summary here')
     args = p.parse_args(argv)
 
-    files = sorted((f for f in os.listdir(args.images) if os.path.splitext(f)[1].lower() in TYPES),
-                   key=lambda f: int(f.split('-')[0]))
+    files = sorted(
+        (f for f in os.listdir(args.images) if os.path.splitext(f)[1].lower() in TYPES),
+        key=lambda f: int(f.split('-')[0]),
+    )
     if args.limit:
-        files = files[:args.limit]
+        files = files[: args.limit]
     if not files:
         print(f'no <index>-<label> images in {args.images}', file=sys.stderr)
         return 2
@@ -71,16 +74,24 @@ def main(argv=None) -> int:
         top = reply['predictions'][0][0]['index']
         preds[name] = top
         correct += top == label
-    summary = {'images': len(files), 'errors': errors, 'accuracy': correct / len(files),
-               'served_by': sorted(served_by), 'seconds': round(seconds, 1)}
+    summary = {
+        'images': len(files),
+        'errors': errors,
+        'accuracy': correct / len(files),
+        'served_by': sorted(served_by),
+        'seconds': round(seconds, 1),
+    }
     if args.reference:
         with open(args.reference) as f:
             ref = json.load(f)['predictions']
         common = [n for n in preds if n in ref]
         agree = sum(preds[n] == ref[n] for n in common)
-        summary['reference'] = {'file': os.path.basename(args.reference), 'compared': len(common),
-                                'top1_agreement': agree / max(1, len(common)),
-                                'reference_accuracy': json.load(open(args.reference))['summary']['accuracy']}
+        summary['reference'] = {
+            'file': os.path.basename(args.reference),
+            'compared': len(common),
+            'top1_agreement': agree / max(1, len(common)),
+            'reference_accuracy': json.load(open(args.reference))['summary']['accuracy'],
+        }
     print(json.dumps(summary))
     if args.out:
         with open(args.out, 'w') as f:

@@ -13,6 +13,7 @@ largest top-1 margin are kept out of 64 candidates (decoded photographs when --i
 given, else random pixels). Tolerance of an fp16 engine file: 5% of the largest |logit| of
 those images (under both keys of model.json's selftest.tolerance).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'engines'))
-from swintools.arch import PREPROCESS, build_model, get_arch  # noqa: E402
-from swintools.wrapper import UInt8NHWC  # noqa: E402
+from swintools.arch import PREPROCESS, build_model, get_arch
+from swintools.wrapper import UInt8NHWC
 
 
 def candidates(images_dir: str | None, size: int, resize: int, count: int, seed: int) -> np.ndarray:
     if images_dir and os.path.isdir(images_dir):
         from PIL import Image
+
         out = []
         for name in sorted(os.listdir(images_dir))[:count]:
             img = Image.open(os.path.join(images_dir, name)).convert('RGB')
@@ -61,14 +63,17 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     from swintools.cuda_engine import write_engine
+
     arch = get_arch(a.arch)
     pre = PREPROCESS[a.arch]
     model = build_model(arch, seed=a.seed)
     if a.checkpoint:
         from swintools.checkpoint import load_checkpoint
+
         load_checkpoint(model, a.checkpoint)
     model = model.float().cpu().eval()
     from timm.data import ImageNetInfo
+
     info = ImageNetInfo()
     labels = [info.index_to_description(i) for i in range(arch['num_classes'])]
     os.makedirs(a.out, exist_ok=True)
@@ -82,7 +87,7 @@ def main(argv=None):
         logits = wrapped(torch.from_numpy(cand).to(dev)).float().cpu().numpy()
     model = model.cpu()
     top2 = np.sort(logits, axis=1)[:, -2:]
-    keep = np.argsort(-(top2[:, 1] - top2[:, 0]))[:a.selftest_count]
+    keep = np.argsort(-(top2[:, 1] - top2[:, 0]))[: a.selftest_count]
     st_in, st_logits = cand[keep], logits[keep]
     st_in.tofile(os.path.join(a.out, f'{a.name}.selftest.u8'))
     with open(os.path.join(a.out, f'{a.name}.selftest.logits.json'), 'w') as f:
@@ -93,31 +98,54 @@ def main(argv=None):
     artifacts = {}
     for variant in ('fold', 'unfold'):
         fname = f'{a.name}.{variant}.swin'
-        write_engine(os.path.join(a.out, fname), model, variant, a.precision, pre['mean'], pre['std'],
-                     labels=labels, name=a.name, arch=arch, max_batch=a.max_batch)
+        write_engine(
+            os.path.join(a.out, fname),
+            model,
+            variant,
+            a.precision,
+            pre['mean'],
+            pre['std'],
+            labels=labels,
+            name=a.name,
+            arch=arch,
+            max_batch=a.max_batch,
+        )
         artifacts[variant] = {'cuda': fname}
 
     cfg = {
-        'name': a.name, 'version': '1',
+        'name': a.name,
+        'version': '1',
         'description': f'{arch.get("timm_name")} with timm random init (seed {a.seed}), CUDA engine {a.precision}: '
-                       'for benchmarks only',
-        'architecture': arch, 'preprocess': pre, 'labels': labels,
+        'for benchmarks only',
+        'architecture': arch,
+        'preprocess': pre,
+        'labels': labels,
         'input': {'name': 'image', 'datatype': 'UINT8', 'shape': [-1, size, size, 3], 'layout': 'NHWC'},
         'output': {'name': 'logits', 'datatype': 'FP32', 'shape': [-1, arch['num_classes']]},
-        'batching': {'max_batch_size': a.batch_size, 'max_queue_delay_ms': a.queue_delay_ms, 'max_queue_size': 4096,
-                     'instances': a.instances},
-        'default_variant': 'fold', 'artifacts': artifacts,
-        'selftest': {'input': f'{a.name}.selftest.u8', 'count': int(a.selftest_count),
-                     'expected_logits': f'{a.name}.selftest.logits.json',
-                     # The engine file's precision decides; an fp16 file gets the fp16 bound under
-                     # both keys (the backend may report the precision it computes in).
-                     'tolerance': {'fp32': max(tol16, 1e-3) if a.precision == 'fp16' else 1e-3,
-                                   'fp16': max(tol16, 1e-3)}},
+        'batching': {
+            'max_batch_size': a.batch_size,
+            'max_queue_delay_ms': a.queue_delay_ms,
+            'max_queue_size': 4096,
+            'instances': a.instances,
+        },
+        'default_variant': 'fold',
+        'artifacts': artifacts,
+        'selftest': {
+            'input': f'{a.name}.selftest.u8',
+            'count': int(a.selftest_count),
+            'expected_logits': f'{a.name}.selftest.logits.json',
+            # The engine file's precision decides; an fp16 file gets the fp16 bound under
+            # both keys (the backend may report the precision it computes in).
+            'tolerance': {'fp32': max(tol16, 1e-3) if a.precision == 'fp16' else 1e-3, 'fp16': max(tol16, 1e-3)},
+        },
     }
     with open(os.path.join(a.out, 'model.json'), 'w') as f:
         json.dump(cfg, f, indent=1)
-    print(f'[gpu_model_repo] {a.out}: {a.name} fold/unfold {a.precision}, self-test {a.selftest_count} images, '
-          f'min top-1 margin {margin:.4f}, fp16 tolerance {cfg["selftest"]["tolerance"]["fp16"]}', flush=True)
+    print(
+        f'[gpu_model_repo] {a.out}: {a.name} fold/unfold {a.precision}, self-test {a.selftest_count} images, '
+        f'min top-1 margin {margin:.4f}, fp16 tolerance {cfg["selftest"]["tolerance"]["fp16"]}',
+        flush=True,
+    )
     return 0
 
 

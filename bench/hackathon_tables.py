@@ -22,6 +22,7 @@ all of them against PyTorch fp32 eager (TF32 off). Timing: batch 1, median of --
 after --warmup runs; GPU rows are synchronised per run (CUDA events), fps = 1000 / median ms.
 Writes <out>/hackathon.json and <out>/hackathon.md and prints the tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'engines'))
-from swintools.arch import PREPROCESS, build_model, get_arch  # noqa: E402
-from swintools.wrapper import UInt8NHWC, with_runtime_masks  # noqa: E402
+from swintools.arch import PREPROCESS, build_model, get_arch
+from swintools.wrapper import UInt8NHWC, with_runtime_masks
 
 VARIANTS = ('fold', 'unfold')
 
@@ -71,19 +72,27 @@ def max_abs_diff(ref: np.ndarray, out: np.ndarray) -> dict:
     out = out.astype(np.float64)
     ref = ref.astype(np.float64)
     finite = bool(np.isfinite(out).all())
-    return {'max_abs_diff': float(np.max(np.abs(out - ref))) if finite else float('nan'),
-            'top1_agree': float((out.argmax(1) == ref.argmax(1)).mean()), 'finite': finite}
+    return {
+        'max_abs_diff': float(np.max(np.abs(out - ref))) if finite else float('nan'),
+        'top1_agree': float((out.argmax(1) == ref.argmax(1)).mean()),
+        'finite': finite,
+    }
 
 
 class Table:
     def __init__(self):
         self.rows: list[dict] = []
 
-    def add(self, framework: str, precision: str, variant: str, ms: float | None, diff: dict | None,
-            note: str = ''):
-        row = {'framework': framework, 'precision': precision, 'variant': variant,
-               'ms': None if ms is None else round(ms, 4),
-               'fps': None if ms is None else round(1000.0 / ms, 1), **(diff or {}), 'note': note}
+    def add(self, framework: str, precision: str, variant: str, ms: float | None, diff: dict | None, note: str = ''):
+        row = {
+            'framework': framework,
+            'precision': precision,
+            'variant': variant,
+            'ms': None if ms is None else round(ms, 4),
+            'fps': None if ms is None else round(1000.0 / ms, 1),
+            **(diff or {}),
+            'note': note,
+        }
         self.rows.append(row)
         timing = '-' if ms is None else f'{ms:9.3f} ms {1000 / ms:9.1f} fps'
         d = '' if not diff else 'max|d| {:.3e} top1 {:.2f}'.format(diff['max_abs_diff'], diff['top1_agree'])
@@ -92,8 +101,10 @@ class Table:
 
 def pytorch_rows(t: Table, model, pre, img, images, ref, dev, a):
     # fold = timm's module as it is (bias/mask buffers precomputed); unfold = run-time masks.
-    variants = {'fold': UInt8NHWC(model, pre['mean'], pre['std']).to(dev).eval(),
-                'unfold': UInt8NHWC(with_runtime_masks(model), pre['mean'], pre['std']).to(dev).eval()}
+    variants = {
+        'fold': UInt8NHWC(model, pre['mean'], pre['std']).to(dev).eval(),
+        'unfold': UInt8NHWC(with_runtime_masks(model), pre['mean'], pre['std']).to(dev).eval(),
+    }
     x1 = torch.from_numpy(images[:1]).to(dev)
     xs = torch.from_numpy(images).to(dev)
     for variant, w in variants.items():
@@ -108,8 +119,12 @@ def pytorch_rows(t: Table, model, pre, img, images, ref, dev, a):
                 c = torch.compile(w, mode='reduce-overhead')
                 with torch.inference_mode(), torch.autocast('cuda', torch.float16):
                     ms = time_gpu(lambda: c(x1), max(a.warmup, 5), a.iters, dev)
-                    out = np.concatenate([c(torch.from_numpy(images[i:i + 1]).to(dev)).float().cpu().numpy()
-                                          for i in range(len(images))])
+                    out = np.concatenate(
+                        [
+                            c(torch.from_numpy(images[i : i + 1]).to(dev)).float().cpu().numpy()
+                            for i in range(len(images))
+                        ]
+                    )
                 t.add('pytorch', 'compile fp16', variant, ms, max_abs_diff(ref, out), 'reduce-overhead')
             except Exception as err:  # report, keep going
                 t.add('pytorch', 'compile fp16', variant, None, None, f'failed: {err}'[:200])
@@ -118,6 +133,7 @@ def pytorch_rows(t: Table, model, pre, img, images, ref, dev, a):
 def onnx_rows(t: Table, model, pre, img, images, ref, a):
     import onnxruntime as ort
     from swintools.export import export_variant
+
     providers = ort.get_available_providers()
     ep = 'CUDAExecutionProvider' if 'CUDAExecutionProvider' in providers else 'CPUExecutionProvider'
     os.makedirs(a.out, exist_ok=True)
@@ -130,7 +146,7 @@ def onnx_rows(t: Table, model, pre, img, images, ref, a):
         sess = ort.InferenceSession(path, so, providers=[ep])
         x1 = images[:1]
         ms = time_gpu(lambda: sess.run(['logits'], {'image': x1}), a.warmup, a.ort_iters, torch.device('cpu'))
-        out = np.concatenate([sess.run(['logits'], {'image': images[i:i + 1]})[0] for i in range(len(images))])
+        out = np.concatenate([sess.run(['logits'], {'image': images[i : i + 1]})[0] for i in range(len(images))])
         note = ep.replace('ExecutionProvider', '') + (f', {os.cpu_count()} cores' if ep.startswith('CPU') else '')
         t.add('onnxruntime', 'fp32', variant, ms, max_abs_diff(ref, out), note)
 
@@ -150,8 +166,17 @@ def engine_rows(t: Table, model, arch, pre, images, ref, dev, a):
         for variant in VARIANTS:
             try:
                 path = os.path.join(a.out, f'{a.arch}.{variant}.{prec}.swin')
-                write_engine(path, cpu_model, variant, prec, pre['mean'], pre['std'], name=a.arch, arch=arch,
-                             max_batch=len(images))
+                write_engine(
+                    path,
+                    cpu_model,
+                    variant,
+                    prec,
+                    pre['mean'],
+                    pre['std'],
+                    name=a.arch,
+                    arch=arch,
+                    max_batch=len(images),
+                )
                 eng = Engine(path, max_batch=len(images))
                 try:
                     ms = time_gpu(lambda: eng.infer(x1), a.warmup, a.iters, dev)
@@ -169,10 +194,13 @@ def to_markdown(meta: dict, rows: list[dict]) -> str:
         v = r.get(key)
         return '-' if v is None or (isinstance(v, float) and v != v) else fmt.format(v)
 
-    lines = [f"`{meta['arch']}`, batch 1, {meta['device_name']}; "
-             f"max abs diff over {meta['images']} random images against PyTorch fp32 eager.", '',
-             '| framework | precision | fps fold | fps unfold | max abs diff fold | max abs diff unfold | note |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+        f"`{meta['arch']}`, batch 1, {meta['device_name']}; "
+        f"max abs diff over {meta['images']} random images against PyTorch fp32 eager.",
+        '',
+        '| framework | precision | fps fold | fps unfold | max abs diff fold | max abs diff unfold | note |',
+        '|---|---|---|---|---|---|---|',
+    ]
     keys = []
     for r in rows:
         k = (r['framework'], r['precision'])
@@ -182,8 +210,10 @@ def to_markdown(meta: dict, rows: list[dict]) -> str:
         by = {r['variant']: r for r in rows if (r['framework'], r['precision']) == (fw, prec)}
         f, u = by.get('fold', {}), by.get('unfold', {})
         notes = '; '.join(sorted({r['note'] for r in by.values() if r.get('note')}))
-        lines.append(f"| {fw} | {prec} | {cell(f, 'fps', '{:.1f}')} | {cell(u, 'fps', '{:.1f}')} | "
-                     f"{cell(f, 'max_abs_diff', '{:.2e}')} | {cell(u, 'max_abs_diff', '{:.2e}')} | {notes} |")
+        lines.append(
+            f"| {fw} | {prec} | {cell(f, 'fps', '{:.1f}')} | {cell(u, 'fps', '{:.1f}')} | "
+            f"{cell(f, 'max_abs_diff', '{:.2e}')} | {cell(u, 'max_abs_diff', '{:.2e}')} | {notes} |"
+        )
     return '\n'.join(lines) + '\n'
 
 
@@ -210,18 +240,37 @@ def main(argv=None):
     model = build_model(arch, seed=a.seed)
     if a.checkpoint:
         from swintools.checkpoint import load_checkpoint
+
         load_checkpoint(model, a.checkpoint)
     model = model.to(dev).eval()
     images = np.random.default_rng(a.seed).integers(0, 256, (a.images, img, img, 3), dtype=np.uint8)
     with torch.inference_mode():
-        ref = UInt8NHWC(model, pre['mean'], pre['std']).to(dev).eval()(torch.from_numpy(images).to(dev)).float().cpu().numpy()
+        ref = (
+            UInt8NHWC(model, pre['mean'], pre['std'])
+            .to(dev)
+            .eval()(torch.from_numpy(images).to(dev))
+            .float()
+            .cpu()
+            .numpy()
+        )
 
     import onnxruntime as ort
-    meta = {'arch': a.arch, 'batch': 1, 'images': a.images, 'seed': a.seed, 'device': str(dev),
-            'device_name': torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or 'cpu',
-            'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'onnxruntime': ort.__version__,
-            'ort_providers': ort.get_available_providers(), 'iters': a.iters, 'warmup': a.warmup,
-            'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}
+
+    meta = {
+        'arch': a.arch,
+        'batch': 1,
+        'images': a.images,
+        'seed': a.seed,
+        'device': str(dev),
+        'device_name': torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or 'cpu',
+        'cpu_count': os.cpu_count(),
+        'torch': torch.__version__,
+        'onnxruntime': ort.__version__,
+        'ort_providers': ort.get_available_providers(),
+        'iters': a.iters,
+        'warmup': a.warmup,
+        'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()),
+    }
     print(json.dumps(meta), flush=True)
     t = Table()
     # `timeout` sends SIGTERM: turn it into SystemExit so the rows measured so far are written.

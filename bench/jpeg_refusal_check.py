@@ -6,6 +6,7 @@ reply against its manifest: a damaged JPEG gets the same 4xx code whichever deco
 
 Prints one line per case and a verdict; exits 1 when any reply differs. Standard library only.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -18,6 +18,7 @@ most --batch-wait-ms for more) into one forward: the naive batcher most hand-wri
 servers grow. With --compile, batches are padded to the next power of two so only a
 few shapes compile (all compiled at start-up).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,17 @@ from aiohttp import web
 from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'engines'))
-from swintools.arch import PREPROCESS, build_model, get_arch  # noqa: E402
-from swintools.wrapper import UInt8NHWC  # noqa: E402
+from swintools.arch import PREPROCESS, build_model, get_arch
+from swintools.wrapper import UInt8NHWC
 
-PIL_KERNEL = {'nearest': Image.NEAREST, 'linear': Image.BILINEAR, 'cubic': Image.BICUBIC,
-              'mitchell': Image.BICUBIC, 'lanczos2': Image.LANCZOS, 'lanczos3': Image.LANCZOS}
+PIL_KERNEL = {
+    'nearest': Image.NEAREST,
+    'linear': Image.BILINEAR,
+    'cubic': Image.BICUBIC,
+    'mitchell': Image.BICUBIC,
+    'lanczos2': Image.LANCZOS,
+    'lanczos3': Image.LANCZOS,
+}
 
 
 def load_model(args) -> tuple[torch.nn.Module, dict, dict, list[str], str]:
@@ -51,10 +58,13 @@ def load_model(args) -> tuple[torch.nn.Module, dict, dict, list[str], str]:
         arch, pre, labels, name = cfg['architecture'], cfg['preprocess'], cfg['labels'], cfg['name']
         model = build_model(arch, seed=None)
         weights = args.checkpoint or next(
-            (os.path.join(args.model_dir, n) for n in sorted(os.listdir(args.model_dir)) if n.endswith('.safetensors')), None)
+            (os.path.join(args.model_dir, n) for n in sorted(os.listdir(args.model_dir)) if n.endswith('.safetensors')),
+            None,
+        )
         if weights is None:
             raise SystemExit(f'{args.model_dir} has no .safetensors weights; pass --checkpoint')
         from swintools.checkpoint import load_checkpoint
+
         load_checkpoint(model, weights)
     else:
         arch = get_arch(args.arch)
@@ -62,10 +72,12 @@ def load_model(args) -> tuple[torch.nn.Module, dict, dict, list[str], str]:
         model = build_model(arch, seed=0)
         if args.checkpoint:
             from swintools.checkpoint import load_checkpoint
+
             load_checkpoint(model, args.checkpoint)
         name = args.arch
         if arch['num_classes'] == 1000:
             from timm.data import ImageNetInfo
+
             info = ImageNetInfo()
             labels = [info.index_to_description(i) for i in range(1000)]
         else:
@@ -108,16 +120,20 @@ class Runner:
         # 1, 2, 4, ... below max_batch, then max_batch itself
         self.buckets = sorted({1 << k for k in range(16) if 1 << k < self.max_batch} | {self.max_batch})
         t0 = time.time()
+
         # Warm up (and compile) on the forward thread itself: requests run there, and a
         # graph compiled on another thread was seen to recompile or stall on its first call.
         def warm():
-            for b in (self.buckets if args.compile else [1, self.max_batch]):
+            for b in self.buckets if args.compile else [1, self.max_batch]:
                 for _ in range(3):
                     self._forward(np.zeros((b, size, size, 3), np.uint8))
+
         self.gpu.submit(warm).result()
-        print(f'baseline: {self.name} on {self.device} ({"torch.compile " + args.compile_mode if args.compile else "eager"}'
-              f'{", fp16 autocast" if self.half else ", fp32"}), max batch {self.max_batch}, warm-up {time.time() - t0:.1f}s',
-              flush=True)
+        print(
+            f'baseline: {self.name} on {self.device} ({"torch.compile " + args.compile_mode if args.compile else "eager"}'
+            f'{", fp16 autocast" if self.half else ", fp32"}), max batch {self.max_batch}, warm-up {time.time() - t0:.1f}s',
+            flush=True,
+        )
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
@@ -157,8 +173,10 @@ class NaiveBatcher:
             while len(items) < self.runner.max_batch:
                 timeout = deadline - time.monotonic()
                 try:
-                    items.append(self.queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self.queue.get(), timeout))
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    items.append(
+                        self.queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self.queue.get(), timeout)
+                    )
+                except (TimeoutError, asyncio.QueueEmpty):
                     break
             try:
                 probs = await self.runner.forward(np.stack([p for p, _ in items]))
@@ -199,11 +217,20 @@ def make_app(runner: Runner, args) -> web.Application:
         t2 = time.perf_counter()
         idx = np.argsort(-probs)[:top_k]
         preds = [{'label': runner.labels[i], 'index': int(i), 'score': float(probs[i])} for i in idx]
-        return web.json_response({
-            'model': runner.name, 'variant': 'compile' if runner.compiled else 'eager', 'backend': 'pytorch',
-            'predictions': [preds],
-            'timings': {'preprocess_ms': (t1 - t0) * 1e3, 'queue_ms': 0.0, 'inference_ms': (t2 - t1) * 1e3,
-                        'total_ms': (time.perf_counter() - t0) * 1e3}})
+        return web.json_response(
+            {
+                'model': runner.name,
+                'variant': 'compile' if runner.compiled else 'eager',
+                'backend': 'pytorch',
+                'predictions': [preds],
+                'timings': {
+                    'preprocess_ms': (t1 - t0) * 1e3,
+                    'queue_ms': 0.0,
+                    'inference_ms': (t2 - t1) * 1e3,
+                    'total_ms': (time.perf_counter() - t0) * 1e3,
+                },
+            }
+        )
 
     async def ready(_request):
         return web.json_response({'ready': True})
@@ -222,12 +249,16 @@ def make_app(runner: Runner, args) -> web.Application:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--model-dir', help='model repository folder (model.json + .safetensors), e.g. engines/models/swin-fmnist')
+    src.add_argument(
+        '--model-dir', help='model repository folder (model.json + .safetensors), e.g. engines/models/swin-fmnist'
+    )
     src.add_argument('--arch', help='swintools preset, e.g. swin_tiny (random weights unless --checkpoint)')
     p.add_argument('--checkpoint', help='weights (.safetensors/.pth) for --arch, or instead of the model dir\'s')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
-    p.add_argument('--compile-mode', default='default', help='torch.compile mode (default, reduce-overhead, max-autotune)')
+    p.add_argument(
+        '--compile-mode', default='default', help='torch.compile mode (default, reduce-overhead, max-autotune)'
+    )
     p.add_argument('--half', action='store_true', help='fp16 autocast (default fp32)')
     p.add_argument('--max-batch', type=int, default=1, help='naive batching up to N requests (default 1: none)')
     p.add_argument('--batch-wait-ms', type=float, default=2.0, help='longest wait for a batch to fill (default 2)')

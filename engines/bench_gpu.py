@@ -12,6 +12,7 @@ init (speed does not depend on the values; no zeros are timed: the input is rand
 torch.compile is run only for the (model, batch) cases named by --compile (each shape compiles
 for ~1 min). Needs build/cuda/libswin_cuda_capi.so (cmake -S addon/cuda -B build/cuda).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,24 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from swintools.arch import PREPROCESS, build_model, get_arch  # noqa: E402
-from swintools.cuda_engine import Engine, EngineError, write_engine  # noqa: E402
+from swintools.arch import PREPROCESS, build_model, get_arch
+from swintools.cuda_engine import Engine, EngineError, write_engine
 
 MODELS = ['swin_tiny', 'swin_small', 'swin_base', 'swinv2_tiny', 'swinv2_small', 'swinv2_base_w16']
 BACKENDS = ['eager_fp32', 'eager_fp16', 'compile_fp16', 'engine_fold', 'engine_unfold']
-RUN_ORDER = ['engine_fold', 'engine_unfold', 'eager_fp32', 'eager_fp16', 'compile_fp16']  # engine first: compiler workers stay out of its timings
+RUN_ORDER = [
+    'engine_fold',
+    'engine_unfold',
+    'eager_fp32',
+    'eager_fp16',
+    'compile_fp16',
+]  # engine first: compiler workers stay out of its timings
 
 
 class Normalised(torch.nn.Module):
@@ -78,6 +86,7 @@ def bench_model(name, batches, compile_batches, iters, tmp, log):
         os.remove(path)
     m32 = Normalised(model, pre['mean'], pre['std'], torch.float32).cuda().eval()
     import copy
+
     m16 = Normalised(copy.deepcopy(model).half(), pre['mean'], pre['std'], torch.float16).cuda().eval()
     compiled = None
     dead = set()  # backends that ran out of memory at a smaller batch
@@ -92,9 +101,9 @@ def bench_model(name, batches, compile_batches, iters, tmp, log):
                     continue
                 try:
                     if be == 'eager_fp32':
-                        res[be] = time_fn(lambda: m32(images), 2, it)
+                        res[be] = time_fn(partial(m32, images), 2, it)
                     elif be == 'eager_fp16':
-                        res[be] = time_fn(lambda: m16(images), 2, it)
+                        res[be] = time_fn(partial(m16, images), 2, it)
                     elif be == 'compile_fp16':
                         if n not in compile_batches:
                             res[be] = None
@@ -105,7 +114,7 @@ def bench_model(name, batches, compile_batches, iters, tmp, log):
                         for _ in range(3):
                             compiled(images)
                         log(f'  compile {name} b{n}: {time.time() - t0:.0f} s')
-                        res[be] = time_fn(lambda: compiled(images), 3, it)
+                        res[be] = time_fn(partial(compiled, images), 3, it)
                     else:
                         eng = engines[be.split('_')[1]]
                         eng.infer(images)
@@ -119,11 +128,22 @@ def bench_model(name, batches, compile_batches, iters, tmp, log):
                     torch.cuda.empty_cache()
         for be in BACKENDS:
             v = res.get(be)
-            rows.append({'model': name, 'batch': n, 'backend': be, 'ms': v if isinstance(v, float) else None,
-                         'images_per_s': n * 1000 / v if isinstance(v, float) else None,
-                         'note': v if isinstance(v, str) else None})
-        log(f'{name:16s} b{n:<4d} ' + '  '.join(
-            f'{be}={res[be]:.3f}ms' if isinstance(res.get(be), float) else f'{be}={res.get(be)}' for be in BACKENDS))
+            rows.append(
+                {
+                    'model': name,
+                    'batch': n,
+                    'backend': be,
+                    'ms': v if isinstance(v, float) else None,
+                    'images_per_s': n * 1000 / v if isinstance(v, float) else None,
+                    'note': v if isinstance(v, str) else None,
+                }
+            )
+        log(
+            f'{name:16s} b{n:<4d} '
+            + '  '.join(
+                f'{be}={res[be]:.3f}ms' if isinstance(res.get(be), float) else f'{be}={res.get(be)}' for be in BACKENDS
+            )
+        )
         del images
     for e in engines.values():
         e.close()
@@ -136,6 +156,7 @@ def profile(name, n, tmp, log):
     """Per-kernel GPU time of one engine forward (fp16 fold, eager launches, no graph)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as tprof
+
     arch = get_arch(name)
     pre = PREPROCESS[name]
     path = os.path.join(tmp, f'{name}.prof.swin')
@@ -164,15 +185,30 @@ def profile(name, n, tmp, log):
         if ev.device_type.name != 'CUDA':
             continue
         k = ev.name
-        mine = [x for x in ('windowAttention', 'layerNorm', 'patchMerge', 'finalNormPool', 'patchEmbed', 'toFloat',
-                            'biasGelu', 'addBias', 'naiveGemm') if x in k]
+        mine = [
+            x
+            for x in (
+                'windowAttention',
+                'layerNorm',
+                'patchMerge',
+                'finalNormPool',
+                'patchEmbed',
+                'toFloat',
+                'biasGelu',
+                'addBias',
+                'naiveGemm',
+            )
+            if x in k
+        ]
         key = mine[0] if mine else ('memcpy' if 'emcpy' in k else 'gemm (cuBLASLt)')
         g = groups.setdefault(key, [0.0, 0])
         g[0] += ev.device_time_total / 5
         g[1] += 1
     total = sum(v[0] for v in groups.values())
-    log(f'profile {name} b{n} (fp16 fold): sum of kernel times {total / 1000:.3f} ms per forward; '
-        f'forward with eager launches {eager_ms:.3f} ms, with the CUDA graph {graph_ms:.3f} ms')
+    log(
+        f'profile {name} b{n} (fp16 fold): sum of kernel times {total / 1000:.3f} ms per forward; '
+        f'forward with eager launches {eager_ms:.3f} ms, with the CUDA graph {graph_ms:.3f} ms'
+    )
     for k, (us, cnt) in sorted(groups.items(), key=lambda kv: -kv[1][0])[:12]:
         log(f'  {k:42s} {us:9.1f} us  {cnt // 5:4d} launches')
 
@@ -195,13 +231,22 @@ def table(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', default=','.join(MODELS))
-    p.add_argument('--batches', default='1,8,32,64,128,256,512',
-                   help='batch sizes; the last is the largest tried (OOM is recorded, not fatal)')
-    p.add_argument('--compile', default='swin_tiny:1,swin_tiny:128,swinv2_base_w16:1,swinv2_base_w16:64',
-                   help='model:batch cases for torch.compile ("none" to skip)')
+    p.add_argument(
+        '--batches',
+        default='1,8,32,64,128,256,512',
+        help='batch sizes; the last is the largest tried (OOM is recorded, not fatal)',
+    )
+    p.add_argument(
+        '--compile',
+        default='swin_tiny:1,swin_tiny:128,swinv2_base_w16:1,swinv2_base_w16:64',
+        help='model:batch cases for torch.compile ("none" to skip)',
+    )
     p.add_argument('--iters', type=int, default=20)
-    p.add_argument('--profile', default='swin_tiny:1,swinv2_base_w16:1,swin_tiny:128',
-                   help='model:batch cases for a per-kernel breakdown ("none" to skip)')
+    p.add_argument(
+        '--profile',
+        default='swin_tiny:1,swinv2_base_w16:1,swin_tiny:128',
+        help='model:batch cases for a per-kernel breakdown ("none" to skip)',
+    )
     p.add_argument('--out', default='build/bench_gpu.json')
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(',')]
@@ -214,9 +259,15 @@ def main(argv=None):
     rows = []
     t0 = time.time()
     props = torch.cuda.get_device_properties(0)
-    meta = {'device': props.name, 'sms': props.multi_processor_count, 'torch': torch.__version__,
-            'cuda': torch.version.cuda, 'command': 'python engines/bench_gpu.py ' + ' '.join(argv or sys.argv[1:]),
-            'compile_mode': 'reduce-overhead', 'eager_fp32_matmul_tf32': torch.backends.cuda.matmul.allow_tf32}
+    meta = {
+        'device': props.name,
+        'sms': props.multi_processor_count,
+        'torch': torch.__version__,
+        'cuda': torch.version.cuda,
+        'command': 'python engines/bench_gpu.py ' + ' '.join(argv or sys.argv[1:]),
+        'compile_mode': 'reduce-overhead',
+        'eager_fp32_matmul_tf32': torch.backends.cuda.matmul.allow_tf32,
+    }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if args.profile != 'none':
         for c in args.profile.split(','):

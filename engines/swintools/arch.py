@@ -4,6 +4,7 @@ An architecture is a plain dict with exactly the fields of `ArchitectureConfig` 
 src/model-config.ts (family, timm_name, img_size, patch_size, window_size, embed_dim,
 depths, num_heads, mlp_ratio, num_classes), so the same dict goes into model.json.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,9 +23,16 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 def _arch(family, timm_name, img, window, embed, depths, heads, classes=1000, patch=4):
     return {
-        'family': family, 'timm_name': timm_name, 'img_size': img, 'patch_size': patch,
-        'window_size': window, 'embed_dim': embed, 'depths': list(depths),
-        'num_heads': list(heads), 'mlp_ratio': 4.0, 'num_classes': classes,
+        'family': family,
+        'timm_name': timm_name,
+        'img_size': img,
+        'patch_size': patch,
+        'window_size': window,
+        'embed_dim': embed,
+        'depths': list(depths),
+        'num_heads': list(heads),
+        'mlp_ratio': 4.0,
+        'num_classes': classes,
     }
 
 
@@ -48,12 +56,22 @@ for _name, _a in PRESETS.items():
     if _name == 'swin-fmnist':
         # Mean/std of Fashion-MNIST pixels (train set) on the 0..1 scale; sharp's linear
         # kernel is reproduced exactly in torch (fmnist.py), so training sees what serving sees.
-        PREPROCESS[_name] = {'mode': 'squash', 'resize': 256, 'crop': 256, 'kernel': 'linear',
-                             'mean': [0.2860] * 3, 'std': [0.3530] * 3}
+        PREPROCESS[_name] = {
+            'mode': 'squash',
+            'resize': 256,
+            'crop': 256,
+            'kernel': 'linear',
+            'mean': [0.2860] * 3,
+            'std': [0.3530] * 3,
+        }
         continue
     PREPROCESS[_name] = {
-        'mode': 'shorter_side_crop', 'resize': int(_a['img_size'] / 0.9), 'crop': _a['img_size'],
-        'kernel': 'cubic', 'mean': IMAGENET_MEAN, 'std': IMAGENET_STD,
+        'mode': 'shorter_side_crop',
+        'resize': int(_a['img_size'] / 0.9),
+        'crop': _a['img_size'],
+        'kernel': 'cubic',
+        'mean': IMAGENET_MEAN,
+        'std': IMAGENET_STD,
     }
 
 
@@ -74,9 +92,15 @@ def build_model(arch: ArchDict, seed: int | None = 0, device: str | torch.device
     """timm model for `arch`, in eval mode. With `seed`, the random init is reproducible.
     `extra` goes to the timm constructor (e.g. drop_path_rate for training)."""
     kwargs = dict(
-        img_size=arch['img_size'], patch_size=arch['patch_size'], window_size=arch['window_size'],
-        embed_dim=arch['embed_dim'], depths=tuple(arch['depths']), num_heads=tuple(arch['num_heads']),
-        mlp_ratio=arch.get('mlp_ratio', 4.0), num_classes=arch['num_classes'], **extra,
+        img_size=arch['img_size'],
+        patch_size=arch['patch_size'],
+        window_size=arch['window_size'],
+        embed_dim=arch['embed_dim'],
+        depths=tuple(arch['depths']),
+        num_heads=tuple(arch['num_heads']),
+        mlp_ratio=arch.get('mlp_ratio', 4.0),
+        num_classes=arch['num_classes'],
+        **extra,
     )
     if seed is not None:
         torch.manual_seed(seed)

@@ -10,10 +10,11 @@ Key layouts:
       plus buffers relative_position_index / relative_coords_table / attn_mask;
   timm (>= 0.9):        head.fc.weight, layers.<i+1>.downsample.* before stage i+1.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -26,8 +27,7 @@ class CheckpointMismatch(ValueError):
     def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str]):
         self.missing, self.unexpected, self.shapes = missing, unexpected, shapes
         parts = [f'checkpoint {source} does not match the model:']
-        for title, keys in (('missing keys', missing), ('unexpected keys', unexpected),
-                            ('shape mismatches', shapes)):
+        for title, keys in (('missing keys', missing), ('unexpected keys', unexpected), ('shape mismatches', shapes)):
             if keys:
                 shown = ', '.join(keys[:20]) + (f', ... ({len(keys) - 20} more)' if len(keys) > 20 else '')
                 parts.append(f'{len(keys)} {title}: {shown}')
@@ -38,15 +38,18 @@ def read_state_dict(path: str, allow_pickle: bool = False) -> dict[str, torch.Te
     """Tensors of a .safetensors or torch file (weights under 'model', 'state_dict' or top level)."""
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
+
         return load_file(path, device='cpu')
     try:
         obj = torch.load(path, map_location='cpu', weights_only=not allow_pickle)
-    except Exception as err:  # noqa: BLE001 - re-raised with advice
+    except Exception as err:
         if allow_pickle:
             raise
-        raise ValueError(f'{path}: cannot be read with weights_only=True ({err}). Official training '
-                         'checkpoints that also hold optimizer/config objects need --allow-pickle '
-                         '(only for files you trust).') from err
+        raise ValueError(
+            f'{path}: cannot be read with weights_only=True ({err}). Official training '
+            'checkpoints that also hold optimizer/config objects need --allow-pickle '
+            '(only for files you trust).'
+        ) from err
     for key in ('model', 'state_dict', 'model_ema'):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -58,7 +61,7 @@ def read_state_dict(path: str, allow_pickle: bool = False) -> dict[str, torch.Te
 
 def to_timm_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Renames official keys to timm's; timm-layout input passes through unchanged."""
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    state = {k[len('module.') :] if k.startswith('module.') else k: v for k, v in state.items()}
     official = 'head.fc.weight' not in state and 'head.weight' in state
     out = {}
     for k, v in state.items():
@@ -67,12 +70,14 @@ def to_timm_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
         if official:
             k = re.sub(r'^layers\.(\d+)\.downsample', lambda m: f'layers.{int(m.group(1)) + 1}.downsample', k)
             if k.startswith('head.'):
-                k = 'head.fc.' + k[len('head.'):]
+                k = 'head.fc.' + k[len('head.') :]
         out[k] = v
     return out
 
 
-def load_checkpoint(model: nn.Module, source: str | Mapping[str, torch.Tensor], allow_pickle: bool = False) -> nn.Module:
+def load_checkpoint(
+    model: nn.Module, source: str | Mapping[str, torch.Tensor], allow_pickle: bool = False
+) -> nn.Module:
     """Loads weights into `model` strictly. `source`: a file path or a state dict."""
     name = source if isinstance(source, str) else '<state dict>'
     state = read_state_dict(source, allow_pickle) if isinstance(source, str) else dict(source)
@@ -80,8 +85,11 @@ def load_checkpoint(model: nn.Module, source: str | Mapping[str, torch.Tensor], 
     own = {k: v for k, v in model.state_dict().items() if k.rsplit('.', 1)[-1] not in DERIVED_BUFFERS}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f'{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
-                    for k in set(own) & set(state) if state[k].shape != own[k].shape)
+    shapes = sorted(
+        f'{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
     if missing or unexpected or shapes:
         raise CheckpointMismatch(name, missing, unexpected, shapes)
     result = model.load_state_dict(state, strict=False)
@@ -97,6 +105,6 @@ def to_official_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     for k, v in state.items():
         k = re.sub(r'^layers\.(\d+)\.downsample', lambda m: f'layers.{int(m.group(1)) - 1}.downsample', k)
         if k.startswith('head.fc.'):
-            k = 'head.' + k[len('head.fc.'):]
+            k = 'head.' + k[len('head.fc.') :]
         out[k] = v
     return out

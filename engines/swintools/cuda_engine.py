@@ -21,8 +21,10 @@ the engine's layout and precision (see docs/cuda-engine.md for every name):
 The Engine class below loads libswin_cuda_capi.so (built by `cmake -S addon/cuda -B build/cuda`;
 override with SWIN_CUDA_CAPI=/path/lib.so) for tests and benchmarks in the PyTorch process.
 """
+
 from __future__ import annotations
 
+import contextlib
 import argparse
 import ctypes
 import json
@@ -42,6 +44,7 @@ PRECISIONS = ('fp16', 'fp32')
 
 def _is_v2(model: nn.Module) -> bool:
     from timm.models.swin_transformer_v2 import SwinTransformerV2
+
     return isinstance(model, SwinTransformerV2)
 
 
@@ -136,7 +139,7 @@ def engine_tensors(model: nn.Module, variant: str, precision: str) -> tuple[dict
                     t = nn.functional.linear(torch.relu(t), fc2.weight.double())
                     bias = 16 * torch.sigmoid(t[index].view(N, N, heads).permute(2, 0, 1))
                     put(bp + 'attn_bias', bias)
-                    put(bp + 'logit_scale', torch.clamp(raw_ls.double(), max=math.log(1. / 0.01)).exp(), torch.float32)
+                    put(bp + 'logit_scale', torch.clamp(raw_ls.double(), max=math.log(1.0 / 0.01)).exp(), torch.float32)
                 else:
                     put(bp + 'cpb_coords', coords, torch.float32)
                     put(bp + 'cpb_fc1.weight', fc1.weight, torch.float32)
@@ -149,8 +152,17 @@ def engine_tensors(model: nn.Module, variant: str, precision: str) -> tuple[dict
             if masks[0] is None:
                 raise ValueError('shifted block without a precomputed attn_mask (dynamic_mask models unsupported)')
             put(sp + 'attn_mask', masks[0])
-        stages.append({'dim': int(dim), 'depth': len(blocks), 'heads': int(heads), 'resolution': list(res),
-                       'window': ws, 'shifts': shifts, 'downsample': downsample})
+        stages.append(
+            {
+                'dim': int(dim),
+                'depth': len(blocks),
+                'heads': int(heads),
+                'resolution': list(res),
+                'window': ws,
+                'shifts': shifts,
+                'downsample': downsample,
+            }
+        )
 
     put('norm.weight', model.norm.weight)
     put('norm.bias', model.norm.bias)
@@ -163,36 +175,73 @@ def engine_tensors(model: nn.Module, variant: str, precision: str) -> tuple[dict
     put('head.bias', fc.bias)
     img = pe.img_size if hasattr(pe, 'img_size') else None
     geometry = {
-        'family': 'swinv2' if v2 else 'swin', 'variant': variant, 'precision': precision,
-        'img_size': [int(img[0]), int(img[1])], 'patch_size': int(P), 'embed_dim': int(C0),
-        'num_classes': int(fc.weight.shape[0]), 'ln_eps': float(eps), 'patch_norm': patch_norm, 'stages': stages,
+        'family': 'swinv2' if v2 else 'swin',
+        'variant': variant,
+        'precision': precision,
+        'img_size': [int(img[0]), int(img[1])],
+        'patch_size': int(P),
+        'embed_dim': int(C0),
+        'num_classes': int(fc.weight.shape[0]),
+        'ln_eps': float(eps),
+        'patch_norm': patch_norm,
+        'stages': stages,
     }
     return out, geometry
 
 
-def write_engine(path: str, model: nn.Module, variant: str, precision: str, mean, std, labels=None,
-                 name: str | None = None, arch: dict | None = None, max_batch: int = 128) -> dict:
+def write_engine(
+    path: str,
+    model: nn.Module,
+    variant: str,
+    precision: str,
+    mean,
+    std,
+    labels=None,
+    name: str | None = None,
+    arch: dict | None = None,
+    max_batch: int = 128,
+) -> dict:
     """Writes the engine file; returns its metadata document."""
     from safetensors.torch import save_file
+
     tensors, geo = engine_tensors(model, variant, precision)
     classes = geo['num_classes']
-    meta = {'format': FORMAT, 'format_version': FORMAT_VERSION, 'name': name or geo['family'], **geo,
-            'max_batch': int(max_batch),
-            'preprocess': {'mean': [float(m) for m in mean], 'std': [float(s) for s in std], 'input_scale': 1 / 255},
-            'input': {'layout': 'NHWC', 'dtype': 'uint8', 'height': geo['img_size'][0], 'width': geo['img_size'][1],
-                      'channels': 3},
-            'labels': list(labels) if labels else [f'class_{i}' for i in range(classes)],
-            'architecture': arch or {}}
+    meta = {
+        'format': FORMAT,
+        'format_version': FORMAT_VERSION,
+        'name': name or geo['family'],
+        **geo,
+        'max_batch': int(max_batch),
+        'preprocess': {'mean': [float(m) for m in mean], 'std': [float(s) for s in std], 'input_scale': 1 / 255},
+        'input': {
+            'layout': 'NHWC',
+            'dtype': 'uint8',
+            'height': geo['img_size'][0],
+            'width': geo['img_size'][1],
+            'channels': 3,
+        },
+        'labels': list(labels) if labels else [f'class_{i}' for i in range(classes)],
+        'architecture': arch or {},
+    }
     if len(meta['labels']) != classes:
         raise ValueError(f'{len(meta["labels"])} labels for {classes} classes')
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(tensors, path, metadata={'swin_engine': json.dumps(meta), 'format': FORMAT,
-                                       'format_version': str(FORMAT_VERSION), 'variant': variant,
-                                       'precision': precision})
+    save_file(
+        tensors,
+        path,
+        metadata={
+            'swin_engine': json.dumps(meta),
+            'format': FORMAT,
+            'format_version': str(FORMAT_VERSION),
+            'variant': variant,
+            'precision': precision,
+        },
+    )
     return meta
 
 
 # --------------------------------------------------------------------------- runtime (ctypes)
+
 
 def _find_capi() -> str:
     env = os.environ.get('SWIN_CUDA_CAPI')
@@ -203,8 +252,10 @@ def _find_capi() -> str:
         p = os.path.join(root, cand)
         if os.path.exists(p):
             return p
-    raise FileNotFoundError('libswin_cuda_capi.so not found: build it with `cmake -S addon/cuda -B build/cuda && '
-                            'cmake --build build/cuda -j` or set SWIN_CUDA_CAPI')
+    raise FileNotFoundError(
+        'libswin_cuda_capi.so not found: build it with `cmake -S addon/cuda -B build/cuda && '
+        'cmake --build build/cuda -j` or set SWIN_CUDA_CAPI'
+    )
 
 
 _lib = None
@@ -218,10 +269,13 @@ def capi() -> ctypes.CDLL:
     lib = ctypes.CDLL(_find_capi())
     P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     sig = {
-        'swin_last_error': ([], ctypes.c_char_p), 'swin_last_error_code': ([], ctypes.c_char_p),
+        'swin_last_error': ([], ctypes.c_char_p),
+        'swin_last_error_code': ([], ctypes.c_char_p),
         'swin_engine_open': ([ctypes.c_char_p, I, I, I, I, ctypes.c_char_p], P),
-        'swin_engine_close': ([P], None), 'swin_engine_info': ([P, P], I),
-        'swin_engine_infer': ([P, P, I, P], I), 'swin_engine_infer_device': ([P, P, I, P, P], I),
+        'swin_engine_close': ([P], None),
+        'swin_engine_info': ([P, P], I),
+        'swin_engine_infer': ([P, P, I, P], I),
+        'swin_engine_infer_device': ([P, P, I, P, P], I),
         'swin_engine_time': ([P, I, I, I, P], I),
         'swin_k_patch_embed': ([I, P, P, I, I, I, I, P, P], I),
         'swin_k_layernorm': ([I, P, P, P, P, I, I, F, I], I),
@@ -257,11 +311,17 @@ def check(rc: int):
 class Engine:
     """A loaded engine file; infer() takes a uint8 [n, H, W, 3] CUDA tensor, returns fp32 logits."""
 
-    def __init__(self, path: str, device: int = 0, max_batch: int = 0, instances: int = 1,
-                 graphs: bool = True, precision: str = ''):
+    def __init__(
+        self,
+        path: str,
+        device: int = 0,
+        max_batch: int = 0,
+        instances: int = 1,
+        graphs: bool = True,
+        precision: str = '',
+    ):
         lib = capi()
-        self.handle = lib.swin_engine_open(path.encode(), device, max_batch, instances, int(graphs),
-                                           precision.encode())
+        self.handle = lib.swin_engine_open(path.encode(), device, max_batch, instances, int(graphs), precision.encode())
         if not self.handle:
             raise EngineError(lib.swin_last_error_code().decode(), lib.swin_last_error().decode())
         info = (ctypes.c_int * 6)()
@@ -277,8 +337,9 @@ class Engine:
         check(capi().swin_engine_infer_device(self.handle, images.data_ptr(), n, out.data_ptr(), stream))
         return out
 
-    def infer_host(self, images) -> 'Any':
+    def infer_host(self, images) -> Any:
         import numpy as np
+
         images = np.ascontiguousarray(images, dtype=np.uint8)
         n = images.shape[0]
         out = np.empty((n, self.num_classes), dtype=np.float32)
@@ -297,16 +358,16 @@ class Engine:
             self.handle = None
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: the library may be gone
             self.close()
-        except Exception:
-            pass
 
 
 # --------------------------------------------------------------------------- CLI
 
+
 def main(argv=None):
     from .export import add_model_args, load_for_cli, resolve_arch_arg
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument('--weights', dest='checkpoint', help='alias of --checkpoint')
@@ -327,12 +388,25 @@ def main(argv=None):
         with open(args.labels) as f:
             text = f.read()
         labels = json.loads(text) if text.lstrip().startswith('[') else [l for l in text.splitlines() if l.strip()]
-    name = arch.get('timm_name') or (arch_arg if not arch_arg.endswith('.json') else os.path.basename(
-        os.path.dirname(os.path.abspath(arch_arg))))
-    meta = write_engine(args.out, model.float().cpu(), args.variant, args.precision, pre['mean'], pre['std'],
-                        labels=labels, name=name, arch=arch, max_batch=args.max_batch)
-    print(f"[cuda_engine] {args.out}: {meta['family']} {args.variant} {args.precision}, "
-          f"{os.path.getsize(args.out) / 1e6:.1f} MB, {len(meta['stages'])} stages")
+    name = arch.get('timm_name') or (
+        arch_arg if not arch_arg.endswith('.json') else os.path.basename(os.path.dirname(os.path.abspath(arch_arg)))
+    )
+    meta = write_engine(
+        args.out,
+        model.float().cpu(),
+        args.variant,
+        args.precision,
+        pre['mean'],
+        pre['std'],
+        labels=labels,
+        name=name,
+        arch=arch,
+        max_batch=args.max_batch,
+    )
+    print(
+        f"[cuda_engine] {args.out}: {meta['family']} {args.variant} {args.precision}, "
+        f"{os.path.getsize(args.out) / 1e6:.1f} MB, {len(meta['stages'])} stages"
+    )
     return 0
 
 

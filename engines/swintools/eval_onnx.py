@@ -5,6 +5,7 @@
 Images go through the service's preprocessing (fmnist.to_service_input: sharp's linear
 resize, reproduced exactly) and then through onnxruntime, as in the service.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 from .fmnist import load_split, to_service_input
@@ -31,20 +31,34 @@ def main(argv=None):
     with open(os.path.join(args.model_dir, 'model.json')) as f:
         cfg = json.load(f)
     size, kernel = cfg['architecture']['img_size'], cfg['preprocess']['kernel']
-    sess = ort_session(os.path.join(args.model_dir, cfg['artifacts'][args.variant]['onnxruntime']), threads=args.threads)
+    sess = ort_session(
+        os.path.join(args.model_dir, cfg['artifacts'][args.variant]['onnxruntime']), threads=args.threads
+    )
     images, labels = load_split('test')
     if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
+        images, labels = images[: args.limit], labels[: args.limit]
     correct, t0 = 0, time.time()
     for i in range(0, len(images), args.batch):
-        x = to_service_input(torch.from_numpy(images[i:i + args.batch].copy()), size, kernel).numpy()
+        x = to_service_input(torch.from_numpy(images[i : i + args.batch].copy()), size, kernel).numpy()
         logits = sess.run(['logits'], {'image': x})[0]
-        correct += int((logits.argmax(1) == labels[i:i + args.batch]).sum())
+        correct += int((logits.argmax(1) == labels[i : i + args.batch]).sum())
         if (i // args.batch) % 50 == 0:
-            print(f'[eval] {i + len(x)}/{len(images)} images, top-1 so far {correct / (i + len(x)) * 100:.2f}%', flush=True)
+            print(
+                f'[eval] {i + len(x)}/{len(images)} images, top-1 so far {correct / (i + len(x)) * 100:.2f}%',
+                flush=True,
+            )
     acc = correct / len(images)
-    print(json.dumps({'model': cfg['name'], 'variant': args.variant, 'images': len(images), 'top1': acc,
-                      'seconds': round(time.time() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                'model': cfg['name'],
+                'variant': args.variant,
+                'images': len(images),
+                'top1': acc,
+                'seconds': round(time.time() - t0, 1),
+            }
+        )
+    )
     return 0
 
 

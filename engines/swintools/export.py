@@ -12,6 +12,7 @@ MatMuls, Sigmoid, Clip/Exp of the logit scale, the bias-table Gather and the shi
 Where; `fold` is that graph after onnx_fold.fold_constants, which precomputes every node
 that depends on no graph input. engines/README.md says why not the dynamo exporter.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import onnx
 import torch
@@ -37,8 +38,15 @@ OPSET = 17
 VARIANTS = ('fold', 'unfold')
 
 
-def export_variant(model: nn.Module, mean: Sequence[float], std: Sequence[float], img_size: int,
-                   variant: str, path: str, opset: int = OPSET) -> dict:
+def export_variant(
+    model: nn.Module,
+    mean: Sequence[float],
+    std: Sequence[float],
+    img_size: int,
+    variant: str,
+    path: str,
+    opset: int = OPSET,
+) -> dict:
     """Exports `model` (any device, eval) wrapped in UInt8NHWC to `path`. Returns stats."""
     if variant not in VARIANTS:
         raise ValueError(f'variant must be one of {VARIANTS}, not {variant!r}')
@@ -62,10 +70,18 @@ def export_variant(model: nn.Module, mean: Sequence[float], std: Sequence[float]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     onnx.save(proto, path)
     ops = Counter(n.op_type for n in proto.graph.node)
-    return {'variant': variant, 'path': path, 'bytes': os.path.getsize(path), 'seconds': round(time.time() - t0, 2),
-            'device': exported_on, 'opset': opset, 'nodes': sum(ops.values()),
-            'first_ops': [n.op_type for n in proto.graph.node if n.op_type != 'Constant'][:4],
-            'ops': dict(sorted(ops.items())), 'folded_by_fold_pass': dict(sorted(folded.items()))}
+    return {
+        'variant': variant,
+        'path': path,
+        'bytes': os.path.getsize(path),
+        'seconds': round(time.time() - t0, 2),
+        'device': exported_on,
+        'opset': opset,
+        'nodes': sum(ops.values()),
+        'first_ops': [n.op_type for n in proto.graph.node if n.op_type != 'Constant'][:4],
+        'ops': dict(sorted(ops.items())),
+        'folded_by_fold_pass': dict(sorted(folded.items())),
+    }
 
 
 def _trace_to_onnx(model, mean, std, img_size, device, opset) -> bytes:
@@ -86,9 +102,16 @@ def _trace_to_onnx(model, mean, std, img_size, device, opset) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # TracerWarnings about timm's shape asserts
         torch.onnx.export(
-            wrapped, (example,), buf, dynamo=False, opset_version=opset, do_constant_folding=False,
-            input_names=['image'], output_names=['logits'],
-            dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
+            wrapped,
+            (example,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            do_constant_folding=False,
+            input_names=['image'],
+            output_names=['logits'],
+            dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}},
+        )
     return buf.getvalue()
 
 
@@ -106,6 +129,7 @@ def export_both(model, mean, std, img_size, out_dir, name, variants=VARIANTS, lo
 def load_for_cli(args) -> tuple[nn.Module, dict, dict]:
     """Model, arch dict and preprocess dict from the common CLI flags."""
     from .checkpoint import load_checkpoint
+
     arch = get_arch(args.arch, args.num_classes)
     model = build_model(arch, seed=args.random_seed)
     if args.checkpoint:
@@ -122,8 +146,11 @@ def load_for_cli(args) -> tuple[nn.Module, dict, dict]:
 
 
 def add_model_args(p: argparse.ArgumentParser):
-    p.add_argument('--arch', required=True, help='preset name (swin_tiny, swinv2_base_w16, swin-fmnist, ...) '
-                   'or a JSON file with an ArchitectureConfig')
+    p.add_argument(
+        '--arch',
+        required=True,
+        help='preset name (swin_tiny, swinv2_base_w16, swin-fmnist, ...) or a JSON file with an ArchitectureConfig',
+    )
     p.add_argument('--checkpoint', help='official .pth, timm .pth/.bin or .safetensors; omit for random weights')
     p.add_argument('--random-seed', type=int, default=0, help='seed of the random init (default 0)')
     p.add_argument('--num-classes', type=int)

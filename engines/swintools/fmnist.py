@@ -9,6 +9,7 @@ rounds half up. linear_matrix() builds exactly that, and the result equals sharp
 output bit for bit on the test images (max abs difference 0); F.interpolate's bilinear
 differs by up to 26 gray levels (mean 1.6).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,8 @@ import torch.nn.functional as F
 
 # Debian's dataset-fashion-mnist; FMNIST_ROOT overrides it (e.g. a carried copy on the GPU host).
 DEFAULT_ROOT = os.environ.get('FMNIST_ROOT', '/usr/share/datasets/fashion-mnist')
-CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
-           'Ankle boot']
-KERNEL = 'linear'   # sharp kernel named in swin-fmnist's model.json; resize_float reproduces it
+CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+KERNEL = 'linear'  # sharp kernel named in swin-fmnist's model.json; resize_float reproduces it
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -37,9 +37,9 @@ def _read_idx(path: str) -> np.ndarray:
     opener = lzma.open if path.endswith('.xz') else gzip.open
     with opener(path, 'rb') as f:
         data = f.read()
-    magic, = struct.unpack('>I', data[:4])
+    (magic,) = struct.unpack('>I', data[:4])
     ndim = magic & 0xFF
-    dims = struct.unpack('>' + 'I' * ndim, data[4:4 + 4 * ndim])
+    dims = struct.unpack('>' + 'I' * ndim, data[4 : 4 + 4 * ndim])
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -92,15 +92,22 @@ def compare_with_sharp(sharp_raw: str, indices: list[int], size: int, kernel: st
     ours = to_service_input(torch.from_numpy(images[indices]), size, kernel).numpy().astype(np.int16)
     theirs = np.fromfile(sharp_raw, dtype=np.uint8).reshape(len(indices), size, size, 3).astype(np.int16)
     d = np.abs(ours - theirs)
-    return {'kernel': kernel, 'images': len(indices), 'size': size, 'max_abs': int(d.max()),
-            'mean_abs': float(d.mean()), 'fraction_equal': float((d == 0).mean())}
+    return {
+        'kernel': kernel,
+        'images': len(indices),
+        'size': size,
+        'max_abs': int(d.max()),
+        'mean_abs': float(d.mean()),
+        'fraction_equal': float((d == 0).mean()),
+    }
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description='Fashion-MNIST helpers: export PNGs for sharp, compare resizes.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    e = sub.add_parser('dump', help='write the first COUNT test images as raw uint8 [COUNT, 28, 28] '
-                       '(input of tools/sharp-resize.mjs)')
+    e = sub.add_parser(
+        'dump', help='write the first COUNT test images as raw uint8 [COUNT, 28, 28] (input of tools/sharp-resize.mjs)'
+    )
     e.add_argument('--out', required=True)
     e.add_argument('--count', type=int, default=64)
     c = sub.add_parser('compare', help='compare sharp raw output with the torch resize')
@@ -112,7 +119,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.cmd == 'dump':
         images, _ = load_split('test')
-        images[:args.count].tofile(args.out)
+        images[: args.count].tofile(args.out)
         print(f'wrote {args.count} images of 28x28 to {args.out}')
     else:
         r = compare_with_sharp(args.sharp_raw, list(range(args.count)), args.size, args.kernel)

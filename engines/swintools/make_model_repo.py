@@ -11,6 +11,7 @@ Steps (each prints progress): load weights strictly (or a seeded random init wit
 test images preprocessed like the service) and PyTorch fp32 expected logits, run the
 parity report, and write model.json (src/model-config.ts, docs/model-json.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,14 @@ DEFAULT_BATCHING = {'max_batch_size': 8, 'max_queue_delay_ms': 5, 'max_queue_siz
 
 def save_weights(model: torch.nn.Module, path: str, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, path, metadata=metadata)
 
 
 def write_selftest(wrapped, img_size: int, kernel: str, count: int, out_dir: str, name: str) -> dict:
-    images = real_images(img_size, count, kernel)           # uint8 [count, S, S, 3]
-    logits = torch_logits(wrapped, images)                  # float32 [count, classes]
+    images = real_images(img_size, count, kernel)  # uint8 [count, S, S, 3]
+    logits = torch_logits(wrapped, images)  # float32 [count, classes]
     if not np.isfinite(logits).all():
         raise RuntimeError('reference logits are not finite')
     inp, exp = f'{name}.selftest.u8', f'{name}.selftest.logits.json'
@@ -87,6 +89,7 @@ def main(argv=None):
             labels = [line.strip() for line in f if line.strip()]
     elif arch['num_classes'] == 10:
         from .fmnist import CLASSES
+
         labels = list(CLASSES)
     else:
         labels = [f'class_{i}' for i in range(arch['num_classes'])]
@@ -106,8 +109,11 @@ def main(argv=None):
     print(f"[repo] {name}: {arch['family']} {count_params(model) / 1e6:.2f} M parameters")
 
     weights_file = f'{name}.safetensors'
-    save_weights(model, os.path.join(args.out, weights_file),
-                 {'arch': json.dumps(arch), 'source': source, 'torch': torch.__version__})
+    save_weights(
+        model,
+        os.path.join(args.out, weights_file),
+        {'arch': json.dumps(arch), 'source': source, 'torch': torch.__version__},
+    )
     print(f'[repo] wrote {weights_file}')
 
     stats = export_both(model, pre['mean'], pre['std'], arch['img_size'], args.out, name)
@@ -128,20 +134,30 @@ def main(argv=None):
         'architecture': arch if arch.get('timm_name') else {k: v for k, v in arch.items() if k != 'timm_name'},
         'preprocess': pre,
         'labels': labels,
-        'input': {'name': 'image', 'datatype': 'UINT8', 'shape': [-1, arch['img_size'], arch['img_size'], 3],
-                  'layout': 'NHWC'},
+        'input': {
+            'name': 'image',
+            'datatype': 'UINT8',
+            'shape': [-1, arch['img_size'], arch['img_size'], 3],
+            'layout': 'NHWC',
+        },
         'output': {'name': 'logits', 'datatype': 'FP32', 'shape': [-1, arch['num_classes']]},
         'batching': dict(DEFAULT_BATCHING),
         'default_variant': args.default_variant,
         'artifacts': {v: {'onnxruntime': os.path.basename(path)} for v, path in paths.items()},
-        'selftest': {'input': st['input'], 'count': st['count'], 'expected_logits': st['expected_logits'],
-                     'tolerance': {'fp32': 1e-4, 'fp16': 0.1}},
+        'selftest': {
+            'input': st['input'],
+            'count': st['count'],
+            'expected_logits': st['expected_logits'],
+            'tolerance': {'fp32': 1e-4, 'fp16': 0.1},
+        },
     }
     with open(os.path.join(args.out, 'model.json'), 'w') as f:
         json.dump(config, f, indent=2)
         f.write('\n')
-    print(f"[repo] wrote {os.path.join(args.out, 'model.json')} in {time.time() - t_start:.1f} s; parity "
-          f"{'ALL PASS' if report['all_pass'] else 'FAILURES'}; weights: {source}")
+    print(
+        f"[repo] wrote {os.path.join(args.out, 'model.json')} in {time.time() - t_start:.1f} s; parity "
+        f"{'ALL PASS' if report['all_pass'] else 'FAILURES'}; weights: {source}"
+    )
     return 0 if report['all_pass'] else 1
 
 

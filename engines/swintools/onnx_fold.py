@@ -8,6 +8,7 @@ So after export the cpb MLP, 16*sigmoid, the bias gather and the logit-scale cla
 still there. fold_constants() finishes the job: every node whose inputs depend on no
 graph input is evaluated once (onnx.reference, fp32) and replaced by an initializer.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -18,8 +19,17 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 # Ops never folded: random generators (would freeze a sample) and control flow.
-_NO_FOLD = {'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial',
-            'Bernoulli', 'If', 'Loop', 'Scan'}
+_NO_FOLD = {
+    'RandomNormal',
+    'RandomUniform',
+    'RandomNormalLike',
+    'RandomUniformLike',
+    'Multinomial',
+    'Bernoulli',
+    'If',
+    'Loop',
+    'Scan',
+}
 
 
 def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Counter]:
@@ -36,8 +46,9 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Counter]:
         else:
             kept.append(node)
     graph_outputs = {o.name for o in graph.output}
-    needed = [n for n in dict.fromkeys(i for node in kept for i in node.input) if n in const] + \
-        [n for n in graph_outputs if n in const]
+    needed = [n for n in dict.fromkeys(i for node in kept for i in node.input) if n in const] + [
+        n for n in graph_outputs if n in const
+    ]
     init_names = {init.name for init in graph.initializer}
     computed = [n for n in needed if n not in init_names]
     # Small Constant nodes that feed kept nodes directly stay Constant nodes: they are
@@ -49,9 +60,12 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Counter]:
     new_inits = []
     if to_eval:
         sub_graph = helper.make_graph(
-            folded, 'fold', [],
+            folded,
+            'fold',
+            [],
             [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in to_eval],
-            list(graph.initializer))
+            list(graph.initializer),
+        )
         sub = helper.make_model(sub_graph, opset_imports=model.opset_import)
         values = ReferenceEvaluator(sub).run(None, {})
         for name, value in zip(to_eval, values):
@@ -75,6 +89,7 @@ def input_first_order(model: onnx.ModelProto) -> onnx.ModelProto:
     as ARCHITECTURE.md describes, without changing what is computed.
     """
     import heapq
+
     graph = model.graph
     nodes = list(graph.node)
     available = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {''}
@@ -86,8 +101,10 @@ def input_first_order(model: onnx.ModelProto) -> onnx.ModelProto:
         missing.append(len(need))
         for i in need:
             consumers.setdefault(i, []).append(idx)
+
     def prio(idx):
         return (0 if any(i in from_input for i in nodes[idx].input) else 1, idx)
+
     ready = [prio(i) for i, m in enumerate(missing) if m == 0]
     heapq.heapify(ready)
     order = []

@@ -15,6 +15,7 @@ weights, so the test can tell a stale reference from a regression.
 
 Rerun it whenever the weights change (README: "Regenerating the accuracy reference").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def served_pixels(images: np.ndarray, fmt: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, 'in.u8'), os.path.join(d, 'out.u8')
         np.ascontiguousarray(images, dtype=np.uint8).tofile(src)
-        subprocess.run(['node', os.path.join(ENGINES, 'tools', 'sharp-codec.mjs'), src, str(len(images)), fmt, dst],
-                       cwd=ROOT, check=True, stdout=sys.stderr)
+        subprocess.run(
+            ['node', os.path.join(ENGINES, 'tools', 'sharp-codec.mjs'), src, str(len(images)), fmt, dst],
+            cwd=ROOT,
+            check=True,
+            stdout=sys.stderr,
+        )
         return np.fromfile(dst, dtype=np.uint8).reshape(images.shape)
 
 
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     wrapped = UInt8NHWC(model, cfg['preprocess']['mean'], cfg['preprocess']['std']).eval()
 
     images, labels = load_split('test', args.data_root)
-    images, labels = images[:args.count], labels[:args.count]
+    images, labels = images[: args.count], labels[: args.count]
     t0 = time.time()
     predictions: dict[str, list[int]] = {}
     for fmt in FORMATS:

@@ -13,6 +13,7 @@ Writes <out>/train.log (seed, hyper-parameters, loss and accuracy per epoch, fin
 test accuracy, time, hardware), <out>/train.json (the same as data) and
 <out>/swin-fmnist.safetensors (fp32 weights, timm key layout).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor
     xp = F.pad(x, (pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=gen)
     ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=gen)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]     # [B, h, 1]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]     # [B, 1, w]
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, h, 1]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, w]
     out = xp[torch.arange(b, device=x.device)[:, None, None], rows, cols]
     flip = torch.rand(b, device=x.device, generator=gen) < 0.5
     return torch.where(flip[:, None, None], out.flip(-1), out)
@@ -68,11 +69,11 @@ def evaluate(wrapped, images, labels, size, kernel, batch=500, amp=True) -> tupl
     wrapped.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(images), batch):
-        x = to_nhwc(images[i:i + batch], size, kernel)
+        x = to_nhwc(images[i : i + batch], size, kernel)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = wrapped(x).float()
-        loss += F.cross_entropy(logits, labels[i:i + batch], reduction='sum').item()
-        correct += (logits.argmax(1) == labels[i:i + batch]).sum().item()
+        loss += F.cross_entropy(logits, labels[i : i + batch], reduction='sum').item()
+        correct += (logits.argmax(1) == labels[i : i + batch]).sum().item()
     return correct / len(images), loss / len(images)
 
 
@@ -88,18 +89,27 @@ def main(argv=None):
     p.add_argument('--label-smoothing', type=float, default=0.1)
     p.add_argument('--no-amp', action='store_true', help='train in fp32 instead of bf16 autocast')
     p.add_argument('--compile', action='store_true', help='torch.compile the training forward/backward')
-    p.add_argument('--deterministic', action='store_true',
-                   help="PyTorch's deterministic kernels (slower; same-seed runs agree without it too)")
+    p.add_argument(
+        '--deterministic',
+        action='store_true',
+        help="PyTorch's deterministic kernels (slower; same-seed runs agree without it too)",
+    )
     p.add_argument('--data-root', help='folder with the IDX .gz or .xz files (default: $FMNIST_ROOT or Debian\'s)')
-    p.add_argument('--eval-every', type=int, default=1, help='evaluate on the test set every N epochs (and after the last)')
+    p.add_argument(
+        '--eval-every', type=int, default=1, help='evaluate on the test set every N epochs (and after the last)'
+    )
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--out', help='output folder (log, json, weights)')
     p.add_argument('--bench', type=int, default=0, help='only time this many training steps and print img/s')
     p.add_argument('--limit-train', type=int, default=0, help='use only the first N training images (smoke tests)')
     p.add_argument('--limit-test', type=int, default=0, help='use only the first N test images (smoke tests)')
-    p.add_argument('--min-epoch1-acc', type=float, default=0.3,
-                   help='stop (exit 3) if training accuracy after epoch 1 is below this: a run stuck at chance '
-                        '(seen once, models/swin-fmnist/train-26ep-collapsed.log) wastes no more GPU time')
+    p.add_argument(
+        '--min-epoch1-acc',
+        type=float,
+        default=0.3,
+        help='stop (exit 3) if training accuracy after epoch 1 is below this: a run stuck at chance '
+        '(seen once, models/swin-fmnist/train-26ep-collapsed.log) wastes no more GPU time',
+    )
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
@@ -124,9 +134,9 @@ def main(argv=None):
     tr_x, tr_y = load_split('train', args.data_root)
     te_x, te_y = load_split('test', args.data_root)
     if args.limit_train:
-        tr_x, tr_y = tr_x[:args.limit_train], tr_y[:args.limit_train]
+        tr_x, tr_y = tr_x[: args.limit_train], tr_y[: args.limit_train]
     if args.limit_test:
-        te_x, te_y = te_x[:args.limit_test], te_y[:args.limit_test]
+        te_x, te_y = te_x[: args.limit_test], te_y[: args.limit_test]
     tr_x = torch.from_numpy(tr_x.copy()).to(device)
     tr_y = torch.from_numpy(tr_y.astype('int64')).to(device)
     te_x = torch.from_numpy(te_x.copy()).to(device)
@@ -137,9 +147,12 @@ def main(argv=None):
     wrapped = UInt8NHWC(model, pre['mean'], pre['std']).to(device)
     decay = [p_ for n, p_ in model.named_parameters() if p_.ndim > 1 and 'cpb_mlp' not in n]
     no_decay = [p_ for n, p_ in model.named_parameters() if not (p_.ndim > 1 and 'cpb_mlp' not in n)]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': args.weight_decay},
-                             {'params': no_decay, 'weight_decay': 0.0}], lr=args.lr, betas=(0.9, 0.999),
-                            fused=device.type == 'cuda')
+    opt = torch.optim.AdamW(
+        [{'params': decay, 'weight_decay': args.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.999),
+        fused=device.type == 'cuda',
+    )
     n = len(tr_x)
     steps_per_epoch = n // args.batch_size
     total = steps_per_epoch * args.epochs
@@ -176,19 +189,30 @@ def main(argv=None):
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
                 t0 = time.time()
-            idx = perm[(i * args.batch_size) % (n - args.batch_size):][:args.batch_size]
+            idx = perm[(i * args.batch_size) % (n - args.batch_size) :][: args.batch_size]
             train_step(tr_x[idx], tr_y[idx], 0)
         if device.type == 'cuda':
             torch.cuda.synchronize()
         ips = args.bench * args.batch_size / (time.time() - t0)
-        print(json.dumps({'bench_img_per_s': round(ips, 1), 'batch_size': args.batch_size, 'hardware': hw,
-                          'compile': args.compile, 'deterministic': args.deterministic}))
+        print(
+            json.dumps(
+                {
+                    'bench_img_per_s': round(ips, 1),
+                    'batch_size': args.batch_size,
+                    'hardware': hw,
+                    'compile': args.compile,
+                    'deterministic': args.deterministic,
+                }
+            )
+        )
         return 0
 
-    log(f'swin-fmnist training: seed {args.seed}, {args.epochs} epochs x {steps_per_epoch} steps of '
+    log(
+        f'swin-fmnist training: seed {args.seed}, {args.epochs} epochs x {steps_per_epoch} steps of '
         f'{args.batch_size}, AdamW lr {args.lr} wd {args.weight_decay} warmup {args.warmup_epochs} ep cosine, '
         f'drop_path {args.drop_path}, label smoothing {args.label_smoothing}, '
-        f"{'bf16 autocast' if amp else 'fp32'}, compile {args.compile}, deterministic {args.deterministic}, augment crop(pad 2)+hflip on 28x28, resize 28->256 {kernel}")
+        f"{'bf16 autocast' if amp else 'fp32'}, compile {args.compile}, deterministic {args.deterministic}, augment crop(pad 2)+hflip on 28x28, resize 28->256 {kernel}"
+    )
     log(f'model: {count_params(model) / 1e6:.3f} M parameters, arch {json.dumps(arch)}')
     log(f'hardware: {hw}; torch {torch.__version__}; host {platform.node()}; train {n} test {len(te_x)} images')
     history = []
@@ -201,7 +225,7 @@ def main(argv=None):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(steps_per_epoch):
-            idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
+            idx = perm[i * args.batch_size : (i + 1) * args.batch_size]
             l, c = train_step(tr_x[idx], tr_y[idx], step)
             loss_sum += l
             correct += c
@@ -213,36 +237,68 @@ def main(argv=None):
             test_acc, test_loss = evaluate(wrapped, te_x, te_y, size, kernel, amp=amp)
         else:
             test_acc, test_loss = float('nan'), float('nan')
-        rec = {'epoch': epoch + 1, 'train_loss': round(train_loss, 4), 'train_acc': round(train_acc, 4),
-               'test_loss_amp': round(test_loss, 4), 'test_acc_amp': round(test_acc, 4),
-               'lr_end': lr_at(step - 1), 'epoch_seconds': round(ep_time, 1),
-               'img_per_s': round(steps_per_epoch * args.batch_size / ep_time, 1)}
+        rec = {
+            'epoch': epoch + 1,
+            'train_loss': round(train_loss, 4),
+            'train_acc': round(train_acc, 4),
+            'test_loss_amp': round(test_loss, 4),
+            'test_acc_amp': round(test_acc, 4),
+            'lr_end': lr_at(step - 1),
+            'epoch_seconds': round(ep_time, 1),
+            'img_per_s': round(steps_per_epoch * args.batch_size / ep_time, 1),
+        }
         history.append(rec)
-        if args.out:   # weights after every epoch: a cut-off run still leaves its latest model
-            save_weights(model, os.path.join(args.out, 'swin-fmnist.safetensors'),
-                         {'arch': json.dumps(arch), 'source': f'train_fmnist seed {args.seed}, epoch {epoch + 1} '
-                          f'of {args.epochs} (unfinished)', 'torch': torch.__version__})
-        log(f"epoch {epoch + 1:3d}/{args.epochs} train_loss {train_loss:.4f} train_acc {train_acc * 100:.2f}% "
+        if args.out:  # weights after every epoch: a cut-off run still leaves its latest model
+            save_weights(
+                model,
+                os.path.join(args.out, 'swin-fmnist.safetensors'),
+                {
+                    'arch': json.dumps(arch),
+                    'source': f'train_fmnist seed {args.seed}, epoch {epoch + 1} of {args.epochs} (unfinished)',
+                    'torch': torch.__version__,
+                },
+            )
+        log(
+            f"epoch {epoch + 1:3d}/{args.epochs} train_loss {train_loss:.4f} train_acc {train_acc * 100:.2f}% "
             f"test_acc({'bf16' if amp else 'fp32'}) {test_acc * 100:.2f}% test_loss {test_loss:.4f} {ep_time:.1f} s "
-            f"({rec['img_per_s']:.0f} img/s)")
+            f"({rec['img_per_s']:.0f} img/s)"
+        )
         if epoch == 0 and train_acc < args.min_epoch1_acc and not args.limit_train:
-            log(f'STOPPED: training accuracy {train_acc * 100:.1f}% after epoch 1 is below '
-                f'{args.min_epoch1_acc * 100:.0f}%: the run is stuck (see --min-epoch1-acc)')
+            log(
+                f'STOPPED: training accuracy {train_acc * 100:.1f}% after epoch 1 is below '
+                f'{args.min_epoch1_acc * 100:.0f}%: the run is stuck (see --min-epoch1-acc)'
+            )
             return 3
     train_seconds = time.time() - t_start
     test_acc, test_loss = evaluate(wrapped, te_x, te_y, size, kernel, amp=False)
     log(f'final test accuracy (fp32, {len(te_x)} images): {test_acc * 100:.2f}%  test loss {test_loss:.4f}')
     log(f'training time {train_seconds:.1f} s on {hw}')
-    summary = {'seed': args.seed, 'epochs': args.epochs, 'args': vars(args), 'arch': arch, 'preprocess': pre,
-               'history': history, 'test_acc_fp32': test_acc, 'test_loss_fp32': test_loss,
-               'train_seconds': round(train_seconds, 1), 'hardware': hw, 'torch': torch.__version__}
+    summary = {
+        'seed': args.seed,
+        'epochs': args.epochs,
+        'args': vars(args),
+        'arch': arch,
+        'preprocess': pre,
+        'history': history,
+        'test_acc_fp32': test_acc,
+        'test_loss_fp32': test_loss,
+        'train_seconds': round(train_seconds, 1),
+        'hardware': hw,
+        'torch': torch.__version__,
+    }
     if args.out:
         with open(os.path.join(args.out, 'train.json'), 'w') as f:
             json.dump(summary, f, indent=1)
         model.eval()
-        save_weights(model, os.path.join(args.out, 'swin-fmnist.safetensors'),
-                     {'arch': json.dumps(arch), 'source': f'train_fmnist seed {args.seed}, {args.epochs} epochs, '
-                      f'test acc {test_acc:.4f}', 'torch': torch.__version__})
+        save_weights(
+            model,
+            os.path.join(args.out, 'swin-fmnist.safetensors'),
+            {
+                'arch': json.dumps(arch),
+                'source': f'train_fmnist seed {args.seed}, {args.epochs} epochs, test acc {test_acc:.4f}',
+                'torch': torch.__version__,
+            },
+        )
         log(f"wrote {os.path.join(args.out, 'swin-fmnist.safetensors')}")
     return 0
 

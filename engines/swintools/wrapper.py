@@ -10,10 +10,11 @@ with_runtime_masks() replaces the buffer with the small per-window region ids ([
 and derives the mask from them in forward, so the `unfold` graph really computes the
 masks at run time and only the `fold` graph carries them precomputed.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -60,9 +61,9 @@ class _RuntimeMask:
     """Mixin whose attn_mask property computes the 0/-100 mask from region ids."""
 
     @property
-    def attn_mask(self):  # noqa: D401 - mirrors timm's attribute
+    def attn_mask(self):
         ids = self.mask_region_ids
-        diff = ids.unsqueeze(1) - ids.unsqueeze(2)                         # [nW, N, N]
+        diff = ids.unsqueeze(1) - ids.unsqueeze(2)  # [nW, N, N]
         return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
 
 

@@ -1,4 +1,5 @@
 """Strict checkpoint loading: official and timm key layouts, safetensors, clear errors."""
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -8,8 +9,17 @@ from swintools.checkpoint import CheckpointMismatch, load_checkpoint, to_officia
 
 
 def tiny(family, **kw):
-    return dict(get_arch('swin-fmnist'), family=family, img_size=64, window_size=4, embed_dim=16,
-                depths=[2, 2], num_heads=[2, 4], num_classes=5, **kw)
+    return dict(
+        get_arch('swin-fmnist'),
+        family=family,
+        img_size=64,
+        window_size=4,
+        embed_dim=16,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        num_classes=5,
+        **kw,
+    )
 
 
 def same_weights(a, b):
@@ -21,7 +31,7 @@ def official_file(model, path):
     """What microsoft/Swin-Transformer writes: {'model': state} in its key layout, with the
     buffers timm does not persist (relative_position_index, attn_mask, ...)."""
     state = dict(model.state_dict())
-    for name, buf in model.named_buffers():   # buffers the official code persists
+    for name, buf in model.named_buffers():  # buffers the official code persists
         if name.rsplit('.', 1)[-1] in ('relative_position_index', 'relative_coords_table', 'attn_mask'):
             state.setdefault(name, buf)
     official = to_official_layout(state)

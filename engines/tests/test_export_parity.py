@@ -1,4 +1,5 @@
 """Export of tiny Swin V1 / V2 models in both variants, ONNX Runtime parity, graph contents."""
+
 from collections import Counter
 
 import numpy as np
@@ -17,8 +18,16 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 def tiny_arch(family: str) -> dict:
     # 64x64 input, patch 4 -> 16x16 tokens, window 4: stage 0 has 4x4 windows with a shifted
     # block (masks), stage 1 (8x8 tokens) too; 2 stages keep export under a few seconds.
-    return dict(get_arch('swin-fmnist'), family=family, img_size=64, window_size=4, embed_dim=16,
-                depths=[2, 2], num_heads=[2, 4], num_classes=7)
+    return dict(
+        get_arch('swin-fmnist'),
+        family=family,
+        img_size=64,
+        window_size=4,
+        embed_dim=16,
+        depths=[2, 2],
+        num_heads=[2, 4],
+        num_classes=7,
+    )
 
 
 @pytest.fixture(scope='module', params=['swin', 'swinv2'])
@@ -26,8 +35,9 @@ def exported(request, tmp_path_factory):
     arch = tiny_arch(request.param)
     model = build_model(arch, seed=3)
     out = tmp_path_factory.mktemp(request.param)
-    stats = {v: export_variant(model, MEAN, STD, arch['img_size'], v, str(out / f'm.{v}.onnx'))
-             for v in ('fold', 'unfold')}
+    stats = {
+        v: export_variant(model, MEAN, STD, arch['img_size'], v, str(out / f'm.{v}.onnx')) for v in ('fold', 'unfold')
+    }
     return request.param, arch, model, stats
 
 
@@ -53,7 +63,7 @@ def test_graph_interface(exported):
 def test_parity_dynamic_batch(exported, graph_opt):
     _, arch, model, stats = exported
     wrapped = UInt8NHWC(model, MEAN, STD).eval()
-    for n in (1, 3, 5):   # the trace used batch 2
+    for n in (1, 3, 5):  # the trace used batch 2
         images = random_images(arch['img_size'], n, seed=n)
         ref = torch_logits(wrapped, images)
         for v, s in stats.items():
@@ -91,7 +101,9 @@ def test_runtime_masks_equal_timm_masks():
 def test_uint8_wrapper_matches_manual_normalisation():
     model = build_model(tiny_arch('swinv2'), seed=2)
     img = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
-    x = (img.float().permute(0, 3, 1, 2) / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    x = (img.float().permute(0, 3, 1, 2) / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(
+        1, 3, 1, 1
+    )
     with torch.no_grad():
         np.testing.assert_allclose(UInt8NHWC(model, MEAN, STD)(img).numpy(), model(x).numpy(), atol=1e-5)
 

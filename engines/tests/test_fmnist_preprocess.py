@@ -1,4 +1,5 @@
 """The torch copy of sharp's resize and the self-test file formats of a model folder."""
+
 import json
 import os
 
@@ -16,7 +17,7 @@ def test_linear_matrix_rows_are_convex_and_edges_repeat():
     m = linear_matrix(28, 256)
     assert torch.allclose(m.sum(1), torch.ones(256))
     assert (m >= 0).all()
-    assert m[0, 0] == 1.0           # dst 0 samples src -0.5 -> clamped to the first pixel
+    assert m[0, 0] == 1.0  # dst 0 samples src -0.5 -> clamped to the first pixel
     assert m[-1, -1] > 0.8
 
 

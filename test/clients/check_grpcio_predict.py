@@ -8,6 +8,7 @@ expired deadline. Prints one JSON line.
 
     python check_grpcio_predict.py --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --data DIR --model swin-fmnist
 """
+
 import argparse
 import json
 import os
@@ -23,11 +24,20 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 def stubs(out_dir):
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    rc = protoc.main(["protoc", f"-I{os.path.join(ROOT, 'proto')}", f"-I{include}", f"--python_out={out_dir}",
-                      f"--grpc_python_out={out_dir}", "swin/v1/classifier.proto"])
+    rc = protoc.main(
+        [
+            "protoc",
+            f"-I{os.path.join(ROOT, 'proto')}",
+            f"-I{include}",
+            f"--python_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            "swin/v1/classifier.proto",
+        ]
+    )
     assert rc == 0, f"protoc failed with {rc}"
     sys.path.insert(0, out_dir)
-    from swin.v1 import classifier_pb2, classifier_pb2_grpc  # noqa: E402  (generated just now)
+    from swin.v1 import classifier_pb2, classifier_pb2_grpc
+
     return classifier_pb2, classifier_pb2_grpc
 
 
@@ -77,18 +87,38 @@ def main():
             seen_backend.add((res.variant, res.backend))
         correct = sum(int(p == l) for p, l in zip(top1, labels))
         errors = {
-            "unknown_model": expect(lambda: stub.Predict(pb.PredictRequest(images=images[:1], model="no-such-model")),
-                                    grpc.StatusCode.NOT_FOUND, "Unknown model"),
-            "no_images": expect(lambda: stub.Predict(pb.PredictRequest(model=a.model)), grpc.StatusCode.INVALID_ARGUMENT, "no image"),
-            "bad_top_k": expect(lambda: stub.Predict(pb.PredictRequest(images=images[:1], model=a.model, top_k=1000)),
-                                grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
-            "expired_deadline": expect(lambda: stub.Predict(pb.PredictRequest(images=images[:8], model=a.model), timeout=0.0005),
-                                       grpc.StatusCode.DEADLINE_EXCEEDED, ""),
+            "unknown_model": expect(
+                lambda: stub.Predict(pb.PredictRequest(images=images[:1], model="no-such-model")),
+                grpc.StatusCode.NOT_FOUND,
+                "Unknown model",
+            ),
+            "no_images": expect(
+                lambda: stub.Predict(pb.PredictRequest(model=a.model)), grpc.StatusCode.INVALID_ARGUMENT, "no image"
+            ),
+            "bad_top_k": expect(
+                lambda: stub.Predict(pb.PredictRequest(images=images[:1], model=a.model, top_k=1000)),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "top_k",
+            ),
+            "expired_deadline": expect(
+                lambda: stub.Predict(pb.PredictRequest(images=images[:8], model=a.model), timeout=0.0005),
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "",
+            ),
         }
         assert errors["unknown_model"]["swin_code"] == "SWIN_MODEL_NOT_FOUND", errors
         channel.close()
-    print(json.dumps({"images": len(images), "accuracy": correct / len(images), "top1": top1,
-                      "served_by": sorted(map(list, seen_backend)), "errors": errors}))
+    print(
+        json.dumps(
+            {
+                "images": len(images),
+                "accuracy": correct / len(images),
+                "top1": top1,
+                "served_by": sorted(map(list, seen_backend)),
+                "errors": errors,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

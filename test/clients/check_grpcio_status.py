@@ -6,6 +6,7 @@ unknown model) and prints one JSON line with what it read.
 
     python check_grpcio_status.py --grpc 127.0.0.1:8081
 """
+
 import argparse
 import json
 import tempfile
@@ -23,7 +24,13 @@ def read_error(fn):
     except grpc.RpcError as call:
         # from_call checks that the details' code and message equal the call's.
         status = rpc_status.from_call(call)
-        out = {"code": call.code().name, "details": call.details(), "status_code": None, "error_info": None, "retry_delay_s": None}
+        out = {
+            "code": call.code().name,
+            "details": call.details(),
+            "status_code": None,
+            "error_info": None,
+            "retry_delay_s": None,
+        }
         if status is None:
             return out
         out["status_code"] = status.code
@@ -49,8 +56,12 @@ def main():
         with grpc.insecure_channel(a.grpc) as channel:
             stub = pb_grpc.ClassifierStub(channel)
             result = {
-                "queue_full": read_error(lambda: stub.Predict(pb.PredictRequest(images=[b"rgb:1,2,3"], model="fake"), timeout=10)),
-                "unknown_model": read_error(lambda: stub.Predict(pb.PredictRequest(images=[b"rgb:1,2,3"], model="nope"), timeout=10)),
+                "queue_full": read_error(
+                    lambda: stub.Predict(pb.PredictRequest(images=[b"rgb:1,2,3"], model="fake"), timeout=10)
+                ),
+                "unknown_model": read_error(
+                    lambda: stub.Predict(pb.PredictRequest(images=[b"rgb:1,2,3"], model="nope"), timeout=10)
+                ),
             }
     print(json.dumps(result))
 

@@ -13,6 +13,7 @@ model and an expired deadline. Prints one JSON line with the accuracies.
 DIR holds images.bin (PNG files, each preceded by its uint32 LE length),
 labels.u8 (one byte per image) and pixels.u8 (N x H x W x 3, the model's input).
 """
+
 import argparse
 import json
 import struct
@@ -39,7 +40,12 @@ def read_data(d):
 
 
 def classify_top1(http_url, model, png):
-    req = urllib.request.Request(f"http://{http_url}/classify?model={model}&top_k=1", data=png, headers={"content-type": "image/png"}, method="POST")
+    req = urllib.request.Request(
+        f"http://{http_url}/classify?model={model}&top_k=1",
+        data=png,
+        headers={"content-type": "image/png"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         body = json.loads(r.read())
     p = body["predictions"][0]
@@ -113,7 +119,11 @@ def main():
         for s, e in batches(n, a.batch):
             t = httpclient.InferInput(in_name, [e - s], "BYTES")
             t.set_data_from_numpy(np.array(images[s:e], dtype=np.object_), binary_data=True)
-            r = hc.infer(a.model, [t], outputs=[httpclient.InferRequestedOutput("probabilities", binary_data=True, class_count=1)])
+            r = hc.infer(
+                a.model,
+                [t],
+                outputs=[httpclient.InferRequestedOutput("probabilities", binary_data=True, class_count=1)],
+            )
             # "score:index:label", one per image.
             out.extend(int(v.decode().split(":")[1]) for v in r.as_numpy("probabilities").reshape(-1))
         return np.array(out)
@@ -136,10 +146,18 @@ def main():
             out.extend(int(v.decode().split(":")[1]) for v in r.as_numpy(out_name).reshape(-1))
         return np.array(out)
 
-    result = {"images": n, "input": f"{in_name} UINT8 [N,{h},{w},3]", "classify_accuracy": float((ref == labels).mean()),
-              "classify_top1": [int(x) for x in ref]}
-    for name, fn in [("kserve_http_uint8", http_uint8), ("kserve_http_bytes_classification", http_bytes_classification),
-                     ("kserve_grpc_uint8", grpc_uint8), ("kserve_grpc_bytes_classification", grpc_bytes)]:
+    result = {
+        "images": n,
+        "input": f"{in_name} UINT8 [N,{h},{w},3]",
+        "classify_accuracy": float((ref == labels).mean()),
+        "classify_top1": [int(x) for x in ref],
+    }
+    for name, fn in [
+        ("kserve_http_uint8", http_uint8),
+        ("kserve_http_bytes_classification", http_bytes_classification),
+        ("kserve_grpc_uint8", grpc_uint8),
+        ("kserve_grpc_bytes_classification", grpc_bytes),
+    ]:
         t0 = time.time()
         pred = fn()
         result[name] = {
@@ -151,14 +169,20 @@ def main():
     # Bad requests through tritonclient: status and message.
     bad = grpcclient.InferInput(in_name, [1, h + 1, w, 3], "UINT8")
     bad.set_data_from_numpy(np.zeros((1, h + 1, w, 3), np.uint8))
-    errors = {"grpc_wrong_shape": expect_error(lambda: gc.infer(a.model, [bad]), "INVALID_ARGUMENT", f"has shape [1,{h + 1},{w},3]")}
+    errors = {
+        "grpc_wrong_shape": expect_error(
+            lambda: gc.infer(a.model, [bad]), "INVALID_ARGUMENT", f"has shape [1,{h + 1},{w},3]"
+        )
+    }
     badt = httpclient.InferInput(in_name, [1, h, w, 3], "FP32")
     badt.set_data_from_numpy(np.zeros((1, h, w, 3), np.float32), binary_data=True)
     errors["http_wrong_datatype"] = expect_error(lambda: hc.infer(a.model, [badt]), "400", "has datatype FP32")
     ok = grpcclient.InferInput(in_name, [1, h, w, 3], "UINT8")
     ok.set_data_from_numpy(pixels[:1])
     errors["grpc_unknown_model"] = expect_error(lambda: gc.infer("no-such-model", [ok]), "NOT_FOUND", "Unknown model")
-    errors["grpc_expired_deadline"] = expect_error(lambda: gc.infer(a.model, [ok], client_timeout=0.0005), "DEADLINE_EXCEEDED", "")
+    errors["grpc_expired_deadline"] = expect_error(
+        lambda: gc.infer(a.model, [ok], client_timeout=0.0005), "DEADLINE_EXCEEDED", ""
+    )
     result["errors"] = errors
     print(json.dumps(result))
     sys.stdout.flush()

@@ -8,9 +8,9 @@ client silently; this makes it a test failure instead.
 
     .venv/bin/python test/clients/test_wire_compat.py
 """
+
 import json
 import os
-import sys
 import tempfile
 
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -25,7 +25,9 @@ def compile_ours(out_dir):
     proto_dir = os.path.join(ROOT, "proto")
     include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
     out = os.path.join(out_dir, "ours.pb")
-    rc = protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--descriptor_set_out={out}", "kserve/grpc_service.proto"])
+    rc = protoc.main(
+        ["protoc", f"-I{proto_dir}", f"-I{include}", f"--descriptor_set_out={out}", "kserve/grpc_service.proto"]
+    )
     assert rc == 0, f"protoc failed with {rc}"
     files = descriptor_pb2.FileDescriptorSet()
     with open(out, "rb") as f:
@@ -53,16 +55,22 @@ def compare(ours, theirs, problems):
             problems.append(f"{ours.full_name}.{f.name}: not in Triton's message")
             continue
         if (f.number, f.type) != (t.number, t.type):
-            problems.append(f"{ours.full_name}.{f.name}: ours #{f.number} type {f.type}, Triton's #{t.number} type {t.type}")
+            problems.append(
+                f"{ours.full_name}.{f.name}: ours #{f.number} type {f.type}, Triton's #{t.number} type {t.type}"
+            )
         if f.is_repeated != t.is_repeated:
             problems.append(f"{ours.full_name}.{f.name}: repeated {f.is_repeated} vs {t.is_repeated}")
         if f.message_type is not None and f.message_type.full_name != t.message_type.full_name:
-            problems.append(f"{ours.full_name}.{f.name}: message {f.message_type.full_name} vs {t.message_type.full_name}")
+            problems.append(
+                f"{ours.full_name}.{f.name}: message {f.message_type.full_name} vs {t.message_type.full_name}"
+            )
         if f.enum_type is not None:
             theirs_enum = {v.name: v.number for v in t.enum_type.values}
             for v in f.enum_type.values:
                 if theirs_enum.get(v.name) != v.number:
-                    problems.append(f"{f.enum_type.full_name}.{v.name} = {v.number}, Triton's {theirs_enum.get(v.name)}")
+                    problems.append(
+                        f"{f.enum_type.full_name}.{v.name} = {v.number}, Triton's {theirs_enum.get(v.name)}"
+                    )
     for nested in ours.nested_types:
         if nested.GetOptions().map_entry:
             continue
@@ -82,9 +90,16 @@ def main():
         their_methods = {m.name: m for m in their_service.methods}
         for m in our_service.methods:
             t = their_methods.get(m.name)
-            if t is None or (m.input_type.full_name, m.output_type.full_name) != (t.input_type.full_name, t.output_type.full_name):
+            if t is None or (m.input_type.full_name, m.output_type.full_name) != (
+                t.input_type.full_name,
+                t.output_type.full_name,
+            ):
                 problems.append(f"rpc {m.name}: signature differs from Triton's")
-        print(json.dumps({"messages_checked": len(checked), "rpcs_checked": len(our_service.methods), "problems": problems}))
+        print(
+            json.dumps(
+                {"messages_checked": len(checked), "rpcs_checked": len(our_service.methods), "problems": problems}
+            )
+        )
         assert not problems, "\n".join(problems)
 
 

@@ -6,6 +6,7 @@ built C API library is present; CI (no GPU) never runs them.
 
 Each test records its numbers; at the end the session writes report.json and report.md to
 $SWIN_GPU_REPORT (default build/gpu-report)."""
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ def pytest_collection_modifyitems(config, items):
     else:
         try:
             from swintools.cuda_engine import capi
+
             capi()
         except (OSError, FileNotFoundError) as e:
             reason = f'CUDA engine C API not built: {e}'
@@ -46,6 +48,7 @@ def pytest_configure(config):
 def record():
     def add(**kw):
         RESULTS.append(kw)
+
     return add
 
 
@@ -55,8 +58,15 @@ def pytest_sessionfinish(session, exitstatus):
     out = os.environ.get('SWIN_GPU_REPORT', os.path.join(ROOT, 'build', 'gpu-report'))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, 'report.json'), 'w') as f:
-        json.dump({'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu', 'torch': torch.__version__, 'results': RESULTS}, f,
-                  indent=1)
+        json.dump(
+            {
+                'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+                'torch': torch.__version__,
+                'results': RESULTS,
+            },
+            f,
+            indent=1,
+        )
     lines = []
     for kind in sorted({r['kind'] for r in RESULTS}):
         rows = [r for r in RESULTS if r['kind'] == kind]

@@ -11,6 +11,7 @@ the V2 logit scales are log-uniform in [5, 120] (test_parity_v2_stress), else [3
 in fp32 1.21e-2, everything but the GEMM operands/outputs in fp32 1.14e-2; CPU PyTorch fp16 2.5e-2.
 With timm's init logit scale (10) the same emulation gives 1.3e-3.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,9 +24,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'engines'))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from refs import rel_l2  # noqa: E402
-from swintools.arch import PREPROCESS, build_model, get_arch  # noqa: E402
-from test_parity import randomize_  # noqa: E402
+from refs import rel_l2
+from swintools.arch import PREPROCESS, build_model, get_arch
+from test_parity import randomize_
 
 
 def r(t, on=True):
@@ -93,8 +94,9 @@ def main():
     randomize_(model, 1234, logit_range=lr)
     model = model.double().eval()
     pre = PREPROCESS[name]
-    imgs = torch.randint(0, 256, (n, a['img_size'], a['img_size'], 3), generator=torch.Generator().manual_seed(0),
-                         dtype=torch.uint8)
+    imgs = torch.randint(
+        0, 256, (n, a['img_size'], a['img_size'], 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
     x0 = (imgs.double() / 255 - torch.tensor(pre['mean']).double()) / torch.tensor(pre['std']).double()
     with torch.no_grad():
         ref = model(x0.permute(0, 3, 1, 2))

@@ -1,4 +1,5 @@
 """PyTorch references shared by the GPU tests (written from timm's definitions, fp64/fp32)."""
+
 from __future__ import annotations
 
 import math
@@ -39,15 +40,17 @@ def window_attention_ref(qkv, bias, mask, logit_scale, scale, B, H, W, C, heads,
 def shift_mask_ref(H, W, ws, shift):
     """timm's SwinTransformerBlock.attn_mask for this geometry."""
     from timm.models.swin_transformer import SwinTransformerBlock
+
     blk = SwinTransformerBlock(dim=32, input_resolution=(H, W), num_heads=1, window_size=ws, shift_size=shift)
     return blk.attn_mask
 
 
 def v2_coords_index(ws):
     from timm.models.swin_transformer_v2 import WindowAttention
+
     at = WindowAttention(dim=32, window_size=(ws, ws), num_heads=1)
     return at.relative_coords_table.reshape(-1, 2).float(), at.relative_position_index.reshape(-1)
 
 
 def logit_scale_ref(raw):
-    return torch.clamp(raw.double(), max=math.log(100.)).exp()
+    return torch.clamp(raw.double(), max=math.log(100.0)).exp()

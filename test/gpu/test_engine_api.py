@@ -1,5 +1,6 @@
 """The engine's contract beyond numerics: error codes for bad files and batch sizes, host-memory
 infer(), and `instances` execution contexts used from several threads at once."""
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,30 @@ import torch
 def engine_path(tmp_path_factory):
     from swintools.arch import build_model, get_arch
     from swintools.cuda_engine import write_engine
+
     d = tmp_path_factory.mktemp('eng')
-    with open(os.path.join(os.path.dirname(__file__), '..', '..', 'engines', 'models', 'swin-fmnist',
-                           'model.json')) as f:
+    with open(
+        os.path.join(os.path.dirname(__file__), '..', '..', 'engines', 'models', 'swin-fmnist', 'model.json')
+    ) as f:
         mj = json.load(f)
     model = build_model(get_arch(mj['architecture']), seed=3)
     path = str(d / 'fm.swin')
-    write_engine(path, model, 'unfold', 'fp16', mj['preprocess']['mean'], mj['preprocess']['std'],
-                 labels=mj['labels'], max_batch=16)
+    write_engine(
+        path,
+        model,
+        'unfold',
+        'fp16',
+        mj['preprocess']['mean'],
+        mj['preprocess']['std'],
+        labels=mj['labels'],
+        max_batch=16,
+    )
     return path
 
 
 def codes(fn):
     from swintools.cuda_engine import EngineError
+
     with pytest.raises(EngineError) as e:
         fn()
     return e.value.code
@@ -35,6 +47,7 @@ def codes(fn):
 
 def test_bad_files(engine_path, tmp_path):
     from swintools.cuda_engine import Engine
+
     assert codes(lambda: Engine(str(tmp_path / 'missing.swin'))) == 'ERR_ENGINE_FILE'
     trunc = tmp_path / 'trunc.swin'
     trunc.write_bytes(open(engine_path, 'rb').read()[:5000])
@@ -43,13 +56,15 @@ def test_bad_files(engine_path, tmp_path):
     garbage.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": not json}')
     assert codes(lambda: Engine(str(garbage))) == 'ERR_ENGINE_FILE'
     from safetensors.torch import save_file
+
     other = tmp_path / 'other.safetensors'
     save_file({'w': torch.zeros(2)}, str(other), metadata={'format': 'pt'})
     assert codes(lambda: Engine(str(other))) == 'ERR_ENGINE_KIND'
     from safetensors import safe_open
+
     with safe_open(engine_path, 'pt') as f:
         meta = json.loads(f.metadata()['swin_engine'])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     meta['format_version'] = 99
     v99 = tmp_path / 'v99.swin'
     save_file(tensors, str(v99), metadata={'swin_engine': json.dumps(meta)})
@@ -63,6 +78,7 @@ def test_bad_files(engine_path, tmp_path):
 
 def test_batch_range_and_host_infer(engine_path):
     from swintools.cuda_engine import Engine
+
     eng = Engine(engine_path)
     assert eng.max_batch == 16 and eng.num_classes == 10 and eng.precision == 'fp16'
     imgs = torch.randint(0, 256, (17, 256, 256, 3), dtype=torch.uint8, device='cuda')
@@ -75,6 +91,7 @@ def test_batch_range_and_host_infer(engine_path):
 
 def test_instances_threads(engine_path):
     from swintools.cuda_engine import Engine
+
     ref_eng = Engine(engine_path)
     imgs = [np.random.randint(0, 256, (n, 256, 256, 3), dtype=np.uint8) for n in (1, 3, 8, 16, 5, 2)]
     expect = [ref_eng.infer_host(x) for x in imgs]
@@ -87,7 +104,7 @@ def test_instances_threads(engine_path):
             for rep in range(4):
                 for i, x in enumerate(imgs):
                     results[(t, rep, i)] = eng.infer_host(x)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(5)]

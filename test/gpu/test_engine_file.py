@@ -4,11 +4,11 @@ token order, attention gathered through the shifted-window map, merge order, V2 
 fold/unfold tables computed as the load-time kernels do) and must reproduce timm's logits.
 This pins the builder's layouts and the engine's algorithm; the kernels themselves are checked
 on the GPU by test_kernels.py."""
+
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 import torch
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.cpu_ok
 
 def run_engine_file(path: str, images: torch.Tensor) -> torch.Tensor:
     from safetensors import safe_open
+
     with safe_open(path, 'pt') as f:
         meta = json.loads(f.metadata()['swin_engine'])
     t = {k: v.double() if v.is_floating_point() else v for k, v in load_file(path).items()}
@@ -86,6 +87,7 @@ def test_engine_file_semantics(arch, variant, tmp_path, record):
     from swintools.arch import PREPROCESS, build_model, get_arch
     from swintools.cuda_engine import write_engine
     from test_parity import randomize_
+
     a = get_arch(arch)
     model = build_model(a, seed=0)
     randomize_(model, seed=7)
@@ -94,8 +96,9 @@ def test_engine_file_semantics(arch, variant, tmp_path, record):
     write_engine(path, model.float(), variant, 'fp32', pre['mean'], pre['std'])
     images = torch.randint(0, 256, (2, a['img_size'], a['img_size'], 3), dtype=torch.uint8)
     with torch.no_grad():  # timm in float64, so the comparison sees algorithm differences, not fp32 rounding
-        x = (images.double().permute(0, 3, 1, 2) / 255 - torch.tensor(pre['mean']).double().view(1, 3, 1, 1)) \
-            / torch.tensor(pre['std']).double().view(1, 3, 1, 1)
+        x = (
+            images.double().permute(0, 3, 1, 2) / 255 - torch.tensor(pre['mean']).double().view(1, 3, 1, 1)
+        ) / torch.tensor(pre['std']).double().view(1, 3, 1, 1)
         ref = model.double()(x)
     out = run_engine_file(path, images)
     err = rel_l2(out, ref)

@@ -3,6 +3,7 @@
 Outputs are poisoned (NaN) before each call, so an unwritten element fails the check.
 Tolerances (relative L2): fp32 1e-5 (fp32 rounding); fp16 3e-3 (fp16 storage of inputs and
 outputs, fp32 arithmetic)."""
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,13 @@ dev = 'cuda'
 
 def lib():
     from swintools.cuda_engine import capi
+
     return capi()
 
 
 def ok(rc):
     from swintools.cuda_engine import check
+
     check(rc)
 
 
@@ -97,8 +100,15 @@ def test_patch_merge(prec, norm, B, H, C, record):
     ref = x.double().reshape(B, H // 2, 2, H // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(-1, 4 * C)
     if norm:
         ref = F.layer_norm(ref, (4 * C,), g.double(), b.double(), 1e-5)
-    assert_close('patch_merge' + ('_norm' if norm else '_gather'), out, ref, tol if norm else 0.0, record,
-                 prec=prec, shape=f'B{B} {H}x{H}x{C}')
+    assert_close(
+        'patch_merge' + ('_norm' if norm else '_gather'),
+        out,
+        ref,
+        tol if norm else 0.0,
+        record,
+        prec=prec,
+        shape=f'B{B} {H}x{H}x{C}',
+    )
 
 
 @pytest.mark.parametrize('prec', ['fp32', 'fp16'])
@@ -115,13 +125,22 @@ def test_final_norm_pool(prec, B, L, C, record):
 
 
 ATTN_CASES = [  # (B, H, ws, shift, heads)
-    (2, 14, 7, 0, 3), (2, 14, 7, 3, 3), (1, 56, 7, 3, 3), (2, 7, 7, 0, 24),
-    (2, 16, 8, 4, 2), (1, 64, 8, 4, 3), (2, 8, 8, 0, 4),
-    (1, 24, 12, 6, 4), (1, 12, 12, 0, 2),
-    (1, 32, 16, 8, 4), (2, 16, 16, 0, 8),
+    (2, 14, 7, 0, 3),
+    (2, 14, 7, 3, 3),
+    (1, 56, 7, 3, 3),
+    (2, 7, 7, 0, 24),
+    (2, 16, 8, 4, 2),
+    (1, 64, 8, 4, 3),
+    (2, 8, 8, 0, 4),
+    (1, 24, 12, 6, 4),
+    (1, 12, 12, 0, 2),
+    (1, 32, 16, 8, 4),
+    (2, 16, 16, 0, 8),
     (2, 16, 4, 2, 2),
     # >= 2 CTAs per SM: one CTA per (window, head), no query split
-    (4, 56, 7, 3, 3), (8, 48, 12, 6, 4), (8, 64, 16, 8, 4),
+    (4, 56, 7, 3, 3),
+    (8, 48, 12, 6, 4),
+    (8, 64, 16, 8, 4),
 ]
 
 
@@ -140,20 +159,31 @@ def test_window_attention(prec, v2, B, H, ws, shift, heads, record):
     else:
         bias = (torch.randn(heads, N, N, device=dev) * 2).to(dt)
         ls = None
-        scale = 32 ** -0.5
+        scale = 32**-0.5
     mask = shift_mask_ref(H, H, ws, shift).to(dev, dt) if shift else None
     out = poisoned((B * H * H, C), dt)
-    ok(lib().swin_k_window_attention(code, p(qkv), p(out), p(bias), p(mask), p(ls), scale, B, H, H, C, heads, ws,
-                                     shift))
+    ok(
+        lib().swin_k_window_attention(
+            code, p(qkv), p(out), p(bias), p(mask), p(ls), scale, B, H, H, C, heads, ws, shift
+        )
+    )
     ref = window_attention_ref(qkv, bias, mask, ls, scale, B, H, H, C, heads, ws, shift)
-    assert_close('window_attention_v2' if v2 else 'window_attention_v1', out, ref, tol, record, prec=prec,
-                 shape=f'B{B} {H}x{H} w{ws} s{shift} h{heads}')
+    assert_close(
+        'window_attention_v2' if v2 else 'window_attention_v1',
+        out,
+        ref,
+        tol,
+        record,
+        prec=prec,
+        shape=f'B{B} {H}x{H} w{ws} s{shift} h{heads}',
+    )
 
 
 @pytest.mark.parametrize('prec', ['fp32', 'fp16'])
 @pytest.mark.parametrize('ws,heads', [(7, 3), (8, 6), (12, 4), (16, 16)])
 def test_relative_bias_gather(prec, ws, heads, record):
     from timm.models.swin_transformer import get_relative_position_index
+
     code, dt, tol = DT[prec]
     N = ws * ws
     table = torch.randn((2 * ws - 1) ** 2, heads, device=dev)
@@ -161,8 +191,9 @@ def test_relative_bias_gather(prec, ws, heads, record):
     out = poisoned((heads, N, N), dt)
     ok(lib().swin_k_rel_bias(code, p(table), p(index.int().contiguous()), p(out), heads, N))
     ref = table[index].view(N, N, heads).permute(2, 0, 1)
-    assert_close('relative_bias_gather', out, ref, tol if prec == 'fp16' else 0.0, record, prec=prec,
-                 shape=f'w{ws} h{heads}')
+    assert_close(
+        'relative_bias_gather', out, ref, tol if prec == 'fp16' else 0.0, record, prec=prec, shape=f'w{ws} h{heads}'
+    )
 
 
 @pytest.mark.parametrize('prec', ['fp32', 'fp16'])
@@ -177,8 +208,22 @@ def test_cpb_bias(prec, ws, heads, record):
     w2 = torch.randn(heads, 512, device=dev) / math.sqrt(512) * 3
     scratch = torch.empty(coords.shape[0] * heads, device=dev)
     out = poisoned((heads, N, N), dt)
-    ok(lib().swin_k_cpb_bias(code, p(coords), p(w1), p(b1), p(w2), p(index.int().contiguous()), p(scratch), p(out),
-                             coords.shape[0], 512, heads, N))
+    ok(
+        lib().swin_k_cpb_bias(
+            code,
+            p(coords),
+            p(w1),
+            p(b1),
+            p(w2),
+            p(index.int().contiguous()),
+            p(scratch),
+            p(out),
+            coords.shape[0],
+            512,
+            heads,
+            N,
+        )
+    )
     t = F.linear(torch.relu(F.linear(coords.double(), w1.double(), b1.double())), w2.double())
     ref = 16 * torch.sigmoid(t[index].view(N, N, heads).permute(2, 0, 1))
     assert_close('cpb_bias', out, ref, tol, record, prec=prec, shape=f'w{ws} h{heads}')
@@ -202,7 +247,12 @@ def test_logit_scale(record):
 
 
 GEMM_CASES = [  # M, N, K
-    (6272, 288, 96), (6272, 96, 384), (1568, 192, 384), (49 * 7, 3072, 768), (7, 1000, 768), (3, 10, 256),
+    (6272, 288, 96),
+    (6272, 96, 384),
+    (1568, 192, 384),
+    (49 * 7, 3072, 768),
+    (7, 1000, 768),
+    (3, 10, 256),
     (3136, 96, 48),
 ]
 

@@ -23,6 +23,7 @@ test_fmnist_accuracy.
 
 Batch sizes 1, 7, 32 and 88 run through separate CUDA graphs (128 images per case).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,10 @@ def randomize_(model: nn.Module, seed: int, logit_range=(3.0, 30.0)):
 def build(name: str, logit_range=(3.0, 30.0)):
     """(timm model fp32 eval on cuda, mean, std, labels)."""
     from swintools.arch import PREPROCESS, build_model, get_arch
+
     if name == 'swin-fmnist':
         from swintools.checkpoint import load_checkpoint
+
         with open(os.path.join(FMNIST_DIR, 'model.json')) as f:
             mj = json.load(f)
         model = build_model(get_arch(mj['architecture']), seed=0)
@@ -97,6 +100,7 @@ def reference(name: str, logit_range=(3.0, 30.0)):
     if key in _cache:
         return _cache[key]
     from swintools.wrapper import UInt8NHWC
+
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model, mean, std, labels = build(name, logit_range)
@@ -104,13 +108,15 @@ def reference(name: str, logit_range=(3.0, 30.0)):
     images = torch.randint(0, 256, (IMAGES, size, size, 3), dtype=torch.uint8, device='cuda')
     with torch.no_grad():
         wrapped = UInt8NHWC(model, mean, std).cuda().eval()
-        ref = torch.cat([wrapped(images[i:i + 32]) for i in range(0, IMAGES, 32)]).float()
+        ref = torch.cat([wrapped(images[i : i + 32]) for i in range(0, IMAGES, 32)]).float()
         import copy
+
         half = copy.deepcopy(model).half().eval()
         sub = torch.tensor([255 * m for m in mean], device='cuda').view(1, 3, 1, 1)
         div = torch.tensor([255 * s for s in std], device='cuda').view(1, 3, 1, 1)
-        ref16 = torch.cat([half(((images[i:i + 32].permute(0, 3, 1, 2).float() - sub) / div).half())
-                           for i in range(0, IMAGES, 32)]).float()
+        ref16 = torch.cat(
+            [half(((images[i : i + 32].permute(0, 3, 1, 2).float() - sub) / div).half()) for i in range(0, IMAGES, 32)]
+        ).float()
         del half
     _cache.clear()  # one model at a time on the GPU
     _cache[key] = (model, mean, std, labels, images, ref, rel_l2(ref16, ref))
@@ -119,11 +125,13 @@ def reference(name: str, logit_range=(3.0, 30.0)):
 
 def engine_file(name, variant, precision, logit_range=(3.0, 30.0)):
     from swintools.cuda_engine import write_engine
+
     model, mean, std, labels = reference(name, logit_range)[:4]
     os.makedirs(TMP, exist_ok=True)
     path = os.path.join(TMP, f'{name}.{variant}.{precision}.swin')
-    write_engine(path, model.float().cpu(), variant, precision, mean, std, labels=labels, name=name,
-                 max_batch=max(CHUNKS))
+    write_engine(
+        path, model.float().cpu(), variant, precision, mean, std, labels=labels, name=name, max_batch=max(CHUNKS)
+    )
     model.cuda()
     return path
 
@@ -131,11 +139,12 @@ def engine_file(name, variant, precision, logit_range=(3.0, 30.0)):
 def run_engine(path, images):
     """Logits of all images through batches CHUNKS, plus a replay of the batch-32 graph."""
     from swintools.cuda_engine import Engine
+
     eng = Engine(path, max_batch=max(CHUNKS))
     try:
         outs, i = [], 0
         for n in CHUNKS:
-            outs.append(eng.infer(images[i:i + n]))
+            outs.append(eng.infer(images[i : i + n]))
             i += n
         torch.cuda.synchronize()
         out = torch.cat(outs)
@@ -161,10 +170,23 @@ def test_parity(name, variant, precision, record):
     agree_all = float((top_ref == top_out).float().mean())
     agree_conf = float((top_ref == top_out)[confident].float().mean()) if confident.any() else float('nan')
     replay_equal = bool(torch.equal(again, out[8:40]))
-    record(kind='parity', model=name, variant=variant, precision=precision, images=IMAGES, rel_l2=err, tol=TOL[precision],
-           max_abs=float((out - ref).abs().max()), finite=finite, top1_all=agree_all, top1_confident=agree_conf,
-           confident_rows=int(confident.sum()), replay_equal=replay_equal, torch_fp16_rel_l2=torch16,
-           ok=finite and err <= TOL[precision] and not agree_conf < 0.99)
+    record(
+        kind='parity',
+        model=name,
+        variant=variant,
+        precision=precision,
+        images=IMAGES,
+        rel_l2=err,
+        tol=TOL[precision],
+        max_abs=float((out - ref).abs().max()),
+        finite=finite,
+        top1_all=agree_all,
+        top1_confident=agree_conf,
+        confident_rows=int(confident.sum()),
+        replay_equal=replay_equal,
+        torch_fp16_rel_l2=torch16,
+        ok=finite and err <= TOL[precision] and not agree_conf < 0.99,
+    )
     assert finite, 'non-finite logits'
     assert replay_equal, 'graph replay differs from the captured pass'
     assert err <= TOL[precision], f'rel L2 {err:.3g} > {TOL[precision]}'
@@ -179,7 +201,16 @@ def test_parity_v2_stress(variant, record):
     out, _, _ = run_engine(engine_file('swinv2_tiny', variant, 'fp16', lr), images)
     err = rel_l2(out, ref)
     finite = bool(torch.isfinite(out).all())
-    record(kind='parity_v2_stress', model='swinv2_tiny', variant=variant, precision='fp16', logit_scales='5..120',
-           rel_l2=err, torch_fp16_rel_l2=torch16, finite=finite, ok=finite and err <= torch16)
+    record(
+        kind='parity_v2_stress',
+        model='swinv2_tiny',
+        variant=variant,
+        precision='fp16',
+        logit_scales='5..120',
+        rel_l2=err,
+        torch_fp16_rel_l2=torch16,
+        finite=finite,
+        ok=finite and err <= torch16,
+    )
     assert finite
     assert err <= torch16, f'engine fp16 rel L2 {err:.3g} > PyTorch fp16 {torch16:.3g}'
