@@ -23,7 +23,7 @@ export async function loadImages(dir: string, max = 0): Promise<BenchImage[]> {
   try {
     names = await readdir(dir);
   } catch (err) {
-    throw new Error(`cannot read image folder ${dir}: ${(err as Error).message} (build it with: npm run bench:images)`);
+    throw new Error(`cannot read image folder ${dir}: ${(err as Error).message} (build it with: npm run bench:images)`, { cause: err });
   }
   const files = names.filter((n) => MIME[extname(n).toLowerCase()] !== undefined).sort();
   const chosen = max > 0 ? files.slice(0, max) : files;

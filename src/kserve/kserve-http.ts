@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
 import { rejectUnknownFields } from '../request-fields.js';
-import type { InferenceService, RequestOptions } from '../service-types.js';
+import type { InferenceService } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
 import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
