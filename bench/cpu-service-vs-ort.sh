@@ -35,7 +35,7 @@ OUTD=bench/.out/cpu-intra$INTRA-svc$SERVICE_INTRA-inst${INSTANCES:-default}
 mkdir -p "$OUTD"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 [ -d bench/.images/fmnist ] || npm run -s bench:images
-npm run -s build >/dev/null 2>&1 || echo "npm run build failed; using the dist/ that is there"
+npx tsc -p tsconfig.json >/dev/null 2>&1 || echo "tsc failed; using the dist/ that is there"   # service and load generator (bench/loadgen)
 VARIANT=$(node -e "console.log(require('./engines/models/$MODEL/model.json').default_variant)")
 echo "host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), node $(node --version)"
 echo "model $MODEL ($VARIANT), batch $BATCH, onnxruntime intra-op threads $INTRA (service: $SERVICE_INTRA, instances ${INSTANCES:-from model.json}), $ROUNDS rounds of ${SECONDS_PER}s each"
@@ -56,7 +56,7 @@ for r in $(seq 1 "$ROUNDS"); do
   svc=$!
   for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 1; done
   cpu0=$(awk '{print $14 + $15}' "/proc/$svc/stat")
-  $N node dist/src/bench/cli.js --url "http://127.0.0.1:$PORT" --images bench/.images/fmnist --model "$MODEL" \
+  $N node dist/bench/loadgen/cli.js --url "http://127.0.0.1:$PORT" --images bench/.images/fmnist --model "$MODEL" \
     --concurrency "$((2 * BATCH))" --warmup 3s --duration "${SECONDS_PER}s" --progress 0 \
     --label "swin-serve /classify cpu round $r" --json "$OUTD/service-r$r.json" >/dev/null
   cpu1=$(awk '{print $14 + $15}' "/proc/$svc/stat")

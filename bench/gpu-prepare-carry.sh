@@ -46,7 +46,7 @@ ls bench/.images/photos/*.jpg | sed -n 1,16p | xargs -I{} cp {} "$NODE_DIR/selft
 echo "building dist/ ..."
 npx tsc -p tsconfig.json --outDir dist >/dev/null || { echo "tsc failed: fix the typecheck first"; exit 1; }
 # dist/test/gpu + helpers: the GPU host's Node tests (test/gpu/*.test.ts), compiled, since tsx is not carried.
-tar -C . -cf - dist/src dist/test/gpu dist/test/helpers proto package.json | xz -9 -T0 > "$RUN_DIR/dist.tar.xz"
+tar -C . -cf - dist/src dist/bench dist/test/gpu dist/test/helpers proto package.json | xz -9 -T0 > "$RUN_DIR/dist.tar.xz"
 
 echo "packing production node_modules ..."
 # Production packages (one path per line), minus what the GPU run does not load.

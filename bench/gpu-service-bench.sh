@@ -29,7 +29,7 @@
 #          CPU path), and reads swin_decoded_images_total; then runs test/gpu/gpu-decode.test.ts and
 #          addon-gpu.test.ts (compiled, from dist/test). Exits non-zero when a check fails.
 # first:   (instead of run, same carry) first request after /health/ready against the steady-state
-#          p50 at every batch size (dist/src/bench/first-request.js), with model.json's warm-up and
+#          p50 at every batch size (dist/bench/loadgen/first-request.js), with model.json's warm-up and
 #          with warm-up off for contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
@@ -147,7 +147,7 @@ wait_ready() {  # url, pid, seconds
 
 bench() {  # label, json name, extra args...
   local label=$1 name=$2; shift 2
-  node dist/src/bench/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 \
+  node dist/bench/loadgen/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 \
     --label "$label" --json "$RES/$name.json" --csv "$RES/$name.csv" "$@" 2>&1 | tee -a "$RES/bench.log" || true   # a failed step is in the log; go on
 }
 
@@ -167,7 +167,7 @@ run() {
 
   log "run: decode ceiling (service preprocessing, sharp, no HTTP)"
   for pool in 16 32; do
-    UV_THREADPOOL_SIZE=$pool node dist/src/bench/decode-ceiling.js --model "$MODELS_DIR/$MODEL" --images "$IMAGES" \
+    UV_THREADPOOL_SIZE=$pool node dist/bench/loadgen/decode-ceiling.js --model "$MODELS_DIR/$MODEL" --images "$IMAGES" \
       --seconds 5 --json "$RES/decode-ceiling-pool$pool.json" 2>&1 | tee -a "$RES/bench.log" || true
   done
 
@@ -268,7 +268,7 @@ first() {
   for mode in warm cold; do
     local dir=$MODELS_DIR; [ "$mode" = cold ] && dir=$cold
     log "first: $mode ($dir)"
-    SWIN_ADDON_PATH=$ADDON SWIN_LOG_LEVEL=warn node dist/src/bench/first-request.js --sizes "${FIRST_SIZES:-1-32}" \
+    SWIN_ADDON_PATH=$ADDON SWIN_LOG_LEVEL=warn node dist/bench/loadgen/first-request.js --sizes "${FIRST_SIZES:-1-32}" \
       --repeats "${FIRST_REPEATS:-30}" --image "$img" --port "$PORT" --json "$RES/first-$mode.json" \
       -- node dist/src/main.js --models-dir "$dir" --models "$MODEL" --backend "$BACKEND" --grpc-port "$GRPC_PORT" \
       2>&1 | tee "$RES/first-$mode.txt" || true   # exit 1 = over the limit: the table says where

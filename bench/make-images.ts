@@ -14,7 +14,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { rng } from '../src/bench/images.js';
+import { rng } from './loadgen/images.js';
 
 /** The photographs (not drawings or gradients) among Debian's wallpapers: mate-backgrounds' nature set. */
 const PHOTO_SOURCES = [

@@ -13,7 +13,7 @@ import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import ort from 'onnxruntime-node';
-import { hostInfo } from '../src/bench/report.js';
+import { hostInfo } from './loadgen/report.js';
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(name);

@@ -1,7 +1,7 @@
 // `npm run bench` flags: defaults, lists, durations, refusals.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HELP, parseBenchArgs, parseDuration, UsageError } from '../src/bench/args.js';
+import { HELP, parseBenchArgs, parseDuration, UsageError } from '../bench/loadgen/args.js';
 
 test('defaults: closed-loop HTTP sweep against loopback', () => {
   const o = parseBenchArgs([]);

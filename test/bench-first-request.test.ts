@@ -1,7 +1,7 @@
 // The first-request tool's arithmetic and options (the GPU host runs it; here it is also run on the CPU model).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { p50, parseOptions, parseSizes, rows } from '../src/bench/first-request.js';
+import { p50, parseOptions, parseSizes, rows } from '../bench/loadgen/first-request.js';
 
 test('sizes: single values and ranges; bad ones are refused', () => {
   assert.deepEqual(parseSizes('1-4,8'), [1, 2, 3, 4, 8]);

@@ -12,11 +12,11 @@ import { after, before, test } from 'node:test';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { parseBenchArgs } from '../src/bench/args.js';
-import { runBench } from '../src/bench/cli.js';
-import { HttpTarget } from '../src/bench/http-target.js';
-import { loadImages } from '../src/bench/images.js';
-import { runStep } from '../src/bench/load.js';
+import { parseBenchArgs } from '../bench/loadgen/args.js';
+import { runBench } from '../bench/loadgen/cli.js';
+import { HttpTarget } from '../bench/loadgen/http-target.js';
+import { loadImages } from '../bench/loadgen/images.js';
+import { runStep } from '../bench/loadgen/load.js';
 
 const DELAY_MS = 5;
 let dir: string;

@@ -2,7 +2,7 @@
 // nearest-rank percentiles, merge equal to recording everything in one.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bucketOf, bucketRange, ErrorCounts, LatencyHistogram } from '../src/bench/stats.js';
+import { bucketOf, bucketRange, ErrorCounts, LatencyHistogram } from '../bench/loadgen/stats.js';
 
 test('percentiles of 1..1000 us are exact (nearest rank)', () => {
   const h = new LatencyHistogram();

@@ -6,7 +6,7 @@
 // the ratio first / p50. Exit 1 when a ratio exceeds --max-ratio (issue 16:
 // first request after ready within 2x the steady-state p50).
 //
-//   node dist/src/bench/first-request.js --sizes 1-8 --repeats 30 --image photo.jpg \
+//   npx tsx bench/loadgen/first-request.ts --sizes 1-8 --repeats 30 --image photo.jpg \
 //       --json bench/.out/first-request.json -- node dist/src/main.js --backend cuda --models swin-tiny
 //
 // The server gets SWIN_HOST=127.0.0.1 and SWIN_PORT=--port (do not pass --port/--host to it).
