@@ -93,8 +93,8 @@ test('Predict errors: no image, unknown model, bad variant, bad top_k, undecodab
     'The request carries no image: send the image bytes as the body, a multipart file, or base64 in JSON', 'SWIN_EMPTY_BODY');
   await expectStatus(call((cb) => classifier.Predict({ images: [img(1, 2, 3)], model: 'resnet' }, cb)), grpc.status.NOT_FOUND,
     'Unknown model resnet; loaded models: fake', 'SWIN_MODEL_NOT_FOUND');
-  await expectStatus(call((cb) => classifier.Predict({ images: [img(1, 2, 3)], variant: 'fp16' }, cb)), grpc.status.INVALID_ARGUMENT,
-    'Bad request: variant must be "fold", "unfold" or empty, got "fp16"', 'SWIN_BAD_REQUEST');
+  await expectStatus(call((cb) => classifier.Predict({ images: [img(1, 2, 3)], variant: 'fp16' }, cb)), grpc.status.NOT_FOUND,
+    /^Model \S+ has no variant "fp16"; available: fold, unfold$/, 'SWIN_VARIANT_NOT_FOUND');
   await expectStatus(call((cb) => classifier.Predict({ images: [img(1, 2, 3)], top_k: 9 }, cb)), grpc.status.INVALID_ARGUMENT,
     'top_k must be an integer from 1 to 3, got 9', 'SWIN_BAD_TOP_K');
   await expectStatus(call((cb) => classifier.Predict({ images: [Buffer.from('GIF89a')] }, cb)), grpc.status.INVALID_ARGUMENT,

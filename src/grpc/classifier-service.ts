@@ -1,8 +1,8 @@
 // swin.v1.Classifier: Predict turns encoded images into top-k classes through
 // the same service.classify path as HTTP POST /classify.
 import type { BaseLogger } from 'pino';
-import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { parseVariant } from '../request-params.js';
 import type { ClassifierHandlers } from '../generated/swin/v1/Classifier.js';
 import type { PredictRequest__Output } from '../generated/swin/v1/PredictRequest.js';
 import type { PredictResponse } from '../generated/swin/v1/PredictResponse.js';
@@ -17,8 +17,8 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
       'grpc',
       async (req, { opts }) => {
         if (req.images.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
-        const variant = parseVariant(req.variant);
         const model = optionalString(req.model);
+        const variant = parseVariant(req.variant, model ?? service.defaultModelName());
         const policy = requestPolicy(req.priority, req.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' });
         const result = await service.classify(model, req.images, { ...opts, ...policy, variant, topK: req.top_k === 0 ? undefined : req.top_k });
         return {
@@ -39,10 +39,4 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
       },
     ),
   };
-}
-
-function parseVariant(v: string): Variant | undefined {
-  if (v === '') return undefined;
-  if (v === 'fold' || v === 'unfold') return v;
-  throw new ServeError('SWIN_BAD_REQUEST', `variant must be "fold", "unfold" or empty, got ${JSON.stringify(v)}`);
 }

@@ -5,8 +5,8 @@
 // the body's fields.
 import type {} from '@fastify/multipart'; // request.parts(), request.isMultipart()
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { parseVariant } from '../request-params.js';
 import { requestPolicy } from '../queue-policy.js';
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
@@ -65,12 +65,6 @@ function parseTopK(raw: number | string | undefined): number | undefined {
   if (typeof raw === 'number') return raw;
   if (!/^\d{1,9}$/.test(raw.trim())) throw new ServeError('SWIN_BAD_TOP_K', 'the number of classes', JSON.stringify(raw.slice(0, 40)));
   return Number(raw);
-}
-
-function parseVariant(raw: string | undefined, model: string): Variant | undefined {
-  if (raw === undefined) return undefined;
-  if (raw !== 'fold' && raw !== 'unfold') throw new ServeError('SWIN_VARIANT_NOT_FOUND', model, JSON.stringify(raw.slice(0, 40)), 'fold, unfold');
-  return raw;
 }
 
 /** Aborts when the client goes away before the reply is written. */

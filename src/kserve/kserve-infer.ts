@@ -5,8 +5,8 @@
 //   BYTES [N]           encoded images (JPEG, PNG, ...), preprocessed like /classify
 // and gives FP32 [N, classes] logits and their softmax ("probabilities");
 // either becomes BYTES [N, k] "value:index:label" with parameter classification = k.
-import type { Variant } from '../backends/backend.js';
 import { ServeError } from '../errors.js';
+import { parseVariant } from '../request-params.js';
 import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService, ModelStatus, RequestOptions } from '../service-types.js';
 import { PROBABILITIES_OUTPUT, inputHW, resolveModel } from './kserve-model.js';
@@ -63,7 +63,7 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
   const cfg = status.config;
   const classes = cfg.architecture.num_classes;
   const outputs = resolveOutputs(status, req.outputs);
-  const variant = parseVariant(req.parameters.variant);
+  const variant = parseVariant(req.parameters.variant, status.name);
 
   if (req.inputs.length !== 1) {
     throw new ServeError('SWIN_BAD_TENSOR', `model ${status.name} takes exactly one input, '${cfg.input.name}'; the request has ${req.inputs.length}`);
@@ -107,12 +107,6 @@ function classificationK(o: RequestedOutput, classes: number): number | undefine
     throw new ServeError('SWIN_BAD_REQUEST', `output '${o.name}': classification must be an integer from 1 to ${classes}, got ${JSON.stringify(v)}`);
   }
   return k;
-}
-
-function parseVariant(v: ParameterValue | undefined): Variant | undefined {
-  if (v === undefined || v === '') return undefined;
-  if (v === 'fold' || v === 'unfold') return v;
-  throw new ServeError('SWIN_BAD_REQUEST', `parameter variant must be "fold" or "unfold", got ${JSON.stringify(v)}`);
 }
 
 async function inputPixels(

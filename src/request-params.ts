@@ -1,0 +1,15 @@
+// Request parameters that every front end reads (HTTP /classify, KServe REST and gRPC,
+// swin.v1 Predict), checked once so that the same bad value gets the same code everywhere.
+import type { Variant } from './backends/backend.js';
+import { ServeError } from './errors.js';
+
+/**
+ * A request's variant: absent or empty (proto3's default) = the model's active one; any
+ * other value than fold/unfold is SWIN_VARIANT_NOT_FOUND (404 / NOT_FOUND) on every protocol.
+ */
+export function parseVariant(raw: unknown, model: string): Variant | undefined {
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  if (raw === 'fold' || raw === 'unfold') return raw;
+  const shown = JSON.stringify(typeof raw === 'string' ? raw.slice(0, 40) : raw) ?? String(raw);
+  throw new ServeError('SWIN_VARIANT_NOT_FOUND', model, shown.slice(0, 60), 'fold, unfold');
+}
