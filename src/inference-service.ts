@@ -13,7 +13,7 @@ import { droppedRequests, imagesTotal } from './metrics.js';
 import type { InferOutcome, LoadedModel, ModelRepository } from './model-repository.js';
 import { endSpan, startStage, type TraceContext } from './tracing.js';
 import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
-import { topK } from './topk.js';
+import { topK } from './postprocess.js';
 
 /** The request's priority and policy timeout, as the batcher takes them. */
 function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace'> {

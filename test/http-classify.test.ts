@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { topK } from '../src/topk.js';
+import { topK } from '../src/postprocess.js';
 import { fakeLogits, uniformImages } from './helpers/fake-backend.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng, multipart } from './helpers/http-bodies.js';

@@ -12,7 +12,7 @@ import { buildApp } from '../src/http/app.js';
 import { CoreInferenceService } from '../src/inference-service.js';
 import { ModelRepository } from '../src/model-repository.js';
 import { loadSelfTest } from '../src/selftest.js';
-import { topK } from '../src/topk.js';
+import { topK } from '../src/postprocess.js';
 
 const MODEL_DIR = path.resolve('engines/models/swin-fmnist');
 let app: FastifyInstance;

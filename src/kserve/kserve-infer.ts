@@ -10,7 +10,8 @@ import { parseVariant } from '../request-params.js';
 import { requestPolicy } from '../queue-policy.js';
 import type { InferenceService, ModelStatus, RequestOptions } from '../service-types.js';
 import { PROBABILITIES_OUTPUT, inputHW, resolveModel } from './kserve-model.js';
-import { classificationStrings, deserializeBytesTensor, elementCount, formatShape, softmaxRows } from './kserve-tensors.js';
+import { classificationStrings, softmaxRows } from '../postprocess.js';
+import { deserializeBytesTensor, elementCount, formatShape } from './kserve-tensors.js';
 
 export type ParameterValue = boolean | number | string;
 

@@ -1,6 +1,6 @@
 // Tensor plumbing shared by the KServe v2 REST and gRPC front ends: the BYTES
-// wire format, element counts, softmax and the classification extension's
-// "score:index:label" strings. Pure functions, no I/O.
+// wire format and element counts (softmax and the classification strings are in
+// ../postprocess.ts, shared with /classify). Pure functions, no I/O.
 import { ServeError } from '../errors.js';
 
 /**
@@ -44,41 +44,4 @@ export function elementCount(shape: readonly number[]): number {
 
 export function formatShape(shape: readonly number[]): string {
   return '[' + shape.join(',') + ']';
-}
-
-/** Row-wise softmax of n x c logits (max-subtracted, so large logits do not overflow). */
-export function softmaxRows(logits: Float32Array, n: number, c: number): Float32Array {
-  const out = new Float32Array(n * c);
-  for (let r = 0; r < n; r++) {
-    const base = r * c;
-    let max = -Infinity;
-    for (let j = 0; j < c; j++) max = Math.max(max, logits[base + j]);
-    let sum = 0;
-    for (let j = 0; j < c; j++) {
-      const e = Math.exp(logits[base + j] - max);
-      out[base + j] = e;
-      sum += e;
-    }
-    for (let j = 0; j < c; j++) out[base + j] /= sum;
-  }
-  return out;
-}
-
-/**
- * The classification extension: the k largest values of each row as
- * "value:index:label" strings, best first (Triton's format, value printed
- * with 6 decimals). Ties keep the lower index first.
- */
-export function classificationStrings(values: Float32Array, n: number, c: number, k: number, labels: readonly string[]): Buffer[] {
-  const out: Buffer[] = [];
-  const idx = Array.from({ length: c }, (_, j) => j);
-  for (let r = 0; r < n; r++) {
-    const base = r * c;
-    const order = idx.slice().sort((a, b) => values[base + b] - values[base + a] || a - b);
-    for (let j = 0; j < k; j++) {
-      const i = order[j];
-      out.push(Buffer.from(`${values[base + i].toFixed(6)}:${i}:${labels[i] ?? ''}`));
-    }
-  }
-  return out;
 }
