@@ -2,6 +2,7 @@
 // swin.v1 Predict), checked once so that the same bad value gets the same code everywhere.
 import type { Variant } from './backends/backend.js';
 import { ServeError } from './errors.js';
+import type { InferenceService } from './service-types.js';
 
 /**
  * A request's variant: absent or empty (proto3's default) = the model's active one; any
@@ -12,4 +13,12 @@ export function parseVariant(raw: unknown, model: string): Variant | undefined {
   if (raw === 'fold' || raw === 'unfold') return raw;
   const shown = JSON.stringify(typeof raw === 'string' ? raw.slice(0, 40) : raw) ?? String(raw);
   throw new ServeError('SWIN_VARIANT_NOT_FOUND', model, shown.slice(0, 60), 'fold, unfold');
+}
+
+/**
+ * The `model` label of request metrics: the model's name when it is loaded, else "unknown"
+ * (clients choose names; one label for all unknown ones keeps the series bounded).
+ */
+export function modelLabel(service: Pick<InferenceService, 'listModels'>, name: string | undefined): string {
+  return name !== undefined && service.listModels().some((m) => m.name === name) ? name : 'unknown';
 }

@@ -2,7 +2,7 @@
 // the same service.classify path as HTTP POST /classify.
 import type { BaseLogger } from 'pino';
 import { ServeError } from '../errors.js';
-import { parseVariant } from '../request-params.js';
+import { modelLabel, parseVariant } from '../request-params.js';
 import type { ClassifierHandlers } from '../generated/swin/v1/Classifier.js';
 import type { PredictRequest__Output } from '../generated/swin/v1/PredictRequest.js';
 import type { PredictResponse } from '../generated/swin/v1/PredictResponse.js';
@@ -32,10 +32,7 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
       {
         api: 'grpc',
         // Clients choose model names: unknown ones share one label.
-        model: (req) => {
-          const name = req.model || service.defaultModelName();
-          return service.listModels().some((m) => m.name === name) ? name : 'unknown';
-        },
+        model: (req) => modelLabel(service, req.model || service.defaultModelName()),
       },
     ),
   };

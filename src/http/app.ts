@@ -12,6 +12,7 @@ import { LOG_REDACT_PATHS, registerAccessControl } from '../access/http-access.j
 import type { AccessController } from '../access/access-control.js';
 import type { Config } from '../config.js';
 import { ServeError, httpErrorBody, isServeError } from '../errors.js';
+import { modelLabel } from '../request-params.js';
 import { registry, requestDuration, requestsTotal } from '../metrics.js';
 import { logRequest, traceIdOf } from '../request-log.js';
 import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled } from '../tracing.js';
@@ -139,8 +140,7 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     }
     // swin_requests_total / _duration for routes that carry config.api (KServe records its own).
     if (!api) return;
-    const known = request.swinModel !== undefined && service.listModels().some((m) => m.name === request.swinModel);
-    const labels = { api, model: known ? request.swinModel! : 'unknown', code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL' };
+    const labels = { api, model: modelLabel(service, request.swinModel), code: reply.statusCode < 400 ? 'OK' : request.swinCode ?? 'SWIN_INTERNAL' };
     requestsTotal.inc(labels);
     requestDuration.observe(labels, reply.elapsedTime / 1000);
   });

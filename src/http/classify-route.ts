@@ -122,16 +122,12 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       throw new ServeError('SWIN_UNSUPPORTED_MEDIA_TYPE', String(request.headers['content-type'] ?? 'none').slice(0, 60), ACCEPTED_CONTENT_TYPES);
     }
     if (images.length === 0 || images.every((b) => b.length === 0)) throw new ServeError('SWIN_EMPTY_BODY');
-    if (images.length > maxImages) throw new ServeError('SWIN_TOO_MANY_IMAGES', maxImages, images.length);
 
     const model = query.model ?? fields.model;
     const modelName = model ?? service.defaultModelName();
     request.swinModel = modelName;
-    const modelInfo = service.getModel(modelName); // SWIN_MODEL_NOT_FOUND before any decoding
+    // The service checks the model, top_k and the image count before any decoding.
     const topK = parseTopK(query.top_k ?? fields.top_k);
-    if (topK !== undefined && topK > modelInfo.config.architecture.num_classes) {
-      throw new ServeError('SWIN_BAD_TOP_K', modelInfo.config.architecture.num_classes, topK);
-    }
     return service.classify(modelName, images, {
       variant: parseVariant(query.variant ?? fields.variant, modelName),
       topK,

@@ -11,7 +11,8 @@ import type { ModelInferResponse } from '../generated/inference/ModelInferRespon
 import { optionalString, unary } from '../grpc/grpc-call.js';
 import type { InferenceService } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type ParameterValue } from './kserve-infer.js';
-import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelLabel } from '../request-params.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
 export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger): GRPCInferenceServiceHandlers {

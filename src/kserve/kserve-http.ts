@@ -14,7 +14,8 @@ import { requestDuration, requestsTotal } from '../metrics.js';
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
-import { modelConfig, modelLabel, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
+import { modelLabel } from '../request-params.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
 
 const HEADER_LENGTH = 'inference-header-content-length';

@@ -48,11 +48,6 @@ export function activeBackend(status: ModelStatus): BackendKind | null {
   return status.variants.find((v) => v.variant === status.active_variant)?.backend ?? null;
 }
 
-/** The model label for request metrics: clients choose model names, so unknown ones share one label. */
-export function modelLabel(service: InferenceService, name: string): string {
-  return service.listModels().some((m) => m.name === name) ? name : 'unknown';
-}
-
 /** The model, checked against the version the request names (empty or absent = current). */
 export function resolveModel(service: InferenceService, name: string, version?: string): ModelStatus {
   const status = service.getModel(name);
