@@ -24,12 +24,13 @@ export interface ClassifyRouteOptions {
 interface Fields {
   model?: string;
   variant?: string;
+  version?: string | number;
   top_k?: number | string;
   priority?: number | string;
   timeout_ms?: number | string;
 }
 
-const FIELDS = ['model', 'variant', 'top_k', 'priority', 'timeout_ms'] as const;
+const FIELDS = ['model', 'variant', 'version', 'top_k', 'priority', 'timeout_ms'] as const;
 const JSON_FIELDS = ['images', ...FIELDS] as const;
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -133,13 +134,16 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
     const model = query.model ?? fields.model;
     const modelName = model ?? service.defaultModelName();
     request.swinModel = modelName;
-    const modelInfo = service.getModel(modelName); // SWIN_MODEL_NOT_FOUND before any decoding
+    const versionField = query.version ?? fields.version;
+    const version = versionField === undefined || versionField === '' ? undefined : String(versionField);
+    const modelInfo = service.getModel(modelName, version); // SWIN_MODEL_NOT_FOUND / _VERSION_NOT_FOUND before any decoding
     const topK = parseTopK(query.top_k ?? fields.top_k);
     if (topK !== undefined && topK > modelInfo.config.architecture.num_classes) {
       throw new ServeError('SWIN_BAD_TOP_K', modelInfo.config.architecture.num_classes, topK);
     }
     return service.classify(modelName, images, {
       variant: parseVariant(query.variant ?? fields.variant, modelName),
+      version,
       topK,
       ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',

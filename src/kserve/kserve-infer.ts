@@ -73,7 +73,7 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
     throw new ServeError('SWIN_BAD_TENSOR', `unknown input '${input.name}'; model ${status.name} takes '${cfg.input.name}'`);
   }
   const { pixels, n } = await inputPixels(service, status, input, opts);
-  const result = await service.inferTensor(status.name, pixels, n, { ...opts, variant });
+  const result = await service.inferTensor(status.name, pixels, n, { ...opts, variant, version: status.version });
   if (result.numClasses !== classes || result.logits.length !== n * classes) {
     throw new ServeError('SWIN_INFERENCE_FAILED', status.name, `expected ${n}x${classes} logits, got ${result.logits.length}`);
   }
@@ -151,7 +151,7 @@ async function inputPixels(
     if (images.length !== shape[0]) {
       throw new ServeError('SWIN_BAD_TENSOR', `input '${input.name}' has shape ${formatShape(shape)} but carries ${images.length} BYTES elements`);
     }
-    const pixels = await service.preprocess(status.name, images, opts);
+    const pixels = await service.preprocess(status.name, images, { ...opts, version: status.version });
     return { pixels, n: images.length };
   }
   throw new ServeError('SWIN_BAD_TENSOR', `input '${input.name}' has datatype ${input.datatype}; model ${status.name} takes ${expected}`);
