@@ -150,7 +150,7 @@ export class ModelRepository {
 
   /** The variant a request would use; throws SWIN_VARIANT_NOT_FOUND / SWIN_MODEL_NOT_READY. */
   resolveVariant(m: LoadedModel, variant: Variant | undefined): VariantSlot {
-    if (m.retired) throw new ServeError('SWIN_MODEL_NOT_READY', m.name, `version ${m.version} is unloading`);
+    // A retired copy still serves the requests that acquired it before it left the map: no check here.
     if (variant !== undefined) {
       const slot = m.variants.get(variant);
       if (!slot) throw new ServeError('SWIN_VARIANT_NOT_FOUND', m.name, String(variant).slice(0, 50), [...m.variants.keys()].join(', '));
@@ -324,14 +324,16 @@ export class ModelRepository {
    * its engine files plus GPU_HEADROOM_BYTES free on every GPU it would use; refused otherwise.
    */
   private async checkGpuMemory(e: ModelEntry, src: VersionSource): Promise<void> {
-    const serving = [...e.versions.values()];
-    const gpuKinds = new Set(serving.flatMap((m) => [...m.variants.values()]).map((s) => s.kind).filter((k) => k === 'tensorrt' || k === 'cuda'));
-    if (gpuKinds.size === 0) return;
+    // The kind that actually runs (backend.kind): a GPU copy now means a GPU copy next.
+    const gpuSlots = [...e.versions.values()].flatMap((m) => [...m.variants.values()])
+      .filter((s) => s.backend && (s.backend.kind === 'tensorrt' || s.backend.kind === 'cuda'));
+    if (gpuSlots.length === 0) return;
     let bytes = GPU_HEADROOM_BYTES;
-    for (const v of Object.keys(src.config.artifacts) as Variant[]) {
-      const kind = [...gpuKinds].find((k) => src.config.artifacts[v]?.[k]);
-      const file = kind && artifactPath(src.dir, src.config, v, kind);
-      if (file) bytes += await stat(file).then((s) => s.size, () => 0);
+    const counted = new Set<string>();
+    for (const s of gpuSlots) {
+      const file = s.kind && !counted.has(s.variant) ? artifactPath(src.dir, src.config, s.variant, s.kind) : undefined;
+      counted.add(s.variant);
+      if (file) bytes += await stat(file).then((st) => st.size, () => 0);
     }
     const gpus = await this.gpuMemory();
     const used = this.opts.config.devices.length > 0 ? gpus.filter((g) => this.opts.config.devices.includes(g.index)) : gpus;
