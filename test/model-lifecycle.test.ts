@@ -306,3 +306,35 @@ describe('GPU memory before a second copy', () => {
     assert.equal((await infer(r, 'g')).json().model_version, '2');
   });
 });
+
+describe('version_policy in model.json', () => {
+  test('latest N, specific, all; a bad policy names the field', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const os = await import('node:os');
+    const { readModelVersions } = await import('../src/model-versions.js');
+    const { writeVersionedModel } = await import('./helpers/versioned-models.js');
+    const root = mkdtempSync(path.join(os.tmpdir(), 'swin-policy-'));
+    try {
+      const versionsOf = async (policy: unknown) => {
+        writeVersionedModel(root, 'p', [1, 2, 10], policy === undefined ? {} : { version_policy: policy as never });
+        return (await readModelVersions(path.join(root, 'p'))).versions.map((v) => v.version);
+      };
+      assert.deepEqual(await versionsOf(undefined), ['10']);
+      assert.deepEqual(await versionsOf({ latest: { num_versions: 2 } }), ['2', '10']);
+      assert.deepEqual(await versionsOf({ specific: { versions: [1, 10] } }), ['1', '10']);
+      assert.deepEqual(await versionsOf({ all: {} }), ['1', '2', '10']);
+      writeVersionedModel(root, 'p', [1], { version_policy: { latest: { num_versions: 0 } } as never });
+      await assert.rejects(readModelVersions(path.join(root, 'p')), /version_policy\.latest\.num_versions must be a positive integer/);
+      writeVersionedModel(root, 'p', [1], { version_policy: { newest: {} } as never });
+      await assert.rejects(readModelVersions(path.join(root, 'p')), /version_policy must have exactly one of latest, specific, all/);
+      // A version folder's own model.json replaces the model-level one for that version.
+      writeVersionedModel(root, 'q', [1, 2], { version_policy: { all: {} } });
+      const own = JSON.parse(JSON.stringify({ ...(await readModelVersions(path.join(root, 'q'))).versions[1].config, description: 'v2 only' }));
+      writeFileSync(path.join(root, 'q', '2', 'model.json'), JSON.stringify(own));
+      const q = (await readModelVersions(path.join(root, 'q'))).versions;
+      assert.deepEqual(q.map((v) => [v.version, v.config.description ?? null]), [['1', null], ['2', 'v2 only']]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
