@@ -32,12 +32,12 @@ export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger
     })),
     RepositoryIndex: unary(logger, api, async (req: { ready: boolean }) => ({ models: await controlOf(service).index(req.ready) })),
     RepositoryModelLoad: unary(logger, api, async (req: { model_name: string; parameters: Record<string, unknown> }) => {
-      refuseParameters(Object.keys(req.parameters));
+      refuseParameters(Object.keys(req.parameters), 'load');
       await controlOf(service).load(req.model_name);
       return {};
     }),
     RepositoryModelUnload: unary(logger, api, async (req: { model_name: string; parameters: Record<string, unknown> }) => {
-      refuseParameters(Object.keys(req.parameters));
+      refuseParameters(Object.keys(req.parameters), 'unload');
       await controlOf(service).unload(req.model_name);
       return {};
     }),

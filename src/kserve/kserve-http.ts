@@ -108,7 +108,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   });
   const control = (op: 'load' | 'unload') => async (req: FastifyRequest<{ Params: { model: string }; Body: Buffer }>) => {
     const body = jsonObject(req.body, ['parameters']);
-    if (body.parameters !== undefined) refuseParameters(Object.keys(parametersOf(body.parameters, 'parameters')));
+    if (body.parameters !== undefined) refuseParameters(Object.keys(parametersOf(body.parameters, 'parameters')), op);
     await controlOf(service)[op](req.params.model);
     return {};
   };

@@ -25,7 +25,11 @@ export function controlOf(service: InferenceService): ModelControl {
   };
 }
 
-/** Triton's load parameters (config, file:...) override a model's files from the request: not served. */
-export function refuseParameters(names: string[]): void {
-  rejectUnknownFields(names, [], 'model repository parameter');
+/**
+ * Triton's load parameters (config, file:...) override a model's files from the request: not
+ * served. Unload's unload_dependents (tritonclient always sends it) is accepted: no model here
+ * has dependents (ensembles), so true and false mean the same.
+ */
+export function refuseParameters(names: string[], op: 'load' | 'unload'): void {
+  rejectUnknownFields(names, op === 'unload' ? ['unload_dependents'] : [], `${op} parameter`);
 }
