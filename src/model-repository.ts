@@ -13,6 +13,7 @@ import type { Variant } from './backends/backend.js';
 import { artifactPath } from './backends/backend-factory.js';
 import type { SubmitOptions } from './batcher.js';
 import { ServeError } from './errors.js';
+import { modelReady } from './metrics.js';
 import { ModelConfigError } from './model-json.js';
 import { ModelInstances, WithdrawnError, type GpuMemory, type InferOutcome, type LoadedModel, type RepositoryOptions, type VariantSlot } from './model-instance.js';
 import { compareVersions, readModelVersions, type VersionSource } from './model-versions.js';
@@ -239,6 +240,7 @@ export class ModelRepository {
       await Promise.all(copies.map((m) => this.drain(e, m)));
       this.models.delete(name);
       this.fingerprints.delete(name);
+      for (const m of copies) for (const s of m.variants.values()) if (s.kind) modelReady.set({ model: name, variant: s.variant, backend: s.kind }, 0);
       this.log.info({ model: name }, `model ${name} unloaded`);
     });
   }
@@ -381,7 +383,14 @@ export class ModelRepository {
   /** Poll mode: new folders load, removed ones unload, changed ones reload (the swap drops no request). */
   private startPolling(): void {
     const ms = this.opts.config.repositoryPollSecs * 1000;
-    this.pollTimer = setInterval(() => void this.poll().catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'repository poll failed')), ms);
+    let running = false; // a slow load must not stack rescans behind it
+    this.pollTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      void this.poll()
+        .catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'repository poll failed'))
+        .finally(() => (running = false));
+    }, ms);
     this.pollTimer.unref();
   }
 

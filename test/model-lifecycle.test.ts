@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
 import type { GRPCInferenceServiceClient } from '../src/generated/inference/GRPCInferenceService.js';
 import { loadProtos } from '../src/grpc/protos.js';
+import { registry } from '../src/metrics.js';
 import { IMAGE_BYTES, versionedRepo, type VersionedRepo } from './helpers/versioned-models.js';
 
 type Callback<T> = (err: grpc.ServiceError | null, res?: T) => void;
@@ -121,6 +122,17 @@ describe('model control mode none (the default)', () => {
       c.close();
     }
   });
+
+  test('poll mode refuses them too (the folder decides)', async () => {
+    const p = await versionedRepo({ m: [1] }, { MODEL_CONTROL_MODE: 'poll' });
+    try {
+      const res = await post(p, '/v2/repository/models/m/load');
+      assert.equal(res.statusCode, 403);
+      assert.match(res.json().error, /model control mode poll/);
+    } finally {
+      await p.close();
+    }
+  });
 });
 
 describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
@@ -147,6 +159,8 @@ describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
       const aEngines = r.engines.filter((e) => e.version === '1');
       await call((cb) => c.kserve.RepositoryModelUnload({ model_name: 'a' }, cb));
       assert.ok(aEngines.length > 0 && aEngines.every((e) => e.backend.disposed));
+      const gauge = (await registry.getSingleMetric('swin_model_ready')!.get()).values.filter((v) => v.labels.model === 'a');
+      assert.deepEqual(gauge.map((v) => v.value), [0, 0], 'swin_model_ready of both variants of a');
       assert.equal((await infer(r, 'a')).statusCode, 404);
       const idx = await call<{ models: unknown[] }>((cb) => c.kserve.RepositoryIndex({ ready: false }, cb));
       assert.deepEqual(idx.models, [
