@@ -283,16 +283,24 @@ describe('draining', () => {
     const held = r.repo.acquire('h');
     const old = r.engines.filter((e) => e.version === '1');
     r.addVersion('h', 2);
+    let open!: () => void;
+    r.gates['2'] = new Promise<void>((res) => (open = res));
     let loaded = false;
     const load = post(r, '/v2/repository/models/h/load').then((res) => {
       loaded = true;
       return res;
     });
+    const index = async () => ((await post(r, '/v2/repository/index')).json() as { version: string; state: string }[]).map((x) => [x.version, x.state]);
+    for (let i = 0; i < 10_000 && (await index()).length < 2; i++) await new Promise((res) => setImmediate(res));
+    assert.deepEqual(await index(), [['1', 'READY'], ['2', 'LOADING']]);
+    assert.equal((await infer(r, 'h')).json().model_version, '1', 'version 1 serves while 2 loads');
+    open();
     // Requests move to version 2 as soon as it passed; the held copy waits.
     for (let i = 0; i < 10_000 && (await infer(r, 'h')).json().model_version !== '2'; i++) await new Promise((res) => setImmediate(res));
     assert.equal((await infer(r, 'h')).json().model_version, '2');
     assert.equal(loaded, false, 'the load waits for the drain');
     assert.ok(old.every((e) => !e.backend.disposed));
+    assert.deepEqual(await index(), [['2', 'READY'], ['1', 'UNLOADING']]);
     const out = await r.repo.infer(held, undefined, new Uint8Array(IMAGE_BYTES).fill(75), 1, {});
     assert.equal(out.logits.indexOf(Math.max(...out.logits)), 3);
     r.repo.release(held);

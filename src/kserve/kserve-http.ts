@@ -35,7 +35,7 @@ export function registerKServeRoutes(app: FastifyInstance, service: InferenceSer
 // field when fastify serializes: error bodies are {"error"}, not-ready ones {name, ready}.
 const ANY_BODY = { type: 'object', additionalProperties: true, properties: { error: { type: 'string' } } } as const;
 const DOCUMENTED = {
-  schema: { response: Object.fromEntries([200, 400, 401, 404, 405, 413, 415, 429, 500, 503, 504].map((status) => [status, ANY_BODY])) },
+  schema: { response: Object.fromEntries([200, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503, 504].map((status) => [status, ANY_BODY])) },
 };
 
 const INDEX_ROW = {

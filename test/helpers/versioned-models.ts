@@ -38,6 +38,8 @@ export interface VersionedRepo {
   modes: Record<string, FakeMode | 'load'>;
   /** What the fake GPU query answers. */
   gpus: GpuMemory[];
+  /** Engine creation of a version waits for this promise (to see a load in progress). */
+  gates: Record<string, Promise<void>>;
   addVersion(model: string, version: number, over?: Partial<ModelConfig>): void;
   close(): Promise<void>;
 }
@@ -65,6 +67,7 @@ export async function versionedRepo(models: Record<string, number[]>, env: Recor
   const engines: VersionedEngine[] = [];
   const modes: Record<string, FakeMode | 'load'> = {};
   const gpus: GpuMemory[] = [{ index: 0, memoryFreeBytes: 64 * 2 ** 30 }];
+  const gates: Record<string, Promise<void>> = {};
   const config = loadConfig([], { MODELS_DIR: root, LOG_LEVEL: 'silent', SELFTEST_RETRY_MS: '60000', REPOSITORY_POLL_SECS: '3600', ...env });
   const repo = await ModelRepository.load({
     config,
@@ -72,6 +75,7 @@ export async function versionedRepo(models: Record<string, number[]>, env: Recor
     gpuInfo: async () => gpus,
     createBackend: async (req) => {
       const version = path.basename(path.dirname(req.path));
+      await gates[version];
       const mode = modes[version] ?? 'ok';
       if (mode === 'load') throw new Error(`injected load failure of version ${version}`);
       const backend = new FakeBackend({ variant: req.variant, kind: backendKind, imageBytes: IMAGE_BYTES, maxBatchSize: req.opts.maxBatchSize, delayMs: 2, mode });
@@ -90,7 +94,7 @@ export async function versionedRepo(models: Record<string, number[]>, env: Recor
   await app.ready();
   const grpc = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
   return {
-    root, app, service, repo, grpc, engines, modes, gpus,
+    root, app, service, repo, grpc, engines, modes, gpus, gates,
     addVersion: (model, v) => writeVersionFolder(path.join(root, model), v),
     async close() {
       await app.close();
