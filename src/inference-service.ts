@@ -88,6 +88,9 @@ export class CoreInferenceService implements InferenceService {
       load: async (name: string) => {
         this.checkControl();
         await repo.loadModel(name);
+        // A model new to this process may need GPU decoders: opened here rather than by its first
+        // JPEG. It serves already, so a JPEG arriving before this still pays the opening itself.
+        await this.warmDecoders([name]).catch(() => 0);
       },
       unload: async (name: string) => {
         this.checkControl();
@@ -101,14 +104,15 @@ export class CoreInferenceService implements InferenceService {
    * Before the service takes traffic: opens the GPU JPEG decoders of every model whose backend
    * wants them and decodes one JPEG on each (see GpuDecodeRouter.warm). Returns how many.
    */
-  async warmDecoders(): Promise<number> {
+  async warmDecoders(names: string[] = this.repo.names()): Promise<number> {
     if (this.decoder.mode === 'cpu') return 0;
     const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 120, g: 90, b: 60 } } }).jpeg().toBuffer();
     let warmed = 0;
-    for (const name of this.repo.names()) {
-      const m = this.repo.get(name);
+    for (const name of names) {
       let kind: BackendKind | null;
+      let m: LoadedModel;
       try {
+        m = this.repo.get(name);
         kind = this.repo.resolveVariant(m, undefined).kind;
       } catch {
         continue; // not servable: nothing to warm
