@@ -57,6 +57,8 @@ export interface LoadedModel {
   retired: boolean;
   /** Resolves the drain wait once inflight reaches 0 after retirement. */
   onIdle?: () => void;
+  /** The drain in progress (retire() twice waits for the same one). */
+  retiring?: Promise<void>;
 }
 
 export interface InferOutcome extends BatchResult {
@@ -131,7 +133,12 @@ export class ModelInstances {
 
 
   /** Stops new work reaching m, waits for the requests it accepted, then closes its batchers and engines. */
-  async retire(m: LoadedModel): Promise<void> {
+  retire(m: LoadedModel): Promise<void> {
+    m.retiring ??= this.drainAndDispose(m);
+    return m.retiring;
+  }
+
+  private async drainAndDispose(m: LoadedModel): Promise<void> {
     m.retired = true;
     const slots = [...m.variants.values()];
     for (const s of slots) if (s.retryTimer) clearTimeout(s.retryTimer);

@@ -48,6 +48,8 @@ interface ModelEntry {
 
 export class ModelRepository {
   private readonly models = new Map<string, ModelEntry>();
+  /** Models being unloaded, while their copies drain (index: UNLOADING). */
+  private readonly unloading = new Map<string, ModelEntry>();
   /** Why a model's last load failed, for the index, while it has no copy. */
   private readonly failures = new Map<string, string>();
   /** Load and unload of one model run one after the other. */
@@ -80,7 +82,7 @@ export class ModelRepository {
       const dir = path.resolve(modelsDir, name);
       const { versions, missing } = await readModelVersions(dir);
       repo.warnMissing(name, missing);
-      await repo.install(name, versions);
+      await repo.install(name, versions, true);
       repo.fingerprints.set(name, await fingerprint(dir));
     }
     if (opts.config.modelControlMode === 'poll') repo.startPolling();
@@ -144,9 +146,9 @@ export class ModelRepository {
     };
   }
 
-  /** Every loaded version of every loaded model has a serving variant. */
+  /** Every loaded version of every loaded model has a serving variant (a model still on its first load does not count yet). */
   isReady(): boolean {
-    return !this.closed && [...this.models.values()].every((e) => e.versions.size > 0 && [...e.versions.values()].every((m) => m.active !== null));
+    return !this.closed && this.list().every((m) => m.active !== null);
   }
 
   /** The variant a request would use; throws SWIN_VARIANT_NOT_FOUND / SWIN_MODEL_NOT_READY. */
@@ -184,9 +186,9 @@ export class ModelRepository {
   /** Triton's repository index: every model folder, loaded or not, one row per version. */
   async index(readyOnly = false): Promise<IndexEntry[]> {
     const rows: IndexEntry[] = [];
-    const names = new Set([...(await discover(this.opts.config.modelsDir).catch(() => [])), ...this.models.keys()]);
+    const names = new Set([...(await discover(this.opts.config.modelsDir).catch(() => [])), ...this.models.keys(), ...this.unloading.keys()]);
     for (const name of [...names].sort()) {
-      const e = this.models.get(name);
+      const e = this.models.get(name) ?? this.unloading.get(name);
       if (!e) {
         rows.push({ name, version: '', state: 'UNAVAILABLE', reason: this.failures.get(name) ?? 'unloaded' });
         continue;
@@ -221,7 +223,7 @@ export class ModelRepository {
         throw new ServeError('SWIN_MODEL_LOAD_FAILED', name, err.message);
       }
       this.warnMissing(name, sources.missing);
-      const failed = await this.install(name, sources.versions);
+      const failed = await this.install(name, sources.versions, false);
       this.fingerprints.set(name, await fingerprint(dir));
       if (failed.length > 0) throw new ServeError('SWIN_MODEL_LOAD_FAILED', name, failed.join('; '));
     });
@@ -235,10 +237,16 @@ export class ModelRepository {
         await this.modelDir(name); // 404 for a folder that does not exist; unloading an unloaded model is fine
         return;
       }
+      // Out of the map first: new requests get 404 at once; the index shows the draining copies.
       const copies = [...e.versions.values()];
       e.versions.clear();
-      await Promise.all(copies.map((m) => this.drain(e, m)));
       this.models.delete(name);
+      this.unloading.set(name, e);
+      try {
+        await Promise.all(copies.map((m) => this.drain(e, m)));
+      } finally {
+        this.unloading.delete(name);
+      }
       this.fingerprints.delete(name);
       for (const m of copies) for (const s of m.variants.values()) if (s.kind) modelReady.set({ model: name, variant: s.variant, backend: s.kind }, 0);
       this.log.info({ model: name }, `model ${name} unloaded`);
@@ -250,15 +258,18 @@ export class ModelRepository {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.instances.stop();
     await Promise.allSettled([...this.ops.values()]);
-    const all = [...this.models.values()].flatMap((e) => [...e.versions.values(), ...e.draining]);
+    const all = [...this.models.values(), ...this.unloading.values()].flatMap((e) => [...e.versions.values(), ...e.draining]);
     await Promise.all(all.map((m) => this.instances.retire(m)));
   }
 
   /**
    * Builds every version in `sources` beside what serves and swaps each in when it passed;
-   * versions no longer wanted drain and unload. Returns why versions failed.
+   * versions no longer wanted drain and unload. Returns why versions failed. `atStart`: a
+   * version that fails with nothing else of the model serving is kept (not ready, re-tested
+   * later, the server not ready meanwhile), as before there were loads; later a failed load
+   * leaves nothing behind but its reason.
    */
-  private async install(name: string, sources: VersionSource[]): Promise<string[]> {
+  private async install(name: string, sources: VersionSource[], atStart: boolean): Promise<string[]> {
     let e = this.models.get(name);
     if (!e) {
       e = { name, versions: new Map(), draining: new Set(), loading: new Set(), failed: new Map() };
@@ -278,8 +289,7 @@ export class ModelRepository {
           e.failed.set(src.version, `last load failed: ${why}`);
           const serving = [...e.versions.values()].some((x) => x.active !== null);
           this.log.error({ model: name, version: src.version }, `model ${name} version ${src.version} failed to load${serving ? '; the copies loaded before keep serving' : ''}: ${why}`);
-          // Nothing serving (a first load): keep the copy, its re-tests may still bring it up.
-          if (serving) await this.instances.retire(m);
+          if (serving || !atStart) await this.instances.retire(m);
           else e.versions.set(src.version, m);
           continue;
         }

@@ -185,6 +185,27 @@ describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
   });
 });
 
+describe('a model that fails its first load at run time', () => {
+  let r: VersionedRepo;
+  after(() => r?.close());
+
+  test('is refused with the reason and left out: the server stays ready, the index says why', async () => {
+    const { writeVersionedModel } = await import('./helpers/versioned-models.js');
+    r = await versionedRepo({ a: [1] }, { MODEL_CONTROL_MODE: 'explicit' });
+    writeVersionedModel(r.root, 'c', [9]);
+    r.modes['9'] = 'throw';
+    const load = await post(r, '/v2/repository/models/c/load');
+    assert.equal(load.statusCode, 422);
+    assert.match(load.json().error, /^Model c was not loaded: version 9: fold: onnxruntime failed its self-test/);
+    assert.ok(r.service.isReady(), 'a failed load does not take the server out of rotation');
+    assert.equal((await infer(r, 'c')).statusCode, 404);
+    const rows = (await post(r, '/v2/repository/index')).json() as { name: string; state: string; reason: string }[];
+    assert.deepEqual(rows.map((x) => [x.name, x.state]), [['a', 'READY'], ['c', 'UNAVAILABLE']]);
+    assert.match(rows[1].reason, /version 9: fold: onnxruntime failed its self-test/);
+    assert.ok(r.engines.filter((e) => e.version === '9').every((e) => e.backend.disposed));
+  });
+});
+
 describe('swaps', () => {
   let r: VersionedRepo;
   after(() => r?.close());
