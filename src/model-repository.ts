@@ -94,8 +94,9 @@ export class ModelRepository {
     return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
   }
 
+  /** Models with at least one loaded version (one on its first load is not listed yet). */
   names(): string[] {
-    return [...this.models.keys()];
+    return [...this.models.values()].filter((e) => e.versions.size > 0).map((e) => e.name);
   }
 
   /**

@@ -194,7 +194,19 @@ describe('a model that fails its first load at run time', () => {
     r = await versionedRepo({ a: [1] }, { MODEL_CONTROL_MODE: 'explicit' });
     writeVersionedModel(r.root, 'c', [9]);
     r.modes['9'] = 'throw';
-    const load = await post(r, '/v2/repository/models/c/load');
+    let open!: () => void;
+    r.gates['9'] = new Promise<void>((res) => (open = res));
+    const pending = post(r, '/v2/repository/models/c/load');
+    const states = async () => ((await post(r, '/v2/repository/index')).json() as { name: string; state: string }[]).map((x) => [x.name, x.state]);
+    for (let i = 0; i < 10_000 && (await states())[1][1] !== 'LOADING'; i++) await new Promise((res) => setImmediate(res));
+    // While c loads for the first time: listed LOADING, not in GET /models, the server ready.
+    assert.deepEqual(await states(), [['a', 'READY'], ['c', 'LOADING']]);
+    const models = await r.app.inject({ url: '/models' });
+    assert.equal(models.statusCode, 200);
+    assert.deepEqual(models.json().models.map((x: { name: string }) => x.name), ['a']);
+    assert.ok(r.service.isReady());
+    open();
+    const load = await pending;
     assert.equal(load.statusCode, 422);
     assert.match(load.json().error, /^Model c was not loaded: version 9: fold: onnxruntime failed its self-test/);
     assert.ok(r.service.isReady(), 'a failed load does not take the server out of rotation');
@@ -314,6 +326,7 @@ describe('draining', () => {
     const index = async () => ((await post(r, '/v2/repository/index')).json() as { version: string; state: string }[]).map((x) => [x.version, x.state]);
     for (let i = 0; i < 10_000 && (await index()).length < 2; i++) await new Promise((res) => setImmediate(res));
     assert.deepEqual(await index(), [['1', 'READY'], ['2', 'LOADING']]);
+    assert.deepEqual((await r.app.inject({ url: '/models' })).json().models.map((x: { versions: string[] }) => x.versions), [['1']]);
     assert.equal((await infer(r, 'h')).json().model_version, '1', 'version 1 serves while 2 loads');
     open();
     // Requests move to version 2 as soon as it passed; the held copy waits.
