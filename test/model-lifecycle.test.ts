@@ -343,6 +343,24 @@ describe('draining', () => {
   });
 });
 
+describe('poll mode timer', () => {
+  let r: VersionedRepo;
+  after(() => r?.close());
+
+  test('a version folder added while serving is picked up by the periodic rescan', async () => {
+    r = await versionedRepo({ p: [1] }, { MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '1' });
+    r.addVersion('p', 2);
+    // Bounded wait for the rescan (every second); what is checked is the outcome, not the time.
+    let version = '';
+    for (let i = 0; i < 200 && version !== '2'; i++) {
+      version = (await infer(r, 'p')).json().model_version;
+      if (version !== '2') await new Promise((res) => setTimeout(res, 50));
+    }
+    assert.equal(version, '2');
+    assert.ok(r.engines.filter((e) => e.version === '1').every((e) => e.backend.disposed));
+  });
+});
+
 describe('GPU memory before a second copy', () => {
   let r: VersionedRepo;
   after(() => r?.close());
