@@ -15,8 +15,12 @@ export interface Config {
   grpcPort: number;
   host: string;
   modelsDir: string;
-  /** Model folder names to load; empty = every folder under modelsDir with a model.json. */
+  /** Model folder names to load at start; empty = every model folder under modelsDir. */
   models: string[];
+  /** Triton's --model-control-mode: none (load/unload refused), explicit (load/unload on request), poll (rescan modelsDir). */
+  modelControlMode: ModelControlMode;
+  /** poll mode: seconds between rescans of modelsDir. */
+  repositoryPollSecs: number;
   backend: BackendChoice;
   /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/gpu-decode.ts). */
   decode: DecodeMode;
@@ -67,6 +71,8 @@ export interface Config {
   access: AccessConfig;
 }
 
+export type ModelControlMode = 'none' | 'explicit' | 'poll';
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -106,6 +112,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'HOST', flag: 'host', kind: { type: 'string' }, def: '0.0.0.0', help: 'address both servers bind' },
   { env: 'MODELS_DIR', flag: 'models-dir', kind: { type: 'string' }, def: 'engines/models', help: 'model repository: one folder per model with a model.json' },
   { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '', help: 'comma-separated model folders to load at startup', unset: 'all' },
+  { env: 'MODEL_CONTROL_MODE', flag: 'model-control-mode', kind: { type: 'enum', values: ['none', 'explicit', 'poll'] }, def: 'none', help: 'none: models fixed at start; explicit: /v2/repository load and unload; poll: rescan the models folder' },
+  { env: 'REPOSITORY_POLL_SECS', flag: 'repository-poll-secs', kind: POSITIVE(86_400), def: '15', help: 'poll mode: seconds between rescans of the models folder' },
   { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto', help: 'engine per variant: auto tries tensorrt, cuda, then onnxruntime' },
   { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto', help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu' },
   { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0', help: 'child processes running sharp; 0 decodes in this process' },
@@ -236,6 +244,8 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     host: v.get('HOST') as string,
     modelsDir: v.get('MODELS_DIR') as string,
     models: v.get('MODELS') as string[],
+    modelControlMode: v.get('MODEL_CONTROL_MODE') as ModelControlMode,
+    repositoryPollSecs: num('REPOSITORY_POLL_SECS'),
     backend: v.get('BACKEND') as BackendChoice,
     decode: v.get('DECODE') as DecodeMode,
     decodeProcesses: num('DECODE_PROCESSES'),

@@ -27,6 +27,8 @@ export const ERRORS = {
   SWIN_MODEL_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Unknown model %s; loaded models: %s' },
   SWIN_MODEL_VERSION_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Model %s has no version %s; available: %s' },
   SWIN_VARIANT_NOT_FOUND: { httpStatus: 404, grpcStatus: GrpcStatus.NOT_FOUND, message: 'Model %s has no variant %s; available: %s' },
+  SWIN_MODEL_LOAD_FAILED: { httpStatus: 422, grpcStatus: GrpcStatus.FAILED_PRECONDITION, message: 'Model %s was not loaded: %s' },
+  SWIN_MODEL_CONTROL_DISABLED: { httpStatus: 403, grpcStatus: GrpcStatus.FAILED_PRECONDITION, message: 'Model load and unload are off (model control mode %s); start with --model-control-mode explicit' },
   SWIN_MODEL_NOT_READY: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Model %s is not ready: %s' },
   // load and time
   SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Queue of model %s is full (%s requests); retry later' },
@@ -115,7 +117,7 @@ export function httpErrorBody(err: ServeError): { statusCode: number; code: Erro
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content',
   429: 'Too Many Requests', 499: 'Client Closed Request', 500: 'Internal Server Error', 503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };

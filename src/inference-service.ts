@@ -11,8 +11,9 @@ import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
 import { droppedRequests, imagesTotal } from './metrics.js';
 import type { InferOutcome, LoadedModel, ModelRepository } from './model-repository.js';
+import type { ModelControlMode } from './config.js';
 import { endSpan, startStage, type TraceContext } from './tracing.js';
-import type { ClassifyResult, InferenceService, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
+import type { ClassifyResult, InferenceService, ModelControl, ModelIndexRow, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './postprocess.js';
 
 /** The request's priority and policy timeout, as the batcher takes them. */
@@ -74,11 +75,28 @@ export class CoreInferenceService implements InferenceService {
   readonly decoder: GpuDecodeRouter;
   /** sharp in child processes (DECODE_PROCESSES > 0), else null: sharp in this one. */
   readonly decodePool: DecodePool | null;
+  /** Triton's repository extension over this repository; load and unload only in explicit mode. */
+  readonly control: ModelControl;
 
   constructor(repo: ModelRepository, config: Config, hooks: ServiceHooks = {}) {
     this.repo = repo;
     this.config = config;
     this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback, devices: config.devices });
+    this.control = {
+      mode: config.modelControlMode,
+      index: (readyOnly: boolean): Promise<ModelIndexRow[]> => repo.index(readyOnly),
+      load: async (name: string) => {
+        this.checkControl();
+        await repo.loadModel(name);
+        // A model new to this process may need GPU decoders: opened here rather than by its first
+        // JPEG. It serves already, so a JPEG arriving before this still pays the opening itself.
+        await this.warmDecoders([name]).catch(() => 0);
+      },
+      unload: async (name: string) => {
+        this.checkControl();
+        await repo.unloadModel(name);
+      },
+    };
     this.decodePool = (config.decodeProcesses ?? 0) > 0 ? new DecodePool(config.decodeProcesses, { onExit: hooks.onDecodeProcessExit }) : null;
   }
 
@@ -86,14 +104,15 @@ export class CoreInferenceService implements InferenceService {
    * Before the service takes traffic: opens the GPU JPEG decoders of every model whose backend
    * wants them and decodes one JPEG on each (see GpuDecodeRouter.warm). Returns how many.
    */
-  async warmDecoders(): Promise<number> {
+  async warmDecoders(names: string[] = this.repo.names()): Promise<number> {
     if (this.decoder.mode === 'cpu') return 0;
     const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 120, g: 90, b: 60 } } }).jpeg().toBuffer();
     let warmed = 0;
-    for (const name of this.repo.names()) {
-      const m = this.repo.get(name);
+    for (const name of names) {
       let kind: BackendKind | null;
+      let m: LoadedModel;
       try {
+        m = this.repo.get(name);
         kind = this.repo.resolveVariant(m, undefined).kind;
       } catch {
         continue; // not servable: nothing to warm
@@ -111,13 +130,16 @@ export class CoreInferenceService implements InferenceService {
     return this.repo.names().map((n) => this.repo.status(n));
   }
 
-  getModel(name: string): ModelStatus {
-    return this.repo.status(name);
+  getModel(name: string, version?: string): ModelStatus {
+    return this.repo.status(name, version);
   }
 
   defaultModelName(): string {
-    return this.repo.names()[0];
+    // No model loaded (explicit mode): a name no folder can have, so the request gets 404.
+    return this.repo.names()[0] ?? '(none loaded)';
   }
+
+
 
   isReady(): boolean {
     return this.closing === null && this.repo.isReady();
@@ -126,12 +148,21 @@ export class CoreInferenceService implements InferenceService {
   async classify(
     modelName: string | undefined,
     images: Buffer[],
-    opts: RequestOptions & { variant?: Variant; topK?: number },
+    opts: RequestOptions & { variant?: Variant; topK?: number; version?: string },
   ): Promise<ClassifyResult> {
+    this.admit();
+    // The copy this request uses until it finishes: a reload waits for it before unloading it.
+    const m = this.repo.acquire(modelName ?? this.defaultModelName(), opts.version);
+    try {
+      return await this.classifyOn(m, images, opts);
+    } finally {
+      this.repo.release(m);
+    }
+  }
+
+  private async classifyOn(m: LoadedModel, images: Buffer[], opts: RequestOptions & { variant?: Variant; topK?: number }): Promise<ClassifyResult> {
     const start = performance.now();
     const startedAt = Date.now();
-    this.admit();
-    const m = this.repo.get(modelName ?? this.defaultModelName());
     const numClasses = m.config.architecture.num_classes;
     const k = opts.topK ?? Math.min(this.config.defaultTopK, numClasses);
     if (!Number.isInteger(k) || k < 1 || k > numClasses) throw new ServeError('SWIN_BAD_TOP_K', numClasses, k);
@@ -141,12 +172,13 @@ export class CoreInferenceService implements InferenceService {
     const pixels = await this.admitAndDecode(m, images, opts.variant, { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal }, opts.priority, opts.trace);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
-    const r = await this.inferTraced(m.name, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
+    const r = await this.inferTraced(m, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
       model: m.name,
+      version: m.version,
       variant: r.variant,
       backend: r.backend,
       predictions,
@@ -159,28 +191,40 @@ export class CoreInferenceService implements InferenceService {
     };
   }
 
-  async preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array> {
+  async preprocess(modelName: string, images: Buffer[], opts: RequestOptions & { version?: string }): Promise<Uint8Array> {
     this.admit();
-    const m = this.repo.get(modelName);
-    this.checkImageCount(images.length);
-    const now = Date.now();
-    const deadline = opts.deadline ?? now + this.config.requestTimeoutMs;
-    // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-    return this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal }, opts.priority, opts.trace);
+    const m = this.repo.acquire(modelName, opts.version);
+    try {
+      this.checkImageCount(images.length);
+      const now = Date.now();
+      const deadline = opts.deadline ?? now + this.config.requestTimeoutMs;
+      // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
+      return await this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal }, opts.priority, opts.trace);
+    } finally {
+      this.repo.release(m);
+    }
   }
 
-  async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
+  async inferTensor(modelName: string, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant; version?: string }): Promise<TensorResult> {
     this.admit();
-    const m = this.repo.get(modelName);
+    const m = this.repo.acquire(modelName, opts.version);
+    try {
+      return await this.inferTensorOn(m, pixels, n, opts);
+    } finally {
+      this.repo.release(m);
+    }
+  }
+
+  private async inferTensorOn(m: LoadedModel, pixels: Uint8Array, n: number, opts: RequestOptions & { variant?: Variant }): Promise<TensorResult> {
     const size = m.config.architecture.img_size;
     if (!Number.isInteger(n) || n < 1 || pixels.length !== n * size * size * 3) {
       throw new ServeError('SWIN_BAD_TENSOR', `expected ${n} x ${size} x ${size} x 3 = ${n * size * size * 3} bytes, got ${pixels.length}`);
     }
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const r = await this.inferTraced(m.name, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
+    const r = await this.inferTraced(m, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
-    return { model: m.name, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
+    return { model: m.name, version: m.version, variant: r.variant, backend: r.backend, logits: r.logits, n, numClasses: m.config.architecture.num_classes };
   }
 
   /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
@@ -229,11 +273,12 @@ export class CoreInferenceService implements InferenceService {
   }
 
   /** repo.infer, with the request's queue and inference spans (from the batcher's own timings) when tracing is on. */
-  private async inferTraced(name: string, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
-    if (!opts.trace) return this.repo.infer(name, variant, pixels, n, opts);
+  private async inferTraced(m: LoadedModel, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
+    const name = m.name;
+    if (!opts.trace) return this.repo.infer(m, variant, pixels, n, opts);
     const submitted = Date.now();
     try {
-      const r = await this.repo.infer(name, variant, pixels, n, opts);
+      const r = await this.repo.infer(m, variant, pixels, n, opts);
       const attrs = { 'swin.model': name, 'swin.variant': r.variant, 'swin.backend': r.backend, 'swin.batch_size': r.batchSize, 'swin.images': n };
       const ctx = opts.trace as TraceContext;
       endSpan(startStage(ctx, 'queue', attrs, submitted), undefined, submitted + r.queueMs);
@@ -250,6 +295,11 @@ export class CoreInferenceService implements InferenceService {
     if (n === 0) throw new ServeError('SWIN_EMPTY_BODY');
     const max = this.config.limits.maxImagesPerRequest;
     if (n > max) throw new ServeError('SWIN_TOO_MANY_IMAGES', max, n);
+  }
+
+  private checkControl(): void {
+    const mode: ModelControlMode = this.config.modelControlMode;
+    if (mode !== 'explicit') throw new ServeError('SWIN_MODEL_CONTROL_DISABLED', mode);
   }
 
   private admit(): void {

@@ -101,4 +101,15 @@ export interface ModelConfig {
    * onnxruntime (src/selftest.ts defaultWarmupSizes). [] turns warm-up off.
    */
   warmup?: number[];
+  /**
+   * Which numeric version folders (<model>/<n>/) serve, Triton's version_policy:
+   * {"latest": {"num_versions": N}}, {"specific": {"versions": [1, 3]}} or {"all": {}}.
+   * Absent: the latest one. Ignored by a model without version folders.
+   */
+  version_policy?: VersionPolicy;
 }
+
+export type VersionPolicy =
+  | { latest: { num_versions: number } }
+  | { specific: { versions: number[] } }
+  | { all: Record<string, never> };

@@ -84,6 +84,23 @@ function checkQueuePolicies(c: Checker): void {
   }
 }
 
+/** version_policy: exactly one of latest {num_versions}, specific {versions}, all {}. */
+function checkVersionPolicy(c: Checker): void {
+  const p = c.get('version_policy');
+  if (p === undefined || !c.object('version_policy')) return;
+  const keys = Object.keys(p as Json);
+  if (keys.length !== 1 || !['latest', 'specific', 'all'].includes(keys[0])) {
+    c.check(false, 'version_policy', 'must have exactly one of latest, specific, all');
+    return;
+  }
+  if (keys[0] === 'latest') c.posInt('version_policy.latest.num_versions');
+  if (keys[0] === 'specific') {
+    const v = c.get('version_policy.specific.versions');
+    c.check(Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && (x as number) >= 0), 'version_policy.specific.versions', 'must be a non-empty array of version numbers');
+  }
+  if (keys[0] === 'all') c.object('version_policy.all');
+}
+
 export function validateModelConfig(raw: unknown, file: string): ModelConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ModelConfigError(`${file}: must hold a JSON object`);
   const c = new Checker(raw as Json);
@@ -148,6 +165,7 @@ export function validateModelConfig(raw: unknown, file: string): ModelConfig {
   }
   const warmup = c.get('warmup');
   c.check(warmup === undefined || (Array.isArray(warmup) && warmup.every((b) => Number.isInteger(b) && (b as number) > 0)), 'warmup', 'must be an array of positive integers (batch sizes)');
+  checkVersionPolicy(c);
   if (c.problems.length > 0) throw new ModelConfigError(`${file}: ${c.problems.join('; ')}`);
   return raw as ModelConfig;
 }

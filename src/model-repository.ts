@@ -1,89 +1,77 @@
-// The loaded models: for each engines/models/<name>/model.json, a
-// preprocessor, and per variant (fold, unfold) an engine that passed its
-// self-test plus the batcher in front of it. Decides which variant serves
-// (model.json default_variant or VARIANT, else the other one), takes a variant
-// out of service when it fails at run time, and re-tests it later so it can
-// come back without a restart.
+// The served models and their versions (engines/models/<name>[/<version>]),
+// and their lifecycle in Triton's shape: index, load, unload, and in poll mode
+// a rescan of the folder. A load builds and self-tests the new copies beside
+// the ones serving; requests move to a copy only once it passed, and a
+// replaced copy drains the requests it accepted before its engines are
+// released, so a reload drops no request. A request resolves its model and
+// version once (acquire) and holds that copy until it finishes (release).
+// One loaded copy, from load to drain, is model-instance.ts.
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { BaseLogger } from 'pino';
-import type { Backend, BackendKind, Variant } from './backends/backend.js';
-import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from './backends/backend-factory.js';
-import { Batcher, type BatchResult, type SubmitOptions } from './batcher.js';
-import { batcherPriorityOptions, withPolicyOverrides } from './queue-policy.js';
-import { endSpan, startBatchSpan, tracingEnabled } from './tracing.js';
-import type { Config } from './config.js';
+import type { Variant } from './backends/backend.js';
+import { artifactPath } from './backends/backend-factory.js';
+import type { SubmitOptions } from './batcher.js';
 import { ServeError } from './errors.js';
-import { modelReady, queueCapacity, selftestFailures } from './metrics.js';
-import type { BatchingConfig, ModelConfig } from './model-config.js';
-import { ModelConfigError, readModelConfig } from './model-json.js';
-import { Preprocessor } from './preprocess.js';
-import { defaultWarmupSizes, loadSelfTest, runWarmup, selfTestDevices, type DeviceLeftOut, type SelfTestData } from './selftest.js';
-import type { DeviceStatus, ModelStatus } from './service-types.js';
+import { modelReady } from './metrics.js';
+import { ModelConfigError } from './model-json.js';
+import { ModelInstances, WithdrawnError, type GpuMemory, type InferOutcome, type LoadedModel, type RepositoryOptions, type VariantSlot } from './model-instance.js';
+import { compareVersions, readModelVersions, type VersionSource } from './model-versions.js';
+import type { ModelStatus } from './service-types.js';
 
-export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
-const MAX_RETRY_DELAY_MS = 10 * 60_000;
+export { VARIANTS, type InferOutcome, type LoadedModel, type RepositoryOptions, type VariantSlot } from './model-instance.js';
 
-export interface VariantSlot {
-  readonly variant: Variant;
-  kind: BackendKind | null;
-  backend: Backend | null;
-  batcher: Batcher | null;
-  ready: boolean;
-  reason?: string;
-  retryTimer?: NodeJS.Timeout;
-  retryDelayMs: number;
-  /** Multi-GPU backends: every device, serving or left out (and why). */
-  devices?: DeviceStatus[];
+/** Memory a GPU copy needs beyond its artifact files (activations, workspaces, CUDA graphs): an estimate. */
+export const GPU_HEADROOM_BYTES = 256 * 1024 * 1024;
+
+export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
+
+/** One row of the repository index (Triton's RepositoryIndexResponse.ModelIndex). */
+export interface IndexEntry {
+  name: string;
+  version: string;
+  state: ModelState;
+  reason: string;
 }
 
-export interface LoadedModel {
+interface ModelEntry {
   readonly name: string;
-  readonly dir: string;
-  readonly config: ModelConfig;
-  readonly preprocessor: Preprocessor;
-  /** model.json batching with the service's overrides applied. */
-  readonly batching: BatchingConfig;
-  readonly variants: Map<Variant, VariantSlot>;
-  /** Variant used when a request names none; null when no variant is serving. */
-  active: Variant | null;
-  /** Variant preferred whenever it is serving. */
-  readonly preferred: Variant;
-  selftest: SelfTestData | null;
+  /** Serving copies by version. */
+  readonly versions: Map<string, LoadedModel>;
+  /** Copies draining after a reload or unload. */
+  readonly draining: Set<LoadedModel>;
+  /** Versions being loaded now (the index shows them LOADING). */
+  readonly loading: Set<string>;
+  /** Why the last load of a version failed (its old copy, if any, still serves). */
+  readonly failed: Map<string, string>;
 }
-
-export interface InferOutcome extends BatchResult {
-  variant: Variant;
-  backend: BackendKind;
-}
-
-export interface RepositoryOptions {
-  config: Config;
-  logger: BaseLogger;
-  /** Engine factory; tests and fault injection substitute their own. */
-  createBackend?: BackendFactory;
-}
-
-/** A request taken out of a withdrawn variant's queue; it may be sent to the other variant. */
-class WithdrawnError extends ServeError {}
 
 export class ModelRepository {
-  private readonly models = new Map<string, LoadedModel>();
+  private readonly models = new Map<string, ModelEntry>();
+  /** Models being unloaded, while their copies drain (index: UNLOADING). */
+  private readonly unloading = new Map<string, ModelEntry>();
+  /** Why a model's last load failed, for the index, while it has no copy. */
+  private readonly failures = new Map<string, string>();
+  /** Load and unload of one model run one after the other. */
+  private readonly ops = new Map<string, Promise<unknown>>();
+  private readonly instances: ModelInstances;
   private readonly opts: RepositoryOptions;
   private readonly log: BaseLogger;
-  private readonly makeBackend: BackendFactory;
+  private pollTimer?: NodeJS.Timeout;
+  private fingerprints = new Map<string, string>();
   private closed = false;
 
   private constructor(opts: RepositoryOptions) {
     this.opts = opts;
     this.log = opts.logger;
-    this.makeBackend = opts.createBackend ?? defaultCreateBackend;
+    this.instances = new ModelInstances(opts);
   }
 
   /**
-   * Loads every configured model. A bad model.json, or a configured model that
-   * does not exist, throws (a configuration mistake); an engine that fails to
-   * load or to pass its self-test only leaves that variant (or model) not ready.
+   * Loads the models selected at start (MODELS, else every folder with a model.json or
+   * version folders). A bad model.json, or a selected model that does not exist, throws
+   * (a configuration mistake); an engine that fails to load or to pass its self-test only
+   * leaves that variant (or model) not ready, and it is re-tested later.
    */
   static async load(opts: RepositoryOptions): Promise<ModelRepository> {
     const repo = new ModelRepository(opts);
@@ -92,32 +80,62 @@ export class ModelRepository {
     if (names.length === 0) throw new ModelConfigError(`no models found: no ${modelsDir}/*/model.json`);
     for (const name of names) {
       const dir = path.resolve(modelsDir, name);
-      const cfg = await readModelConfig(dir);
-      if (cfg.name !== name) opts.logger.warn({ model: name, name: cfg.name }, 'model.json name differs from its folder; serving it under the folder name');
-      await repo.addModel(name, dir, { ...cfg, name });
+      const { versions, missing } = await readModelVersions(dir);
+      repo.warnMissing(name, missing);
+      await repo.install(name, versions, true);
+      repo.fingerprints.set(name, await fingerprint(dir));
     }
+    if (opts.config.modelControlMode === 'poll') repo.startPolling();
     return repo;
   }
 
+  /** Every serving copy (every version of every model). */
   list(): LoadedModel[] {
-    return [...this.models.values()];
+    return [...this.models.values()].flatMap((e) => [...e.versions.values()]);
   }
 
+  /** Models with at least one loaded version (one on its first load is not listed yet). */
   names(): string[] {
-    return [...this.models.keys()];
+    return [...this.models.values()].filter((e) => e.versions.size > 0).map((e) => e.name);
   }
 
-  get(name: string): LoadedModel {
-    const m = this.models.get(name);
-    if (!m) throw new ServeError('SWIN_MODEL_NOT_FOUND', JSON.stringify(name).slice(0, 100), this.names().join(', '));
+  /**
+   * The copy a request for (name, version) uses: the named version, else the newest
+   * version with a serving variant (else the newest). Throws SWIN_MODEL_NOT_FOUND /
+   * SWIN_MODEL_VERSION_NOT_FOUND.
+   */
+  get(name: string, version?: string): LoadedModel {
+    const e = this.models.get(name);
+    if (!e) throw new ServeError('SWIN_MODEL_NOT_FOUND', JSON.stringify(name).slice(0, 100), this.names().join(', ') || 'none');
+    const sorted = [...e.versions.keys()].sort(compareVersions);
+    if (version !== undefined && version !== '') {
+      const m = e.versions.get(version);
+      if (!m) throw new ServeError('SWIN_MODEL_VERSION_NOT_FOUND', name, JSON.stringify(version).slice(0, 50), sorted.join(', ') || 'none');
+      return m;
+    }
+    const pick = sorted.map((v) => e.versions.get(v)!).find((m) => m.active !== null) ?? e.versions.get(sorted[0]);
+    if (!pick) throw new ServeError('SWIN_MODEL_NOT_READY', name, e.loading.size > 0 ? 'loading' : 'no version loaded');
+    return pick;
+  }
+
+  /** get(), holding the copy until release(): a copy being replaced waits for it before it unloads. */
+  acquire(name: string, version?: string): LoadedModel {
+    const m = this.get(name, version);
+    m.inflight++;
     return m;
   }
 
-  status(name: string): ModelStatus {
-    const m = this.get(name);
+  release(m: LoadedModel): void {
+    m.inflight--;
+    if (m.inflight === 0 && m.retired) m.onIdle?.();
+  }
+
+  status(name: string, version?: string): ModelStatus {
+    const m = this.get(name, version);
     return {
       name: m.name,
-      version: m.config.version,
+      version: m.version,
+      versions: [...this.models.get(name)!.versions.keys()].sort(compareVersions),
       ready: m.active !== null,
       active_variant: m.active,
       variants: [...m.variants.values()].map((s) => ({
@@ -129,13 +147,14 @@ export class ModelRepository {
     };
   }
 
-  /** Every model has a serving variant. */
+  /** Every loaded version of every loaded model has a serving variant (a model still on its first load does not count yet). */
   isReady(): boolean {
     return !this.closed && this.list().every((m) => m.active !== null);
   }
 
   /** The variant a request would use; throws SWIN_VARIANT_NOT_FOUND / SWIN_MODEL_NOT_READY. */
   resolveVariant(m: LoadedModel, variant: Variant | undefined): VariantSlot {
+    // A retired copy still serves the requests that acquired it before it left the map: no check here.
     if (variant !== undefined) {
       const slot = m.variants.get(variant);
       if (!slot) throw new ServeError('SWIN_VARIANT_NOT_FOUND', m.name, String(variant).slice(0, 50), [...m.variants.keys()].join(', '));
@@ -150,9 +169,8 @@ export class ModelRepository {
     return slot;
   }
 
-  /** n preprocessed images (uint8 NHWC) -> logits, through the variant's batcher. */
-  async infer(name: string, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
-    const m = this.get(name);
+  /** n preprocessed images (uint8 NHWC) -> logits, through the variant's batcher of copy m (from acquire). */
+  async infer(m: LoadedModel, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
     for (let attempt = 0; ; attempt++) {
       const slot = this.resolveVariant(m, variant);
       try {
@@ -166,245 +184,242 @@ export class ModelRepository {
     }
   }
 
+  /** Triton's repository index: every model folder, loaded or not, one row per version. */
+  async index(readyOnly = false): Promise<IndexEntry[]> {
+    const rows: IndexEntry[] = [];
+    const names = new Set([...(await discover(this.opts.config.modelsDir).catch(() => [])), ...this.models.keys(), ...this.unloading.keys()]);
+    for (const name of [...names].sort()) {
+      const e = this.models.get(name) ?? this.unloading.get(name);
+      if (!e) {
+        rows.push({ name, version: '', state: 'UNAVAILABLE', reason: this.failures.get(name) ?? 'unloaded' });
+        continue;
+      }
+      for (const [version, m] of [...e.versions].sort((a, b) => compareVersions(b[0], a[0]))) {
+        const why = [...m.variants.values()].map((s) => `${s.variant}: ${s.reason ?? 'not loaded'}`).join('; ');
+        rows.push({ name, version, state: m.active !== null ? 'READY' : 'UNAVAILABLE', reason: m.active !== null ? (e.failed.get(version) ?? '') : why });
+      }
+      for (const [v, why] of e.failed) if (!e.versions.has(v) && !e.loading.has(v)) rows.push({ name, version: v, state: 'UNAVAILABLE', reason: why });
+      for (const v of e.loading) if (!e.versions.has(v)) rows.push({ name, version: v, state: 'LOADING', reason: '' });
+      for (const m of e.draining) rows.push({ name, version: m.version, state: 'UNLOADING', reason: '' });
+      if (e.versions.size === 0 && e.loading.size === 0 && e.draining.size === 0 && e.failed.size === 0) rows.push({ name, version: '', state: 'UNAVAILABLE', reason: this.failures.get(name) ?? 'unloaded' });
+    }
+    return readyOnly ? rows.filter((r) => r.state === 'READY') : rows;
+  }
+
+  /**
+   * Loads (or reloads) a model folder: the versions its policy keeps are loaded and
+   * self-tested beside the copies serving; each takes over only when it passed.
+   * Throws SWIN_MODEL_LOAD_FAILED naming every version that did not, after the
+   * others took over; a failed version's old copy keeps serving.
+   */
+  loadModel(name: string): Promise<void> {
+    return this.serial(name, async () => {
+      const dir = await this.modelDir(name);
+      let sources;
+      try {
+        sources = await readModelVersions(dir);
+      } catch (err) {
+        if (!(err instanceof ModelConfigError)) throw err;
+        this.noteFailure(name, err.message);
+        throw new ServeError('SWIN_MODEL_LOAD_FAILED', name, err.message);
+      }
+      this.warnMissing(name, sources.missing);
+      const failed = await this.install(name, sources.versions, false);
+      this.fingerprints.set(name, await fingerprint(dir));
+      if (failed.length > 0) throw new ServeError('SWIN_MODEL_LOAD_FAILED', name, failed.join('; '));
+    });
+  }
+
+  /** Takes a model out of service: new requests get 404, accepted ones finish, then its engines are released. */
+  unloadModel(name: string): Promise<void> {
+    return this.serial(name, async () => {
+      const e = this.models.get(name);
+      if (!e) {
+        await this.modelDir(name); // 404 for a folder that does not exist; unloading an unloaded model is fine
+        return;
+      }
+      // Out of the map first: new requests get 404 at once; the index shows the draining copies.
+      const copies = [...e.versions.values()];
+      e.versions.clear();
+      this.models.delete(name);
+      this.unloading.set(name, e);
+      try {
+        await Promise.all(copies.map((m) => this.drain(e, m)));
+      } finally {
+        this.unloading.delete(name);
+      }
+      this.fingerprints.delete(name);
+      for (const m of copies) for (const s of m.variants.values()) if (s.kind) modelReady.set({ model: name, variant: s.variant, backend: s.kind }, 0);
+      this.log.info({ model: name }, `model ${name} unloaded`);
+    });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
-    const slots = this.list().flatMap((m) => [...m.variants.values()]);
-    for (const s of slots) if (s.retryTimer) clearTimeout(s.retryTimer);
-    await Promise.all(slots.map((s) => s.batcher?.close()));
-    await Promise.all(slots.map((s) => s.backend?.dispose().catch(() => undefined)));
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.instances.stop();
+    await Promise.allSettled([...this.ops.values()]);
+    const all = [...this.models.values(), ...this.unloading.values()].flatMap((e) => [...e.versions.values(), ...e.draining]);
+    await Promise.all(all.map((m) => this.instances.retire(m)));
   }
 
-  private async addModel(name: string, dir: string, config: ModelConfig): Promise<void> {
-    const o = this.opts.config;
-    const batching: BatchingConfig = {
-      ...withPolicyOverrides(config.batching, o.queuePolicy),
-      ...(o.batching.maxBatchSize !== undefined && { max_batch_size: o.batching.maxBatchSize }),
-      ...(o.batching.maxQueueDelayMs !== undefined && { max_queue_delay_ms: o.batching.maxQueueDelayMs }),
-      ...(o.batching.maxQueueSize !== undefined && { max_queue_size: o.batching.maxQueueSize }),
-      ...(o.batching.instances !== undefined && { instances: o.batching.instances }),
-    };
-    const m: LoadedModel = {
-      name, dir, config, batching,
-      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats }),
-      variants: new Map(),
-      active: null,
-      preferred: o.variant ?? config.default_variant,
-      selftest: null,
-    };
-    this.models.set(name, m);
-    queueCapacity.set({ model: name }, batching.max_queue_size);
-    for (const v of VARIANTS) {
-      if (config.artifacts[v]) m.variants.set(v, { variant: v, kind: null, backend: null, batcher: null, ready: false, retryDelayMs: o.selftestRetryMs });
+  /**
+   * Builds every version in `sources` beside what serves and swaps each in when it passed;
+   * versions no longer wanted drain and unload. Returns why versions failed. `atStart`: a
+   * version that fails with nothing else of the model serving is kept (not ready, re-tested
+   * later, the server not ready meanwhile), as before there were loads; later a failed load
+   * leaves nothing behind but its reason.
+   */
+  private async install(name: string, sources: VersionSource[], atStart: boolean): Promise<string[]> {
+    let e = this.models.get(name);
+    if (!e) {
+      e = { name, versions: new Map(), draining: new Set(), loading: new Set(), failed: new Map() };
+      this.models.set(name, e);
     }
-    try {
-      m.selftest = await loadSelfTest(dir, config);
-    } catch (err) {
-      const reason = `self-test data unusable: ${(err as Error).message}`;
-      this.log.error({ model: name }, `model ${name}: ${reason}; no variant can be verified, none will serve`);
-      for (const s of m.variants.values()) s.reason = reason;
-      return;
-    }
-    for (const slot of m.variants.values()) await this.loadVariant(m, slot);
-    this.chooseActive(m);
-  }
-
-  /** Tries each candidate backend for the variant until one loads and passes its self-test. */
-  private async loadVariant(m: LoadedModel, slot: VariantSlot): Promise<void> {
-    const { kinds, skipped } = await candidateKinds(this.opts.config.backend, m.config, slot.variant);
-    if (skipped.length > 0) {
-      this.log.info({ model: m.name, variant: slot.variant, candidates: kinds }, `model ${m.name} variant ${slot.variant}: backends skipped: ${skipped.join('; ')}`);
-    }
-    const failures: string[] = [];
-    for (const kind of kinds) {
-      const labels = { model: m.name, variant: slot.variant, backend: kind };
-      let backend: Backend;
-      const file = artifactPath(m.dir, m.config, slot.variant, kind)!;
+    const failed: string[] = [];
+    const replaced: LoadedModel[] = [];
+    for (const src of sources) e.loading.add(src.version);
+    for (const src of sources) {
       try {
-        backend = await this.makeBackend({
-          kind, path: file, config: m.config, variant: slot.variant,
-          opts: {
-            instances: m.batching.instances, maxBatchSize: m.batching.max_batch_size, ort: this.opts.config.ort,
-            devices: this.opts.config.devices,
-          },
-        });
-      } catch (err) {
-        const why = `${kind} failed to load ${path.basename(file)}: ${(err as Error).message}`;
-        failures.push(why);
-        selftestFailures.inc({ ...labels, reason: 'load_error' });
-        modelReady.set(labels, 0);
-        this.log.error(labels, `model ${m.name} variant ${slot.variant}: ${why}`);
-        continue;
-      }
-      const { result, leftOut } = await selfTestDevices(backend, m.selftest!);
-      this.reportLeftOut(m, slot, kind, leftOut);
-      if (!result.ok) {
-        const why = `${kind} failed its self-test: ${result.reason}`;
-        failures.push(why);
-        selftestFailures.inc({ ...labels, reason: result.failure! });
-        modelReady.set(labels, 0);
-        this.log.error({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance },
-          `model ${m.name}: refusing variant ${slot.variant} on ${kind}: ${result.reason}`);
-        await backend.dispose().catch(() => undefined);
-        continue;
-      }
-      this.log.info({ ...labels, maxAbsDiff: result.maxAbsDiff, tolerance: result.tolerance, precision: backend.precision ?? 'fp32', device: backend.device },
-        `model ${m.name} variant ${slot.variant} on ${kind} passed its self-test`);
-      // Warm before serving: the first requests at each batch size must not pay for graph capture.
-      const sizes = m.config.warmup ?? defaultWarmupSizes(backend.kind, batchLimit(m, backend));
-      const warm = await runWarmup(backend, m.selftest!, sizes, m.batching.instances);
-      if (!warm.ok) {
-        const why = `${kind} ${warm.reason}`;
-        failures.push(why);
-        selftestFailures.inc({ ...labels, reason: 'warmup' });
-        modelReady.set(labels, 0);
-        this.log.error(labels, `model ${m.name}: refusing variant ${slot.variant} on ${kind}: ${warm.reason}`);
-        await backend.dispose().catch(() => undefined);
-        continue;
-      }
-      if (warm.sizes.length > 0) {
-        this.log.info({ ...labels, batchSizes: warm.sizes, instances: m.batching.instances, ms: Math.round(warm.ms) }, `model ${m.name} variant ${slot.variant} on ${kind} warmed up`);
-      }
-      slot.devices = backend.perDevice && [
-        ...backend.perDevice.map((p) => ({ device: p.device, ready: true })),
-        ...leftOut.map((d) => ({ device: d.device, ready: false, reason: d.reason })),
-      ];
-      this.attach(m, slot, kind, backend);
-      return;
-    }
-    slot.reason = failures.length > 0 ? failures.join('; ') : `no usable backend (${skipped.join('; ') || 'none configured'})`;
-    if (kinds.length > 0) this.scheduleRetest(m, slot);
-  }
-
-  /** Devices of a multi-GPU backend that did not load or failed their self-test: logged and counted, not served. */
-  private reportLeftOut(m: LoadedModel, slot: VariantSlot, kind: BackendKind, leftOut: DeviceLeftOut[]): void {
-    const labels = { model: m.name, variant: slot.variant, backend: kind };
-    for (const d of leftOut) {
-      selftestFailures.inc({ ...labels, reason: d.failure });
-      this.log.error({ ...labels, device: d.device }, `model ${m.name} variant ${slot.variant} on ${kind}: ${d.device} left out: ${d.reason}`);
-    }
-  }
-
-  private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): void {
-    slot.kind = kind;
-    slot.backend = backend;
-    slot.ready = true;
-    slot.reason = undefined;
-    slot.retryDelayMs = this.opts.config.selftestRetryMs;
-    slot.batcher = new Batcher({
-      model: m.name, variant: slot.variant, backend: kind,
-      maxBatchSize: batchLimit(m, backend),
-      maxQueueDelayMs: m.batching.max_queue_delay_ms,
-      maxQueueSize: m.batching.max_queue_size,
-      // `instances` batches in flight per GPU (Triton's instance group).
-      instances: m.batching.instances * Math.max(1, backend.perDevice?.length ?? 1),
-      preferredBatchSizes: m.batching.preferred_batch_sizes,
-      ...batcherPriorityOptions(m.batching),
-      imageBytes: m.preprocessor.imageBytes,
-      numClasses: m.config.architecture.num_classes,
-      run: async (images, n) => {
-        const logits = await backend.run(images, n);
-        for (let i = 0; i < logits.length; i++) {
-          if (!Number.isFinite(logits[i])) throw new ServeError('SWIN_NON_FINITE_OUTPUT', m.name, `${slot.variant} on ${kind}`);
+        await this.checkGpuMemory(e, src);
+        const m = await this.instances.create(name, src.version, src.dir, { ...src.config, name });
+        const old = e.versions.get(src.version);
+        if (m.active === null) {
+          const why = [...m.variants.values()].map((s) => `${s.variant}: ${s.reason ?? 'not loaded'}`).join('; ');
+          failed.push(`version ${src.version}: ${why}`);
+          e.failed.set(src.version, `last load failed: ${why}`);
+          const serving = [...e.versions.values()].some((x) => x.active !== null);
+          this.log.error({ model: name, version: src.version }, `model ${name} version ${src.version} failed to load${serving ? '; the copies loaded before keep serving' : ''}: ${why}`);
+          if (serving || !atStart) await this.instances.retire(m);
+          else e.versions.set(src.version, m);
+          continue;
         }
-        return logits;
-      },
-      onBatchError: (err) => this.takeOutOfService(m, slot, err),
-      ...(tracingEnabled() && {
-        traceBatch: (n: number, requests: unknown[]) => {
-          const span = startBatchSpan({ 'swin.model': m.name, 'swin.variant': slot.variant, 'swin.backend': kind, 'swin.batch_size': n }, requests);
-          return (err?: unknown) => endSpan(span, err);
-        },
-      }),
-    });
-    modelReady.set({ model: m.name, variant: slot.variant, backend: kind }, 1);
-  }
-
-  private chooseActive(m: LoadedModel): void {
-    const before = m.active;
-    const ready = (v: Variant) => m.variants.get(v)?.ready === true;
-    const other = VARIANTS.find((v) => v !== m.preferred && ready(v)) ?? null;
-    m.active = ready(m.preferred) ? m.preferred : other;
-    if (m.active === before) return;
-    if (m.active === null) {
-      this.log.error({ model: m.name }, `model ${m.name} is not ready: no variant passed its self-test`);
-    } else {
-      const slot = m.variants.get(m.active)!;
-      const fallback = m.active !== m.preferred ? ` (fallback: ${m.preferred} is not ready)` : '';
-      this.log.info({ model: m.name, variant: m.active, backend: slot.kind }, `model ${m.name} serving variant ${m.active} on ${slot.kind}${fallback}`);
-    }
-  }
-
-  /** A batch failed (non-finite logits or an engine error): stop sending work to this variant. */
-  private takeOutOfService(m: LoadedModel, slot: VariantSlot, err: ServeError): void {
-    if (!slot.ready || this.closed) return;
-    const labels = { model: m.name, variant: slot.variant, backend: slot.kind ?? 'none' };
-    slot.ready = false;
-    slot.reason = `taken out of service: ${err.message}`;
-    modelReady.set(labels, 0);
-    selftestFailures.inc({ ...labels, reason: err.code === 'SWIN_NON_FINITE_OUTPUT' ? 'runtime_non_finite' : 'runtime_error' });
-    this.log.error(labels, `model ${m.name}: variant ${slot.variant} on ${slot.kind} taken out of service: ${err.message}`);
-    this.chooseActive(m);
-    const withdrawn = slot.batcher?.withdrawQueued(() => new WithdrawnError('SWIN_MODEL_NOT_READY', m.name, slot.reason)) ?? 0;
-    if (withdrawn > 0) this.log.warn(labels, `${withdrawn} queued requests moved off variant ${slot.variant}`);
-    this.scheduleRetest(m, slot);
-  }
-
-  private scheduleRetest(m: LoadedModel, slot: VariantSlot): void {
-    if (this.closed || slot.retryTimer) return;
-    const delay = slot.retryDelayMs;
-    slot.retryDelayMs = Math.min(MAX_RETRY_DELAY_MS, delay * 2);
-    slot.retryTimer = setTimeout(() => {
-      slot.retryTimer = undefined;
-      void this.retest(m, slot);
-    }, delay);
-    slot.retryTimer.unref();
-  }
-
-  /** Runs the self-test again on the engine that failed (or loads it again if it never loaded). */
-  private async retest(m: LoadedModel, slot: VariantSlot): Promise<void> {
-    if (this.closed || slot.ready) return;
-    if (!slot.backend) {
-      await this.loadVariant(m, slot);
-      this.chooseActive(m);
-      return;
-    }
-    const labels = { model: m.name, variant: slot.variant, backend: slot.kind! };
-    const devicesBefore = slot.backend.perDevice?.length;
-    const { result, leftOut } = await selfTestDevices(slot.backend, m.selftest!);
-    if (this.closed) return;
-    // load failures were reported when the backend loaded
-    this.reportLeftOut(m, slot, slot.kind!, leftOut.filter((d) => d.failure !== 'load_error'));
-    if (slot.devices) {
-      for (const d of leftOut) {
-        const entry = slot.devices.find((x) => x.device === d.device);
-        if (entry) Object.assign(entry, { ready: false, reason: d.reason });
+        e.failed.delete(src.version);
+        e.versions.set(src.version, m);
+        if (old) replaced.push(old);
+        this.log.info({ model: name, version: src.version }, `model ${name} version ${src.version} ${old ? 'reloaded; the previous copy drains' : 'loaded'}`);
+      } catch (err) {
+        if (!(err instanceof ServeError)) throw err;
+        failed.push(`version ${src.version}: ${err.message}`);
+        e.failed.set(src.version, `last load failed: ${err.message}`);
+        this.log.error({ model: name, version: src.version }, `model ${name} version ${src.version} not loaded: ${err.message}`);
+      } finally {
+        e.loading.delete(src.version);
       }
     }
-    if (!result.ok) {
-      selftestFailures.inc({ ...labels, reason: result.failure! });
-      this.log.warn(labels, `model ${m.name} variant ${slot.variant} still failing its self-test: ${result.reason}; next try in ${slot.retryDelayMs} ms`);
-      this.scheduleRetest(m, slot);
-      return;
+    // Versions the policy no longer keeps go only once the wanted ones loaded: until then they serve.
+    const wanted = new Set(sources.map((s) => s.version));
+    for (const [v, m] of e.versions) {
+      if (!wanted.has(v) && failed.length === 0) {
+        e.versions.delete(v);
+        replaced.push(m);
+      }
     }
-    if (slot.backend.perDevice?.length !== devicesBefore) {
-      // fewer GPUs now: a batcher whose in-flight limit matches them
-      await slot.batcher?.close();
-      this.attach(m, slot, slot.kind!, slot.backend);
+    if (failed.length > 0 && e.versions.size === 0) this.noteFailure(name, failed.join('; '));
+    else this.failures.delete(name);
+    if (e.versions.size === 0 && e.draining.size === 0 && replaced.length === 0) this.models.delete(name);
+    await Promise.all(replaced.map((m) => this.drain(e, m)));
+    return failed;
+  }
+
+  private async drain(e: ModelEntry, m: LoadedModel): Promise<void> {
+    e.draining.add(m);
+    try {
+      await this.instances.retire(m);
+    } finally {
+      e.draining.delete(m);
     }
-    slot.ready = true;
-    slot.reason = undefined;
-    slot.retryDelayMs = this.opts.config.selftestRetryMs;
-    modelReady.set(labels, 1);
-    this.log.info(labels, `model ${m.name} variant ${slot.variant} on ${slot.kind} passed its self-test again and is back in service`);
-    this.chooseActive(m);
+    this.log.info({ model: e.name, version: m.version }, `model ${e.name} version ${m.version}: previous copy drained and released`);
+  }
+
+  /**
+   * A second copy of a model on the GPU (a reload, or another version) needs the memory of
+   * its engine files plus GPU_HEADROOM_BYTES free on every GPU it would use; refused otherwise.
+   */
+  private async checkGpuMemory(e: ModelEntry, src: VersionSource): Promise<void> {
+    // The kind that actually runs (backend.kind): a GPU copy now means a GPU copy next.
+    const gpuSlots = [...e.versions.values()].flatMap((m) => [...m.variants.values()])
+      .filter((s) => s.backend && (s.backend.kind === 'tensorrt' || s.backend.kind === 'cuda'));
+    if (gpuSlots.length === 0) return;
+    let bytes = GPU_HEADROOM_BYTES;
+    const counted = new Set<string>();
+    for (const s of gpuSlots) {
+      const file = s.kind && !counted.has(s.variant) ? artifactPath(src.dir, src.config, s.variant, s.kind) : undefined;
+      counted.add(s.variant);
+      if (file) bytes += await stat(file).then((st) => st.size, () => 0);
+    }
+    const gpus = await this.gpuMemory();
+    const used = this.opts.config.devices.length > 0 ? gpus.filter((g) => this.opts.config.devices.includes(g.index)) : gpus;
+    const short = used.find((g) => g.memoryFreeBytes < bytes);
+    if (short) {
+      const mib = (b: number) => Math.round(b / 1048576);
+      throw new ServeError('SWIN_MODEL_LOAD_FAILED', e.name,
+        `not enough free GPU memory for another copy: about ${mib(bytes)} MiB needed (engine files + ${mib(GPU_HEADROOM_BYTES)} MiB), GPU ${short.index} has ${mib(short.memoryFreeBytes)} MiB free; the loaded copy keeps serving`);
+    }
+  }
+
+  private async gpuMemory(): Promise<GpuMemory[]> {
+    if (this.opts.gpuInfo) return this.opts.gpuInfo();
+    const { loadAddon } = await import('./backends/native-addon.js');
+    const loaded = loadAddon();
+    return loaded.addon ? loaded.addon.gpuInfo() : [];
+  }
+
+  private async modelDir(name: string): Promise<string> {
+    const dir = path.resolve(this.opts.config.modelsDir, name);
+    const ok = !name.includes('/') && !name.includes('\\') && !name.startsWith('.') && (await stat(dir).then((s) => s.isDirectory(), () => false));
+    if (!ok) throw new ServeError('SWIN_MODEL_NOT_FOUND', JSON.stringify(name).slice(0, 100), (await discover(this.opts.config.modelsDir).catch(() => [])).join(', ') || 'none');
+    return dir;
+  }
+
+  private serial<T>(name: string, op: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ServeError('SWIN_SHUTTING_DOWN'));
+    const run = (this.ops.get(name) ?? Promise.resolve()).catch(() => undefined).then(op);
+    this.ops.set(name, run);
+    void run.finally(() => {
+      if (this.ops.get(name) === run) this.ops.delete(name);
+    }).catch(() => undefined);
+    return run;
+  }
+
+  private noteFailure(name: string, why: string): void {
+    this.failures.set(name, why);
+    this.log.error({ model: name }, `model ${name} not loaded: ${why}`);
+  }
+
+  private warnMissing(name: string, missing: string[]): void {
+    if (missing.length > 0) this.log.warn({ model: name, versions: missing }, `model ${name}: version_policy names versions without a folder: ${missing.join(', ')}`);
+  }
+
+  /** Poll mode: new folders load, removed ones unload, changed ones reload (the swap drops no request). */
+  private startPolling(): void {
+    const ms = this.opts.config.repositoryPollSecs * 1000;
+    let running = false; // a slow load must not stack rescans behind it
+    this.pollTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      void this.poll()
+        .catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'repository poll failed'))
+        .finally(() => (running = false));
+    }, ms);
+    this.pollTimer.unref();
+  }
+
+  /** One rescan of MODELS_DIR (MODELS, when set, limits which folders count). */
+  async poll(): Promise<void> {
+    const selected = this.opts.config.models;
+    const found = (await discover(this.opts.config.modelsDir)).filter((n) => selected.length === 0 || selected.includes(n));
+    for (const name of this.names()) if (!found.includes(name)) await this.unloadModel(name).catch(() => undefined);
+    for (const name of found) {
+      const print = await fingerprint(path.resolve(this.opts.config.modelsDir, name));
+      if (this.fingerprints.get(name) === print) continue; // unchanged (a failed load is not retried until it changes)
+      this.fingerprints.set(name, print);
+      await this.loadModel(name).catch(() => undefined); // logged, and in the index
+    }
   }
 }
 
-/** The largest batch the batcher forms for this engine. */
-function batchLimit(m: LoadedModel, backend: Backend): number {
-  return Math.max(1, Math.min(m.batching.max_batch_size, backend.maxBatchSize));
-}
-
+/** Model folders: those with a model.json or numeric version folders. */
 async function discover(modelsDir: string): Promise<string[]> {
   let entries: string[];
   try {
@@ -414,11 +429,28 @@ async function discover(modelsDir: string): Promise<string[]> {
   }
   const names: string[] = [];
   for (const e of entries.sort()) {
-    try {
-      if ((await stat(path.join(modelsDir, e, 'model.json'))).isFile()) names.push(e);
-    } catch {
-      // not a model folder
-    }
+    const dir = path.join(modelsDir, e);
+    if (await stat(path.join(dir, 'model.json')).then((s) => s.isFile(), () => false)) names.push(e);
+    else if (await readdir(dir).then((xs) => xs.some((x) => /^\d+$/.test(x)), () => false)) names.push(e);
   }
   return names;
+}
+
+/** Names, sizes and modification times of a model folder's files, two levels deep: what poll mode compares. */
+async function fingerprint(dir: string): Promise<string> {
+  const parts: string[] = [];
+  const walk = async (d: string, depth: number): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const x of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = path.join(d, x.name);
+      if (x.isDirectory()) {
+        if (depth < 1) await walk(p, depth + 1);
+        continue;
+      }
+      const s = await stat(p).catch(() => null);
+      if (s) parts.push(`${path.relative(dir, p)}:${s.size}:${s.mtimeMs}`);
+    }
+  };
+  await walk(dir, 0);
+  return parts.join('|');
 }

@@ -10,7 +10,7 @@ import { AccessController } from './access/access-control.js';
 import { grpcAccessInterceptor } from './access/grpc-access.js';
 import { LOG_REDACT_PATHS } from './access/http-access.js';
 import { accessConfigFromEnv } from './access/access-config.js';
-import { grpcServerCredentials, httpsServerOptions, readTlsFiles } from './access/tls.js';
+import { grpcServerTls, httpsServerOptions, readTlsFiles } from './access/tls.js';
 import { ConfigError, loadConfig, resolveEnv } from './config.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { buildApp } from './http/app.js';
@@ -64,12 +64,13 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
   await app.listen({ port: config.port, host: config.host });
 
+  const grpcTls = grpcServerTls(config.access);
   const grpc = await startGrpcServer(service, {
     host: config.host,
     port: config.grpcPort,
     maxMessageBytes: config.limits.maxBodyBytes,
     maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
-    credentials: grpcServerCredentials(config.access),
+    credentials: grpcTls.credentials,
     interceptors: [grpcAccessInterceptor(access)],
   }, logger);
 
@@ -97,16 +98,16 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
       process.exit(1);
     }
   };
-  // SIGHUP: API keys (AUTH_API_KEYS and its file) and the HTTPS certificate are read again;
-  // open connections keep going, new TLS handshakes get the new certificate. gRPC keeps the
-  // credentials it started with (docs/security.md).
+  // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
+  // read again; open connections keep going, new TLS handshakes get the new certificate.
   process.on('SIGHUP', () => {
     try {
       const fresh = accessConfigFromEnv(resolveEnv(env).env);
       access.reloadKeys(fresh.apiKeys);
       const tls = readTlsFiles(fresh);
       if (tls && 'setSecureContext' in app.server) (app.server as https.Server).setSecureContext(tls);
-      logger.info({ apiKeys: fresh.apiKeys.length, tls: tls !== null }, 'SIGHUP: API keys and HTTPS certificate reloaded');
+      if (tls) grpcTls.reload(tls);
+      logger.info({ apiKeys: fresh.apiKeys.length, tls: tls !== null }, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
     }

@@ -35,8 +35,29 @@ export interface Timings {
   total_ms: number;
 }
 
+/** One row of the repository index: Triton's ModelIndex. */
+export interface ModelIndexRow {
+  name: string;
+  version: string;
+  state: 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
+  reason: string;
+}
+
+/** KServe v2 repository extension, as Triton serves it. */
+export interface ModelControl {
+  /** none | explicit | poll (MODEL_CONTROL_MODE); load and unload throw SWIN_MODEL_CONTROL_DISABLED unless explicit. */
+  readonly mode: string;
+  index(readyOnly: boolean): Promise<ModelIndexRow[]>;
+  /** Resolves once the new copies serve and the replaced ones drained; throws SWIN_MODEL_LOAD_FAILED (what failed; the rest took over). */
+  load(name: string): Promise<void>;
+  /** Resolves once the model's copies drained and released their engines. */
+  unload(name: string): Promise<void>;
+}
+
 export interface ClassifyResult {
   model: string;
+  /** Version that answered (absent from services without versions). */
+  version?: string;
   variant: Variant;
   backend: BackendKind;
   predictions: TopKEntry[][];
@@ -45,6 +66,7 @@ export interface ClassifyResult {
 
 export interface TensorResult {
   model: string;
+  version?: string;
   variant: Variant;
   backend: BackendKind;
   /** n x num_classes logits, row-major */
@@ -72,7 +94,10 @@ export interface VariantStatus {
 
 export interface ModelStatus {
   name: string;
+  /** The version this status describes (the one requests naming none get, unless one was asked for). */
   version: string;
+  /** Every loaded version, newest first. */
+  versions: string[];
   ready: boolean;
   /** Variant requests get when they name none. */
   active_variant: Variant | null;
@@ -82,14 +107,14 @@ export interface ModelStatus {
 
 export interface InferenceService {
   listModels(): ModelStatus[];
-  /** Throws ServeError SWIN_MODEL_NOT_FOUND. */
-  getModel(name: string): ModelStatus;
+  /** Throws ServeError SWIN_MODEL_NOT_FOUND / SWIN_MODEL_VERSION_NOT_FOUND; no version: the one requests naming none get. */
+  getModel(name: string, version?: string): ModelStatus;
   defaultModelName(): string;
   /** Encoded images (JPEG, PNG, ...) -> preprocessing -> batcher -> top-k. */
   classify(
     modelName: string | undefined,
     images: Buffer[],
-    opts: RequestOptions & { variant?: Variant; topK?: number },
+    opts: RequestOptions & { variant?: Variant; topK?: number; version?: string },
   ): Promise<ClassifyResult>;
   /**
    * Encoded images -> the model's preprocessing (the same sharp path as classify) ->
@@ -97,14 +122,16 @@ export interface InferenceService {
    * BYTES inputs, which need logits rather than classify's top-k.
    * Throws the decode errors classify throws (SWIN_IMAGE_DECODE_FAILED, ...).
    */
-  preprocess(modelName: string, images: Buffer[], opts: RequestOptions): Promise<Uint8Array>;
+  preprocess(modelName: string, images: Buffer[], opts: RequestOptions & { version?: string }): Promise<Uint8Array>;
   /** Already-preprocessed uint8 NHWC tensor (n x H x W x 3) -> logits. */
   inferTensor(
     modelName: string,
     pixels: Uint8Array,
     n: number,
-    opts: RequestOptions & { variant?: Variant },
+    opts: RequestOptions & { variant?: Variant; version?: string },
   ): Promise<TensorResult>;
+  /** The repository extension (index, load, unload); absent: model control is off. */
+  readonly control?: ModelControl;
   /** Every configured model is serving. */
   isReady(): boolean;
   /** Stop admitting, finish everything accepted, release engines. */

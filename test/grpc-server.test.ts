@@ -107,7 +107,7 @@ test('KServe: live, ready, server and model metadata, model config', async () =>
   assert.deepEqual(await call((cb) => kserve.ModelReady({ name: 'fake' }, cb)), { ready: true });
   const meta: any = await call((cb) => kserve.ServerMetadata({}, cb));
   assert.equal(meta.name, 'swin-serve');
-  assert.deepEqual(meta.extensions, ['binary_tensor_data', 'classification', 'model_configuration']);
+  assert.deepEqual(meta.extensions, ['binary_tensor_data', 'classification', 'model_configuration', 'model_repository']);
   assert.deepEqual(await call((cb) => kserve.ModelMetadata({ name: 'fake', version: '1' }, cb)), {
     name: 'fake', versions: ['1'], platform: 'onnxruntime_onnx',
     inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [-1, H, W, 3] }],

@@ -17,12 +17,13 @@ function expectedTop(grey: number, k: number) {
   return topK(fakeLogits(uniformImages([grey], bytes), 1, bytes, 10), 0, 10, k, Array.from({ length: 10 }, (_, i) => `class${i}`));
 }
 
-test('a raw PNG body is classified; the reply names model, variant, backend, predictions, timings', async () => {
+test('a raw PNG body is classified; the reply names model, version, variant, backend, predictions, timings', async () => {
   const res = await s.app.inject({ method: 'POST', url: '/classify?top_k=3', headers: { 'content-type': 'image/png' }, payload: await greyPng(75) });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
-  assert.deepEqual(Object.keys(body).sort(), ['backend', 'model', 'predictions', 'timings', 'variant']);
+  assert.deepEqual(Object.keys(body).sort(), ['backend', 'model', 'predictions', 'timings', 'variant', 'version']);
   assert.equal(body.model, 'fake');
+  assert.equal(body.version, '1');
   assert.equal(body.variant, 'fold');
   assert.equal(body.backend, 'onnxruntime');
   assert.equal(body.predictions.length, 1);

@@ -115,7 +115,7 @@ test('too many images, bad base64, bad JSON', async () => {
   expectError(await post('/classify', { images: [b64, 'not base64!'] }), 400, 'SWIN_BAD_BASE64', 'Bad Request', 'Image 1 is not valid base64');
   expectError(await post('/classify', '{"images": [', 'application/json'), 400, 'SWIN_BAD_REQUEST', 'Bad Request', 'Bad request: the body is not valid JSON');
   expectError(await post('/classify', { pictures: [b64] }), 400, 'SWIN_UNKNOWN_FIELD', 'Bad Request',
-    'Unknown JSON field "pictures"; accepted: images, model, variant, top_k, priority, timeout_ms');
+    'Unknown JSON field "pictures"; accepted: images, model, variant, version, top_k, priority, timeout_ms');
   await stillServing();
 });
 

@@ -123,7 +123,7 @@ export class FakeService implements InferenceService {
 
   private status(): ModelStatus {
     return {
-      name: 'fake', version: '1', ready: this.ready, active_variant: 'fold',
+      name: 'fake', version: '1', versions: ['1'], ready: this.ready, active_variant: 'fold',
       variants: [{ variant: 'fold', backend: 'onnxruntime', ready: this.ready }], config: FAKE_CONFIG,
     };
   }

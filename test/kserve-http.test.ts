@@ -49,7 +49,7 @@ test('health, server metadata, model metadata, readiness and config', async () =
   assert.equal(r.statusCode, 200);
   assert.deepEqual(r.json(), { ready: true });
   assert.deepEqual((await app.inject('/v2')).json(), {
-    name: 'swin-serve', version: pkg.version, extensions: ['binary_tensor_data', 'classification', 'model_configuration'],
+    name: 'swin-serve', version: pkg.version, extensions: ['binary_tensor_data', 'classification', 'model_configuration', 'model_repository'],
   });
   const metadata = {
     name: 'fake', versions: ['1'], platform: 'onnxruntime_onnx',

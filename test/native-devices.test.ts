@@ -193,7 +193,7 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
           { device: 'fault #3', ready: false, reason: 'max abs diff 3.00e+0 to the reference exceeds 0.0001' },
         ]);
         const pixels = new Uint8Array(IMAGE).fill(10);
-        const requests = Array.from({ length: 12 }, () => repo.infer('fake', 'unfold', pixels, 1, {}));
+        const requests = Array.from({ length: 12 }, () => repo.infer(repo.get('fake'), 'unfold', pixels, 1, {}));
         // Let the batcher dispatch everything it may, then release the engines.
         for (let i = 0; i < 100 && inflight < 6; i++) await new Promise((r) => setImmediate(r));
         const inflightBeforeRelease = inflight;
@@ -246,7 +246,7 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
         const pixels = new Uint8Array(IMAGE).fill(10);
         const codes: string[] = [];
         for (let i = 0; i < 2; i++) {
-          await repo.infer('fake', 'unfold', pixels, 1, {}).then(() => codes.push('ok'), (e: { code: string }) => codes.push(e.code));
+          await repo.infer(repo.get('fake'), 'unfold', pixels, 1, {}).then(() => codes.push('ok'), (e: { code: string }) => codes.push(e.code));
         }
         assert.deepEqual(codes, ['ok', 'SWIN_NON_FINITE_OUTPUT']);
         await back;
@@ -254,9 +254,9 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
           variant: 'unfold', backend: 'onnxruntime', ready: true,
           devices: [{ device: 'fault #0', ready: true }, { device: 'fault #1', ready: false, reason: '20 of 20 logits are not finite' }],
         });
-        const r = await repo.infer('fake', 'unfold', pixels, 1, {});
+        const r = await repo.infer(repo.get('fake'), 'unfold', pixels, 1, {});
         assert.deepEqual(Array.from(r.logits), Array.from({ length: CLASSES }, (_, c) => 10 + c));
-        const r2 = await repo.infer('fake', 'unfold', pixels, 1, {});
+        const r2 = await repo.infer(repo.get('fake'), 'unfold', pixels, 1, {});
         assert.ok(Array.from(r2.logits).every(Number.isFinite), 'no batch reaches the GPU left out');
       } finally {
         clearTimeout(bound);

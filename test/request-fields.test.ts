@@ -20,8 +20,8 @@ function expect400(res: { statusCode: number; json(): unknown }, message: string
 test('?topK=3 is refused naming topK; ?top_k=3 is served', async () => {
   const png = await greyPng(125);
   const post = (url: string) => s.app.inject({ method: 'POST', url, headers: { 'content-type': 'image/png' }, payload: png });
-  expect400(await post('/classify?topK=3'), 'Unknown query parameter "topK"; accepted: model, variant, top_k, priority, timeout_ms');
-  expect400(await post('/classify?topK=3&modle=x&top_k=2'), 'Unknown query parameters "topK", "modle"; accepted: model, variant, top_k, priority, timeout_ms');
+  expect400(await post('/classify?topK=3'), 'Unknown query parameter "topK"; accepted: model, variant, version, top_k, priority, timeout_ms');
+  expect400(await post('/classify?topK=3&modle=x&top_k=2'), 'Unknown query parameters "topK", "modle"; accepted: model, variant, version, top_k, priority, timeout_ms');
   const ok = await post('/classify?top_k=3');
   assert.equal(ok.statusCode, 200, ok.body);
   assert.equal(ok.json().predictions[0].length, 3);
@@ -35,10 +35,10 @@ test('routes without query parameters take none', async () => {
 test('unknown JSON and multipart fields of /classify', async () => {
   const b64 = (await greyPng(125)).toString('base64');
   expect400(await s.app.inject({ method: 'POST', url: '/classify', payload: { images: [b64], topk: 3 } }),
-    'Unknown JSON field "topk"; accepted: images, model, variant, top_k, priority, timeout_ms');
+    'Unknown JSON field "topk"; accepted: images, model, variant, version, top_k, priority, timeout_ms');
   const form = multipart([{ name: 'image', file: await greyPng(125) }, { name: 'topK', value: '3' }]);
   expect400(await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': form.contentType }, payload: form.body }),
-    'Unknown multipart field "topK"; accepted: model, variant, top_k, priority, timeout_ms');
+    'Unknown multipart field "topK"; accepted: model, variant, version, top_k, priority, timeout_ms');
 });
 
 test('KServe REST: unknown query parameters and request, input and output fields', async () => {

@@ -85,3 +85,43 @@ test('SIGHUP: the connection open before the reload survives; new connections se
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('gRPC: a new certificate reaches new handshakes; the connection open before it keeps working', { timeout: 60_000 }, async () => {
+  const { startGrpcServer } = await import('../src/grpc/grpc-server.js');
+  const { grpcServerTls, readTlsFiles } = await import('../src/access/tls.js');
+  const { loadProtos } = await import('../src/grpc/protos.js');
+  const grpc = await import('@grpc/grpc-js');
+  const { pino } = await import('pino');
+  const { FakeService } = await import('./kserve-fake-service.js');
+  const dir = mkdtempSync(join(tmpdir(), 'swin-grpc-reload-'));
+  mkdirSync(join(dir, 'a'));
+  mkdirSync(join(dir, 'b'));
+  const a = selfSignedCert(join(dir, 'a'));
+  const b = selfSignedCert(join(dir, 'b'));
+  const caA = readFileSync(a.certFile);
+  const caB = readFileSync(b.certFile);
+  const tls = grpcServerTls({ tlsCertFile: a.certFile, tlsKeyFile: a.keyFile });
+  const server = await startGrpcServer(new FakeService(), { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, credentials: tls.credentials }, pino({ level: 'silent' }));
+  const Client = loadProtos().kserve.inference.GRPCInferenceService;
+  // grpc.ssl_target_name_override: the certificates name localhost; we dial 127.0.0.1.
+  const opts = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+  const client = (ca: Buffer) => new Client(`127.0.0.1:${server.port}`, grpc.credentials.createSsl(ca), opts);
+  const live = (c: InstanceType<typeof Client>) => new Promise<boolean>((resolve, reject) => c.ServerLive({}, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!.live))));
+  const before = client(caA);
+  try {
+    assert.equal(await live(before), true);
+    tls.reload(readTlsFiles({ tlsCertFile: b.certFile, tlsKeyFile: b.keyFile })!);
+    // Trusting only the first certificate, this channel can only succeed on the connection it already has.
+    assert.equal(await live(before), true);
+    const fresh = client(caB);
+    assert.equal(await live(fresh), true);
+    fresh.close();
+    const stale = client(caA);
+    await assert.rejects(live(stale), (err: { code: number }) => err.code === grpc.status.UNAVAILABLE);
+    stale.close();
+  } finally {
+    before.close();
+    await server.close(1000);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -20,13 +20,15 @@ export function classifierHandlers(service: InferenceService, logger: BaseLogger
         const model = optionalString(req.model);
         const variant = parseVariant(req.variant, model ?? service.defaultModelName());
         const policy = requestPolicy(req.priority, req.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' });
-        const result = await service.classify(model, req.images, { ...opts, ...policy, variant, topK: req.top_k === 0 ? undefined : req.top_k });
+        const version = optionalString(req.version);
+        const result = await service.classify(model, req.images, { ...opts, ...policy, variant, version, topK: req.top_k === 0 ? undefined : req.top_k });
         return {
           model: result.model,
           variant: result.variant,
           backend: result.backend,
           predictions: result.predictions.map((classes) => ({ classes })),
           timings: result.timings,
+          version: result.version ?? '',
         };
       },
       {

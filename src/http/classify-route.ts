@@ -24,12 +24,13 @@ export interface ClassifyRouteOptions {
 interface Fields {
   model?: string;
   variant?: string;
+  version?: string | number;
   top_k?: number | string;
   priority?: number | string;
   timeout_ms?: number | string;
 }
 
-const FIELDS = ['model', 'variant', 'top_k', 'priority', 'timeout_ms'] as const;
+const FIELDS = ['model', 'variant', 'version', 'top_k', 'priority', 'timeout_ms'] as const;
 const JSON_FIELDS = ['images', ...FIELDS] as const;
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
@@ -126,10 +127,13 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
     const model = query.model ?? fields.model;
     const modelName = model ?? service.defaultModelName();
     request.swinModel = modelName;
-    // The service checks the model, top_k and the image count before any decoding.
+    // The service checks the model and version, top_k and the image count before any decoding.
+    const versionField = query.version ?? fields.version;
+    const version = versionField === undefined || versionField === '' ? undefined : String(versionField);
     const topK = parseTopK(query.top_k ?? fields.top_k);
     return service.classify(modelName, images, {
       variant: parseVariant(query.variant ?? fields.variant, modelName),
+      version,
       topK,
       ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',

@@ -9,6 +9,7 @@ export function toModelView(s: ModelStatus): Record<string, unknown> {
   return {
     name: s.name,
     version: s.version,
+    versions: s.versions ?? [s.version],
     ...(c.description !== undefined && { description: c.description }),
     ready: s.ready,
     active_variant: s.active_variant,
@@ -36,7 +37,8 @@ export async function modelsRoutes(app: FastifyInstance, opts: { service: Infere
     schema: {
       summary: 'One model',
       params: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 200 } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { version: { type: 'string', minLength: 1, maxLength: 64 } } },
       response: { 200: { $ref: 'Model#' }, ...errorResponses(400, 401, 404, 429) },
     },
-  }, async (request) => toModelView(service.getModel((request.params as { name: string }).name)));
+  }, async (request) => toModelView(service.getModel((request.params as { name: string }).name, (request.query as { version?: string }).version)));
 }

@@ -51,6 +51,7 @@ export const classifyQuery = {
   properties: {
     model: { type: 'string', minLength: 1, maxLength: 200, description: 'Model name (default: the first loaded model)' },
     variant: { ...variantEnum, description: 'fold or unfold (default: the variant the model is serving)' },
+    version: { type: 'string', pattern: '^[0-9A-Za-z._-]{1,64}$', description: 'Model version (default: the newest version that is serving)' },
     top_k: { type: 'integer', minimum: 1, maximum: 100000, description: 'Classes per image (default 5, at most the class count)' },
     priority: { type: 'integer', minimum: 0, maximum: 1000, description: "Priority level, 1 runs first (default: the model's default_priority_level)" },
     timeout_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: "Timeout under the model's queue policy, ms (default: the policy's)" },
@@ -69,6 +70,7 @@ export const classifyJsonBody = {
     },
     model: classifyQuery.properties.model,
     variant: classifyQuery.properties.variant,
+    version: { anyOf: [classifyQuery.properties.version, { type: 'integer', minimum: 0 }] },
     top_k: classifyQuery.properties.top_k,
     priority: classifyQuery.properties.priority,
     timeout_ms: classifyQuery.properties.timeout_ms,
@@ -90,6 +92,7 @@ export const classifyReply = {
   required: ['model', 'variant', 'backend', 'predictions', 'timings'],
   properties: {
     model: { type: 'string' },
+    version: { type: 'string', description: 'Model version that answered' },
     variant: variantEnum,
     backend: { type: 'string', enum: ['onnxruntime', 'tensorrt', 'cuda'] },
     predictions: { type: 'array', description: 'One list per image, in request order, best first', items: { type: 'array', items: prediction } },
@@ -112,7 +115,8 @@ export const modelView = {
   required: ['name', 'version', 'ready', 'active_variant', 'variants', 'family', 'input', 'output', 'labels_count', 'labels', 'preprocess', 'batching'],
   properties: {
     name: { type: 'string' },
-    version: { type: 'string' },
+    version: { type: 'string', description: 'Version this view describes: the one requests naming none get' },
+    versions: { type: 'array', items: { type: 'string' }, description: 'Every loaded version, newest first' },
     description: { type: 'string' },
     ready: { type: 'boolean' },
     active_variant: { anyOf: [variantEnum, { type: 'null' }] },

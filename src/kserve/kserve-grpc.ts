@@ -14,6 +14,7 @@ import { requestOptions, runInfer, type InferInput, type InferRequest, type Para
 import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { modelLabel } from '../request-params.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
+import { controlOf, refuseParameters } from './kserve-repository.js';
 
 export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger): GRPCInferenceServiceHandlers {
   const api = 'kserve_grpc';
@@ -30,6 +31,17 @@ export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger
     ModelConfig: unary(logger, api, async (req: { name: string; version: string }): Promise<ModelConfigResponse> => ({
       config: modelConfig(resolveModel(service, req.name, optionalString(req.version))) as ModelConfigResponse['config'],
     })),
+    RepositoryIndex: unary(logger, api, async (req: { ready: boolean }) => ({ models: await controlOf(service).index(req.ready) })),
+    RepositoryModelLoad: unary(logger, api, async (req: { model_name: string; parameters: Record<string, unknown> }) => {
+      refuseParameters(Object.keys(req.parameters), 'load');
+      await controlOf(service).load(req.model_name);
+      return {};
+    }),
+    RepositoryModelUnload: unary(logger, api, async (req: { model_name: string; parameters: Record<string, unknown> }) => {
+      refuseParameters(Object.keys(req.parameters), 'unload');
+      await controlOf(service).unload(req.model_name);
+      return {};
+    }),
     ModelInfer: unary<ModelInferRequest__Output, ModelInferResponse>(
       logger,
       api,

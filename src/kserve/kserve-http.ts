@@ -4,6 +4,7 @@
 //   GET  /v2/models/{m}[/versions/{v}]/ready
 //   GET  /v2/models/{m}[/versions/{v}]/config   Triton's model configuration (for perf_analyzer)
 //   POST /v2/models/{m}[/versions/{v}]/infer    JSON, or JSON + binary tensors
+//   POST /v2/repository/index, /v2/repository/models/{m}/load|unload   (kserve-repository.ts)
 // The routes live in their own encapsulated plugin: they parse every body as
 // bytes (the binary tensor extension puts raw tensors after the JSON header)
 // and answer errors as KServe does, {"error": "..."}, with the status and
@@ -17,6 +18,7 @@ import { requestOptions, runInfer, type InferInput, type InferRequest, type Infe
 import { modelConfig, modelMetadata, resolveModel, serverMetadata } from './kserve-model.js';
 import { modelLabel } from '../request-params.js';
 import { serializeBytesTensor } from './kserve-tensors.js';
+import { controlOf, refuseParameters } from './kserve-repository.js';
 
 const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -34,8 +36,14 @@ export function registerKServeRoutes(app: FastifyInstance, service: InferenceSer
 // field when fastify serializes: error bodies are {"error"}, not-ready ones {name, ready}.
 const ANY_BODY = { type: 'object', additionalProperties: true, properties: { error: { type: 'string' } } } as const;
 const DOCUMENTED = {
-  schema: { response: Object.fromEntries([200, 400, 401, 404, 405, 413, 415, 429, 500, 503, 504].map((status) => [status, ANY_BODY])) },
+  schema: { response: Object.fromEntries([200, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503, 504].map((status) => [status, ANY_BODY])) },
 };
+
+const INDEX_ROW = {
+  type: 'object', required: ['name', 'version', 'state', 'reason'],
+  properties: { name: { type: 'string' }, version: { type: 'string' }, state: { type: 'string', enum: ['READY', 'UNAVAILABLE', 'LOADING', 'UNLOADING'] }, reason: { type: 'string' } },
+} as const;
+const INDEX_SCHEMA = { schema: { response: { ...DOCUMENTED.schema.response, 200: { type: 'array', items: INDEX_ROW } } } };
 
 async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceService }): Promise<void> {
   const { service } = opts;
@@ -92,6 +100,35 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
   };
   scope.post('/models/:model/infer', DOCUMENTED, infer);
   scope.post('/models/:model/versions/:version/infer', DOCUMENTED, infer);
+
+  // Triton answers the index with a bare JSON array.
+  scope.post('/repository/index', INDEX_SCHEMA, async (req: FastifyRequest<{ Body: Buffer }>) => {
+    const body = jsonObject(req.body, ['repository_name', 'ready']);
+    if (body.ready !== undefined && typeof body.ready !== 'boolean') throw new ServeError('SWIN_BAD_REQUEST', '"ready" must be true or false');
+    return controlOf(service).index(body.ready === true);
+  });
+  const control = (op: 'load' | 'unload') => async (req: FastifyRequest<{ Params: { model: string }; Body: Buffer }>) => {
+    const body = jsonObject(req.body, ['parameters']);
+    if (body.parameters !== undefined) refuseParameters(Object.keys(parametersOf(body.parameters, 'parameters')), op);
+    await controlOf(service)[op](req.params.model);
+    return {};
+  };
+  scope.post('/repository/models/:model/load', DOCUMENTED, control('load'));
+  scope.post('/repository/models/:model/unload', DOCUMENTED, control('unload'));
+}
+
+/** An optional JSON object body with only the `known` fields (empty body: {}). */
+function jsonObject(body: Buffer | undefined, known: readonly string[]): Record<string, unknown> {
+  if (!Buffer.isBuffer(body) || body.length === 0) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new ServeError('SWIN_BAD_REQUEST', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(json)) throw new ServeError('SWIN_BAD_REQUEST', 'the body must be a JSON object');
+  rejectUnknownFields(Object.keys(json), known, 'field of the repository request:');
+  return json;
 }
 
 interface ParsedInferBody {

@@ -73,8 +73,10 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
   if (input.name !== cfg.input.name) {
     throw new ServeError('SWIN_BAD_TENSOR', `unknown input '${input.name}'; model ${status.name} takes '${cfg.input.name}'`);
   }
-  const { pixels, n } = await inputPixels(service, status, input, opts);
-  const result = await service.inferTensor(status.name, pixels, n, { ...opts, variant });
+  const { pixels, n } = await inputPixels(service, status, input, { ...opts, version: req.version || undefined });
+  // The version the request named, else whichever serves now: a BYTES input was decoded in a
+  // call of its own, and the version it resolved then may have been replaced since.
+  const result = await service.inferTensor(status.name, pixels, n, { ...opts, variant, version: req.version || undefined });
   if (result.numClasses !== classes || result.logits.length !== n * classes) {
     throw new ServeError('SWIN_INFERENCE_FAILED', status.name, `expected ${n}x${classes} logits, got ${result.logits.length}`);
   }
@@ -86,7 +88,7 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
     if (k === undefined) return { name: o.name, datatype: 'FP32', shape: [n, classes], fp32: values, requested: o.parameters };
     return { name: o.name, datatype: 'BYTES', shape: [n, k], bytes: classificationStrings(values, n, classes, k, cfg.labels), requested: o.parameters };
   });
-  return { model_name: status.name, model_version: status.version, id: req.id || undefined, outputs: encoded };
+  return { model_name: status.name, model_version: result.version ?? status.version, id: req.id || undefined, outputs: encoded };
 }
 
 function resolveOutputs(status: ModelStatus, requested: RequestedOutput[]): RequestedOutput[] {
@@ -114,7 +116,7 @@ async function inputPixels(
   service: InferenceService,
   status: ModelStatus,
   input: InferInput,
-  opts: RequestOptions,
+  opts: RequestOptions & { version?: string },
 ): Promise<{ pixels: Uint8Array; n: number }> {
   const [h, w] = inputHW(status);
   const expected = `UINT8 [N,${h},${w},3] (RGB NHWC) or BYTES [N] (encoded images)`;

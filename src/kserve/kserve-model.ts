@@ -11,7 +11,7 @@ import type { InferenceService, ModelStatus } from '../service-types.js';
 export const PROBABILITIES_OUTPUT = 'probabilities';
 
 /** Protocol extensions served: Triton's names, as clients probe for them. */
-export const EXTENSIONS = ['binary_tensor_data', 'classification', 'model_configuration'];
+export const EXTENSIONS = ['binary_tensor_data', 'classification', 'model_configuration', 'model_repository'];
 
 export interface TensorMetadata {
   name: string;
@@ -48,9 +48,10 @@ export function activeBackend(status: ModelStatus): BackendKind | null {
   return status.variants.find((v) => v.variant === status.active_variant)?.backend ?? null;
 }
 
-/** The model, checked against the version the request names (empty or absent = current). */
+/** The model at the version the request names (empty or absent: the one requests naming none get); 404 for an unknown version. */
 export function resolveModel(service: InferenceService, name: string, version?: string): ModelStatus {
-  const status = service.getModel(name);
+  const status = service.getModel(name, version || undefined);
+  // A service without versions (test fakes) answers for its one version whatever was asked.
   if (version && version !== status.version) throw new ServeError('SWIN_MODEL_VERSION_NOT_FOUND', name, version, status.version);
   return status;
 }
@@ -68,7 +69,7 @@ export function modelMetadata(status: ModelStatus): ModelMetadata {
   const backend = activeBackend(status);
   return {
     name: status.name,
-    versions: [status.version],
+    versions: status.versions ?? [status.version],
     platform: backend ? PLATFORMS[backend] : '',
     // -1: any batch size; the batcher splits or merges as it needs.
     inputs: [{ name: cfg.input.name, datatype: 'UINT8', shape: [-1, h, w, 3] }],

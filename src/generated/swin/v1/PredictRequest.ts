@@ -9,6 +9,7 @@ export interface PredictRequest {
   'top_k'?: (number);
   'priority'?: (number);
   'timeout_ms'?: (number);
+  'version'?: (string);
 }
 
 export interface PredictRequest__Output {
@@ -18,4 +19,5 @@ export interface PredictRequest__Output {
   'top_k': (number);
   'priority': (number);
   'timeout_ms': (number);
+  'version': (string);
 }

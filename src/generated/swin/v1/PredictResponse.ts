@@ -10,6 +10,7 @@ export interface PredictResponse {
   'backend'?: (string);
   'predictions'?: (_swin_v1_ImagePrediction)[];
   'timings'?: (_swin_v1_Timings | null);
+  'version'?: (string);
 }
 
 export interface PredictResponse__Output {
@@ -18,4 +19,5 @@ export interface PredictResponse__Output {
   'backend': (string);
   'predictions': (_swin_v1_ImagePrediction__Output)[];
   'timings': (_swin_v1_Timings__Output | null);
+  'version': (string);
 }
