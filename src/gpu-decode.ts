@@ -12,6 +12,7 @@ import { loadAddon } from './backends/native-addon.js';
 import type { BackendKind } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
 import { decodedImages, preprocessDuration } from './metrics.js';
+import type { DecodeContext } from './preprocess.js';
 
 export type DecodeMode = 'auto' | 'cpu' | 'gpu';
 export const DECODE_MODES: readonly DecodeMode[] = ['auto', 'cpu', 'gpu'];
@@ -50,7 +51,7 @@ interface JpegDecoderClass {
 /** What the CPU path offers (src/preprocess.ts Preprocessor). */
 export interface CpuPreprocessor {
   readonly imageBytes: number;
-  one(input: Buffer, index?: number): Promise<Buffer>;
+  one(input: Buffer, index?: number, ctx?: DecodeContext): Promise<Buffer>;
   many(images: Buffer[]): Promise<Uint8Array>;
 }
 

@@ -185,7 +185,7 @@ export class ModelRepository {
     };
     const m: LoadedModel = {
       name, dir, config, batching,
-      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats }),
+      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats, strict: o.decodeStrict === true }),
       variants: new Map(),
       active: null,
       preferred: o.variant ?? config.default_variant,

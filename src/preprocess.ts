@@ -25,6 +25,17 @@ export interface PreprocessLimits {
   maxImagePixels: number;
   /** Format names as reported below: jpeg, png, webp, gif, tiff, avif, heif, svg. */
   acceptedFormats: string[];
+  /** DECODE_STRICT: an image the decoder warns about is refused (400 SWIN_IMAGE_DAMAGED). */
+  strict?: boolean;
+}
+
+/** Per-image extras of one decode: where its decoder warnings go, and when it stops mattering. */
+export interface DecodeContext {
+  onWarning?: (warning: string) => void;
+  /** Aborted when the request is cancelled or past its deadline (decode processes retire runaway decodes). */
+  signal?: AbortSignal;
+  /** The image's estimated decode cost, ms (src/decode-cost.ts). */
+  costMs?: number;
 }
 
 const RESIZE_KERNELS = new Set(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']);
@@ -51,12 +62,12 @@ export class Preprocessor {
   }
 
   /** Several images, preprocessed concurrently, concatenated: n x size x size x 3 bytes. */
-  many(images: Buffer[]): Promise<Uint8Array> {
-    return decodeEach(images, (img, i) => this.one(img, i));
+  many(images: Buffer[], ctx: DecodeContext[] = []): Promise<Uint8Array> {
+    return decodeEach(images, (img, i) => this.one(img, i, ctx[i]));
   }
 
   /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
-  async one(input: Buffer, index = 0): Promise<Buffer> {
+  async one(input: Buffer, index = 0, ctx: DecodeContext = {}): Promise<Buffer> {
     const start = performance.now();
     if (input.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
     const accepted = this.limits.acceptedFormats;
@@ -82,7 +93,35 @@ export class Preprocessor {
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [height, width] : [width, height];
 
-    let pipeline = sharp(input, { limitInputPixels: this.limits.maxImagePixels, failOn: 'error', pages: 1, sequentialRead: true })
+    const build = (failOn: 'warning' | 'error') => this.pipeline(input, failOn, w, h);
+    let out: { data: Buffer; info: OutputInfo };
+    try {
+      // Damaged images: libvips reports a decoder's warnings (libjpeg's "Corrupt JPEG data", a
+      // PNG's bad CRC in an ancillary chunk) only by failing at failOn 'warning'. Clean images
+      // decode once; one that fails is decoded again at 'error', the level that refuses only
+      // what cannot be decoded, and the first failure's message becomes its warning (or, with
+      // DECODE_STRICT, its 400).
+      out = await build('warning');
+    } catch (first) {
+      try {
+        out = await build('error');
+      } catch (err) {
+        throw decodeError(err, index, accepted);
+      }
+      const warning = firstLine(first);
+      if (this.limits.strict) throw new ServeError('SWIN_IMAGE_DAMAGED', index, warning);
+      ctx.onWarning?.(warning);
+    }
+    if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
+      throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
+    }
+    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
+    return out.data;
+  }
+
+  /** Decode, orient, flatten, resize and crop one image of w x h (after EXIF orientation). */
+  private pipeline(input: Buffer, failOn: 'warning' | 'error', w: number, h: number): Promise<{ data: Buffer; info: OutputInfo }> {
+    let pipeline = sharp(input, { limitInputPixels: this.limits.maxImagePixels, failOn, pages: 1, sequentialRead: true })
       .rotate()
       .flatten({ background: this.background })
       .toColourspace('srgb');
@@ -110,18 +149,13 @@ export class Preprocessor {
           .resize(crop, crop, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true });
       }
     }
-    let out: { data: Buffer; info: OutputInfo };
-    try {
-      out = await pipeline.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    } catch (err) {
-      throw decodeError(err, index, accepted);
-    }
-    if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
-      throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
-    }
-    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
-    return out.data;
+    return pipeline.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   }
+}
+
+/** A libvips message's first line, without paths, at most 200 characters. */
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
 }
 
 /** Every image through `one`, concurrently, concatenated in request order (one image: no copy). */
@@ -131,14 +165,14 @@ export async function decodeEach(images: Buffer[], one: (image: Buffer, index: n
 }
 
 /** sharp reports AVIF as heif + av1; we name it avif, as users do. */
-function formatName(meta: Metadata): string {
+export function formatName(meta: Metadata): string {
   const f = String(meta.format ?? 'unknown');
   if (f === 'heif') return meta.compression === 'av1' ? 'avif' : 'heif';
   if (f === 'jp2k') return 'jp2';
   return f;
 }
 
-function looksLikeMarkup(buf: Buffer): boolean {
+export function looksLikeMarkup(buf: Buffer): boolean {
   for (let i = 0; i < Math.min(buf.length, 256); i++) {
     const c = buf[i];
     if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0xef || c === 0xbb || c === 0xbf) continue; // space, BOM

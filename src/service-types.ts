@@ -19,6 +19,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** The request's span context when tracing is on (src/tracing.ts). */
   trace?: TraceContext;
+  /** Who sent it (remote address), for fair turns among expensive decodes (src/decode-gate.ts). */
+  client?: string;
 }
 
 export interface TopKEntry {
@@ -35,11 +37,20 @@ export interface Timings {
   total_ms: number;
 }
 
+/** A decoder warning about one image (damaged data decoded as far as it goes). */
+export interface ImageWarning {
+  /** The image's position in the request, from 0. */
+  image: number;
+  warning: string;
+}
+
 export interface ClassifyResult {
   model: string;
   variant: Variant;
   backend: BackendKind;
   predictions: TopKEntry[][];
+  /** Only when an image's decoder warned (DECODE_STRICT refuses those instead). */
+  warnings?: ImageWarning[];
   timings: Timings;
 }
 

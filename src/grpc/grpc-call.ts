@@ -24,7 +24,9 @@ export function callOptions(call: ServerUnaryCall<unknown, unknown>, api: string
   // grpc-js emits 'cancelled' when the client cancels, the connection drops, or the deadline passes.
   if (call.cancelled) controller.abort();
   else call.once('cancelled', () => controller.abort());
-  return { deadline: callDeadline(call), signal: controller.signal, api };
+  // The peer's host (without the port) names the client for fair decode turns, as request.ip does over HTTP.
+  const client = call.getPeer().replace(/:\d+$/, '');
+  return { deadline: callDeadline(call), signal: controller.signal, api, client };
 }
 
 export function grpcStatusOf(err: ServeError): Partial<StatusObject> {

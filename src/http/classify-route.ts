@@ -144,6 +144,7 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',
       trace: request.swinTrace?.ctx,
+      client: request.ip,
       // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
       signal: disconnectSignal(reply),
     });

@@ -78,7 +78,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx });
+      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx, client: req.ip });
       return sendInferResult(reply, result, parsed.binaryOutputDefault);
     } catch (err) {
       code = isServeError(err) ? err.code : 'SWIN_INTERNAL';
