@@ -66,6 +66,7 @@ export class CoreInferenceService implements InferenceService {
   private readonly repo: ModelRepository;
   private readonly config: Config;
   private closing: Promise<void> | null = null;
+  private draining = false;
   /** JPEGs to the GPU decoder where config.decode and the backend say so; the rest to sharp. */
   readonly decoder: GpuDecodeRouter;
   /** sharp in child processes (DECODE_PROCESSES > 0), else null: sharp in this one. */
@@ -122,7 +123,12 @@ export class CoreInferenceService implements InferenceService {
   }
 
   isReady(): boolean {
-    return this.closing === null && this.repo.isReady();
+    return this.closing === null && !this.draining && this.repo.isReady();
+  }
+
+  /** Shutdown has begun: report not ready (health checks), keep serving until close(). */
+  beginDrain(): void {
+    this.draining = true;
   }
 
   async classify(
@@ -226,6 +232,7 @@ export class CoreInferenceService implements InferenceService {
     when.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const costs = await this.priceImages(m.name, images);
+      checkWindow(when); // gone while its headers were read
       const base: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
       const warnings: ImageWarning[] = [];
       const client = opts.client ?? 'unknown';

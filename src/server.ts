@@ -1,6 +1,8 @@
 // Starts the service: configuration, models, HTTP and gRPC listeners, and
-// graceful shutdown (SIGTERM/SIGINT: stop accepting, finish everything
-// accepted, release engines, exit 0; exit 1 if that takes longer than
+// graceful shutdown (SIGTERM/SIGINT: not ready, SHUTDOWN_DELAY_MS of normal
+// service, then stop accepting, answer every request already written (HTTP:
+// src/http/graceful-close.ts; gRPC: tryShutdown, forceShutdown at the drain
+// timeout), release engines, exit 0; exit 1 if that takes longer than
 // DRAIN_TIMEOUT_MS).
 import { existsSync } from 'node:fs';
 import type https from 'node:https';
@@ -52,7 +54,9 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   const service = new CoreInferenceService(repo, config, {
     onDecodeFallback: (reason) => logger.warn({ reason }, 'JPEG decoded with sharp instead of on the GPU'),
-    onDecodeProcessExit: (info) => logger.error(info, 'a decode process exited; its images were handed to another'),
+    onDecodeProcessExit: (info) => (info.retired
+      ? logger.info(info, 'a decode process was retired: its request was gone and its decode dear; its other images were handed to another')
+      : logger.error(info, 'a decode process exited; its images were handed to another')),
   });
   if (service.decodePool) {
     await service.decodePool.ready();
@@ -78,6 +82,13 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     if (stopping) return;
     stopping = true;
     const started = Date.now();
+    // SHUTDOWN_DELAY_MS: readiness goes 503 (HTTP and gRPC health) while requests are still
+    // served, so load balancers stop sending before the listeners close (a pre-stop hook's sleep).
+    service.beginDrain();
+    if (config.shutdownDelayMs > 0) {
+      logger.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown requested: not ready; serving until the shutdown delay has passed');
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+    }
     logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'shutting down: no new connections; finishing accepted requests');
     const timer = setTimeout(() => {
       logger.error({ drainTimeoutMs: config.drainTimeoutMs }, 'drain timeout passed with work still running; exiting 1');

@@ -11,6 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
+import { PLACEHOLDER, extractUint8Data } from './json-uint8-data.js';
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService, RequestOptions } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
@@ -113,8 +114,10 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
     binary = body.subarray(n);
   }
   let json: unknown;
+  // Large integer arrays straight into bytes (json-uint8-data.ts): no 9x blow-up of UINT8 images.
+  const { text, arrays } = extractUint8Data(jsonBytes);
   try {
-    json = JSON.parse(jsonBytes.toString('utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new ServeError('SWIN_BAD_REQUEST', `the inference request header is not valid JSON: ${(err as Error).message}`);
   }
@@ -145,6 +148,12 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
       return { name, datatype, shape, raw: slice };
     }
     if (raw.data === undefined) throw new ServeError('SWIN_BAD_TENSOR', `input '${name}' has neither "data" nor a binary_data_size parameter`);
+    const extracted = typeof raw.data === 'string' && raw.data.startsWith(PLACEHOLDER) ? arrays[Number(raw.data.slice(PLACEHOLDER.length))] : undefined;
+    if (extracted) {
+      // UINT8: the bytes are the tensor as the binary extension would send it; other types get their numbers back.
+      if (datatype === 'UINT8') return { name, datatype, shape, raw: Buffer.from(extracted.buffer, extracted.byteOffset, extracted.length) };
+      return { name, datatype, shape, elements: Array.from(extracted) };
+    }
     const flat = Array.isArray(raw.data) ? (raw.data as unknown[]).flat(Infinity) : [raw.data];
     if (datatype === 'BYTES') return { name, datatype, shape, elements: flat.map((v, j) => base64Element(v, name, j)) };
     return { name, datatype, shape, elements: flat as number[] };
