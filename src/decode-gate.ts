@@ -7,10 +7,10 @@
 // at once stays under budgetMs (one image may exceed it alone), so they can
 // hold at most that share of the cores and never starve the cheap ones.
 //
-// Waiting expensive images are served per client, round robin (a client with
-// sixteen strips in the queue gets one turn, then the next client), first in
-// first out within a client; an image that does not fit lets a smaller one of
-// the next client through. A waiter whose request is cancelled or past its
+// Waiting expensive images are served per client, least recently served
+// client first (a client with sixteen strips in the queue gets one turn, then
+// the next client), first in first out within a client; an image that does
+// not fit lets a smaller one of another client through. A waiter whose request is cancelled or past its
 // deadline leaves the queue then and is never decoded.
 import { ServeError } from './errors.js';
 
@@ -45,8 +45,9 @@ export interface DecodeGateOptions {
 export class DecodeGate {
   private readonly opts: DecodeGateOptions;
   private readonly queues = new Map<string, Waiter[]>();
-  /** Clients with waiters, in turn order; the head goes next. */
-  private turn: string[] = [];
+  /** When each client was last granted a decode (a counter): the least recently served goes first. */
+  private readonly lastServed = new Map<string, number>();
+  private served = 0;
   private used = 0;
 
   constructor(opts: DecodeGateOptions) {
@@ -82,10 +83,7 @@ export class DecodeGate {
       const w: Waiter = { cost, client, window, grant: resolve, fail: reject };
       const q = this.queues.get(client);
       if (q) q.push(w);
-      else {
-        this.queues.set(client, [w]);
-        this.turn.push(client);
-      }
+      else this.queues.set(client, [w]);
       const leave = (err: ServeError) => {
         this.remove(w);
         reject(err);
@@ -100,26 +98,33 @@ export class DecodeGate {
     });
   }
 
-  /** Admits waiters, one per client per round, while the budget allows. */
+  /** Admits waiters while the budget allows: each time the head of the least recently served client that fits. */
   private pump(): void {
-    let progressed = true;
-    while (progressed && this.turn.length > 0) {
-      progressed = false;
-      for (const client of [...this.turn]) {
-        const head = this.queues.get(client)?.[0];
-        if (!head) continue;
+    for (;;) {
+      let pick: Waiter | undefined;
+      let pickServed = Infinity;
+      for (const [client, q] of this.queues) {
+        const head = q[0];
         if (this.used > 0 && this.used + head.cost > this.opts.budgetMs) continue;
-        this.remove(head);
-        this.used += head.cost;
-        let released = false;
-        head.grant(() => {
-          if (released) return;
-          released = true;
-          this.used -= head.cost;
-          this.pump();
-        });
-        progressed = true;
+        const last = this.lastServed.get(client) ?? -1;
+        if (last < pickServed) {
+          pick = head;
+          pickServed = last;
+        }
       }
+      if (!pick) return;
+      const w = pick;
+      this.remove(w);
+      this.used += w.cost;
+      if (this.lastServed.size > 10_000) this.lastServed.clear(); // bounded: fairness resets, nothing breaks
+      this.lastServed.set(w.client, this.served++);
+      let released = false;
+      w.grant(() => {
+        if (released) return;
+        released = true;
+        this.used -= w.cost;
+        this.pump();
+      });
     }
   }
 
@@ -130,10 +135,7 @@ export class DecodeGate {
     if (!q) return;
     const i = q.indexOf(w);
     if (i >= 0) q.splice(i, 1);
-    // The client goes to the back of the turn order, or leaves it with nothing queued.
-    this.turn = this.turn.filter((c) => c !== w.client);
     if (q.length === 0) this.queues.delete(w.client);
-    else this.turn.push(w.client);
   }
 }
 
