@@ -71,7 +71,7 @@ function readUint8Array(b: Buffer, start: number): { end: number; values: Uint8A
  * The JSON text with every `"data": [integers 0..255]` replaced by a placeholder string, and
  * the arrays' values, by placeholder number. Bodies under `minBytes` are returned as they are.
  */
-export function extractUint8Data(json: Buffer, minBytes = 64 * 1024): { text: string; arrays: Uint8Array[] } {
+export function extractUint8Data(json: Buffer, minBytes = 16 * 1024): { text: string; arrays: Uint8Array[] } {
   const arrays: Uint8Array[] = [];
   if (json.length < minBytes) return { text: json.toString('utf8'), arrays };
   const pieces: string[] = [];
