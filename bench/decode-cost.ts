@@ -12,7 +12,7 @@ const args = process.argv.slice(2);
 const modelDir = args[args.indexOf('--model') + 1] && args.includes('--model') ? args[args.indexOf('--model') + 1] : 'engines/models/swin-fmnist';
 
 function noise(width: number, height: number) {
-  return sharp({ create: { width, height, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
+  return sharp({ create: { width, height, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
 }
 
 async function cases(): Promise<Array<[string, Buffer]>> {

@@ -17,7 +17,7 @@ import { stripPng } from './helpers/strip-png.js';
 let clean: Buffer;
 let damaged: Buffer;
 before(async () => {
-  clean = await sharp({ create: { width: 320, height: 240, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+  clean = await sharp({ create: { width: 320, height: 240, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
   // Two marker bytes in the middle of the entropy-coded data: libjpeg warns "premature end of data segment".
   damaged = Buffer.from(clean);
   const mid = damaged.length >> 1;
