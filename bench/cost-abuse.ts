@@ -81,7 +81,7 @@ async function kserve(): Promise<void> {
   const n = 20;
   const elements = n * 256 * 256 * 3;
   const data = Array.from({ length: elements }, (_, i) => (i * 7919) % 256);
-  const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [n, 256, 256, 3], data }] }));
+  const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'image', datatype: 'UINT8', shape: [n, 256, 256, 3], data }] }));
   const before = server.rssKiB() / 1024;
   const replies: Record<string, number> = {};
   const t0 = performance.now();

@@ -57,7 +57,16 @@ export function bodyCharge(headers: Record<string, string | string[] | undefined
 export function registerBodyBudget(app: FastifyInstance, budget: BodyBudget, maxBodyBytes: number): void {
   app.addHook('onRequest', async (request, reply) => {
     const give = budget.take(bodyCharge(request.headers, maxBodyBytes));
-    if (!give) throw new ServeError('SWIN_MEMORY_BUDGET', budget.limit).withRetryAfter(1);
+    if (!give) {
+      // The body is read and dropped (no memory) before the 503 goes out: answered while the
+      // client is still writing, the connection would be closed under it (EPIPE, no reply seen).
+      await new Promise<void>((resolve) => {
+        request.raw.once('end', resolve);
+        request.raw.once('close', resolve);
+        request.raw.resume();
+      });
+      throw new ServeError('SWIN_MEMORY_BUDGET', budget.limit).withRetryAfter(1);
+    }
     reply.raw.once('close', give);
   });
 }
