@@ -57,14 +57,14 @@ export const decodedImages = new client.Counter({
 export const imageWarnings = new client.Counter({
   name: 'swin_image_warnings_total',
   help: 'Images decoded although their decoder warned (damaged data); DECODE_STRICT refuses them instead',
-  labelNames: ['model'],
+  labelNames: ['model'] as const,
   registers: [registry],
 });
 
 export const decodeCostRefusals = new client.Counter({
   name: 'swin_decode_cost_refusals_total',
   help: 'Images refused before decoding because their estimated decode cost exceeds MAX_DECODE_COST_MS',
-  labelNames: ['model'],
+  labelNames: ['model'] as const,
   registers: [registry],
 });
 
