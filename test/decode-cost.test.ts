@@ -6,7 +6,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
 import { estimateDecodeCost } from '../src/decode-cost.js';
+import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
+import { startGrpcServer } from '../src/grpc/grpc-server.js';
+import { loadProtos } from '../src/grpc/protos.js';
 import { CHEAP_MS, DecodeGate } from '../src/decode-gate.js';
 import { ServeError } from '../src/errors.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
@@ -54,6 +59,21 @@ test('KServe REST with a BYTES input gets the same code', async () => {
   const r = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: body });
   assert.equal(r.statusCode, 413);
   assert.equal(r.headers['swin-code'], 'SWIN_IMAGE_TOO_COSTLY');
+});
+
+test('gRPC Predict gets INVALID_ARGUMENT with the same code in swin-code', async () => {
+  const server = await startGrpcServer(s.service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
+  const protos = loadProtos();
+  const client = new protos.classifier.swin.v1.Classifier(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as ClassifierClient;
+  try {
+    const err = await new Promise<grpc.ServiceError>((resolve, reject) => client.Predict({ images: [strip] }, (e) => (e ? resolve(e) : reject(new Error('no error')))));
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.deepEqual(err.metadata.get('swin-code'), ['SWIN_IMAGE_TOO_COSTLY']);
+    assert.match(err.details, /^Image 0 costs too much to decode/);
+  } finally {
+    client.close();
+    await server.close(100);
+  }
 });
 
 test('MAX_DECODE_COST_MS raises the limit: the strip is then decoded', async () => {
