@@ -52,6 +52,7 @@ export function registerGracefulClose(app: FastifyInstance): void {
     // server.close() (called by fastify next) would destroy "idle" connections with unread requests.
     server.closeIdleConnections = () => {};
     sweep = setInterval(() => {
+      if (conns.size === 0 && !server.listening) clearInterval(sweep); // nothing left to end
       const now = Date.now();
       for (const [socket, c] of conns) {
         if (socket.bytesRead !== c.bytesRead) {
