@@ -246,6 +246,7 @@ export class CoreInferenceService implements InferenceService {
               costMs: costs[index],
               onWarning: (warning) => {
                 warnings.push({ image: index, warning });
+                opts.onWarning?.({ image: index, warning });
                 imageWarnings.inc({ model: m.name });
               },
             });

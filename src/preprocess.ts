@@ -69,6 +69,7 @@ export class Preprocessor {
   /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
   async one(input: Buffer, index = 0, ctx: DecodeContext = {}): Promise<Buffer> {
     const start = performance.now();
+    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
     if (input.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
     const accepted = this.limits.acceptedFormats;
     // XML/SVG is refused before libvips sees it (librsvg would parse it, and could follow references).
@@ -93,6 +94,8 @@ export class Preprocessor {
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [height, width] : [width, height];
 
+    // Its request went away while the header was read (both wait in libuv's queue): skip the decode.
+    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
     const build = (failOn: 'warning' | 'error') => this.pipeline(input, failOn, w, h);
     let out: { data: Buffer; info: OutputInfo };
     try {

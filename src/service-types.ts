@@ -21,6 +21,8 @@ export interface RequestOptions {
   trace?: TraceContext;
   /** Who sent it (remote address), for fair turns among expensive decodes (src/decode-gate.ts). */
   client?: string;
+  /** Called for each decoder warning about one of its images (front ends without a `warnings` field: KServe). */
+  onWarning?: (warning: ImageWarning) => void;
 }
 
 export interface TopKEntry {

@@ -62,6 +62,28 @@ for (const processes of ['0', '1']) {
   });
 }
 
+test('KServe REST: BYTES images\' warnings in the reply parameters, as JSON', async () => {
+  const s = await fakeService();
+  try {
+    const body = { inputs: [{ name: 'pixels', shape: [2], datatype: 'BYTES', data: [damaged.toString('base64'), clean.toString('base64')] }] };
+    const r = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: body });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual(JSON.parse(r.json().parameters.swin_image_warnings), [{ image: 0, warning: 'VipsJpeg: Corrupt JPEG data: premature end of data segment' }]);
+    const plain = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { inputs: [{ ...body.inputs[0], shape: [1], data: [clean.toString('base64')] }] } });
+    assert.equal(plain.json().parameters, undefined);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a decode whose request is gone by the time its header is read is not run', async () => {
+  const pre = new Preprocessor(fakeModelConfig({ size: 8 }), { maxImagePixels: 30_000_000, acceptedFormats: ['png'] });
+  const ac = new AbortController();
+  const decoding = pre.one(await stripPng(1, 3_000_000), 0, { signal: ac.signal });
+  ac.abort(); // while sharp reads the header
+  await assert.rejects(decoding, { code: 'SWIN_CANCELLED' });
+});
+
 test('DECODE_STRICT=true refuses the damaged image with 400 SWIN_IMAGE_DAMAGED; truncated files keep their code', async () => {
   const s = await fakeService({ env: { DECODE_STRICT: 'true' } });
   try {

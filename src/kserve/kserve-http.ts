@@ -188,7 +188,10 @@ function sendInferResult(reply: FastifyReply, result: InferResult, binaryDefault
     }
     return { ...head, data: o.fp32 ? Array.from(o.fp32) : (o.bytes ?? []).map((b) => b.toString('utf8')) };
   });
-  const header = { model_name: result.model_name, model_version: result.model_version, ...(result.id ? { id: result.id } : {}), outputs };
+  const header = {
+    model_name: result.model_name, model_version: result.model_version, ...(result.id ? { id: result.id } : {}),
+    ...(result.parameters && { parameters: result.parameters }), outputs,
+  };
   if (blobs.length === 0) return reply.send(header);
   const json = Buffer.from(JSON.stringify(header));
   return reply
