@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { requestClient } from '../src/access/access-control.js';
 import { estimateDecodeCost } from '../src/decode-cost.js';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
 import { startGrpcServer } from '../src/grpc/grpc-server.js';
@@ -85,6 +86,13 @@ test('MAX_DECODE_COST_MS raises the limit: the strip is then decoded', async () 
   } finally {
     await t.close();
   }
+});
+
+test('decode turns go by the client the rate limiter names: API key, else address', () => {
+  const byBearer = requestClient('Bearer k3y', undefined, '10.0.0.1');
+  assert.match(byBearer, /^key:[0-9a-f]{16}$/);
+  assert.equal(requestClient(undefined, 'k3y', '10.0.0.2'), byBearer, 'the same key from another address is the same client');
+  assert.equal(requestClient(undefined, undefined, '10.0.0.1'), 'ip:10.0.0.1');
 });
 
 /** A gate's grants in order, with the waiters it refused. */

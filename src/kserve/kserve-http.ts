@@ -9,6 +9,7 @@
 // and answer errors as KServe does, {"error": "..."}, with the status and
 // stable code (header swin-code) from the error table.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requestClient } from '../access/access-control.js';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
 import { PLACEHOLDER, extractUint8Data } from './json-uint8-data.js';
@@ -79,7 +80,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx, client: req.ip });
+      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx, client: requestClient(req.headers.authorization, req.headers['x-api-key'], req.ip) });
       return sendInferResult(reply, result, parsed.binaryOutputDefault);
     } catch (err) {
       code = isServeError(err) ? err.code : 'SWIN_INTERNAL';
