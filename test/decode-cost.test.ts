@@ -77,6 +77,32 @@ test('gRPC Predict gets INVALID_ARGUMENT with the same code in swin-code', async
   }
 });
 
+test('admitted strips take turns within the budget: a normal request is served beside 16 of them, none outlives its deadline by 1 s', async () => {
+  // Each strip is about 0.5 s of decoding; the budget admits one at a time, so most wait and get
+  // their 504 at the deadline without being decoded.
+  const t = await fakeService({ env: { MAX_DECODE_COST_MS: '100000', DECODE_COST_BUDGET_MS: '600', REQUEST_TIMEOUT_MS: '2500' } });
+  try {
+    const strip3m = await stripPng(1, 3_000_000);
+    const post = (body: Buffer) => {
+      const started = Date.now();
+      return t.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: body }).then((r) => ({ status: r.statusCode, code: r.json().code as string | undefined, ms: Date.now() - started }));
+    };
+    const strips = Array.from({ length: 16 }, () => post(strip3m));
+    await new Promise((r) => setTimeout(r, 100));
+    const normal = await post(await greyPng(125));
+    const done = await Promise.all(strips);
+    assert.equal(normal.status, 200);
+    assert.ok(normal.ms < 1000, `the normal request took ${normal.ms} ms`);
+    for (const r of done) {
+      assert.ok(r.status === 200 || r.code === 'SWIN_DEADLINE_EXCEEDED', `${r.status} ${r.code}`);
+      assert.ok(r.ms < 2500 + 1000, `a strip was answered after ${r.ms} ms`);
+    }
+    assert.ok(done.filter((r) => r.status === 504).length >= 8, 'most strips waited past their deadline');
+  } finally {
+    await t.close();
+  }
+});
+
 test('MAX_DECODE_COST_MS raises the limit: the strip is then decoded', async () => {
   const t = await fakeService({ env: { MAX_DECODE_COST_MS: '100000' } });
   try {
