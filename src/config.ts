@@ -53,7 +53,7 @@ export interface Config {
   decodeCost: { maxImageMs: number; budgetMs: number };
   /** Decoder warnings (damaged images) refuse the image with 400 SWIN_IMAGE_DAMAGED instead of being reported. */
   decodeStrict: boolean;
-  /** Bytes of request bodies being received or held at once; over it: 503 SWIN_MEMORY_BUDGET. */
+  /** Bytes of request bodies (HTTP bodies, gRPC messages) held at once; over it: 503 / UNAVAILABLE SWIN_MEMORY_BUDGET (src/body-budget.ts). */
   bodyMemoryBudgetBytes: number;
   /** Accepted image formats as sharp names them (svg only when listed explicitly). */
   acceptedFormats: string[];

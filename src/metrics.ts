@@ -70,7 +70,7 @@ export const decodeCostRefusals = new client.Counter({
 
 export const bodyBytesInFlight = new client.Gauge({
   name: 'swin_body_bytes_in_flight',
-  help: 'Bytes of HTTP request bodies being received or held (BODY_MEMORY_BUDGET_BYTES bounds it)',
+  help: 'Bytes of request bodies (HTTP bodies, gRPC request messages) charged against BODY_MEMORY_BUDGET_BYTES now',
   registers: [registry],
 });
 

@@ -14,6 +14,8 @@ import { LOG_REDACT_PATHS } from './access/http-access.js';
 import { accessConfigFromEnv } from './access/access-config.js';
 import { grpcServerCredentials, httpsServerOptions, readTlsFiles } from './access/tls.js';
 import { ConfigError, loadConfig, resolveEnv } from './config.js';
+import { BodyBudget } from './body-budget.js';
+import { grpcBodyBudgetInterceptor } from './grpc/grpc-body-budget.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { buildApp } from './http/app.js';
 import { CoreInferenceService } from './inference-service.js';
@@ -65,7 +67,10 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   const warmedDecoders = await service.warmDecoders();
   if (warmedDecoders > 0) logger.info({ decoders: warmedDecoders }, 'GPU JPEG decoders opened and warmed');
   const access = new AccessController(config.access);
-  const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
+  // One budget of request bodies in flight for HTTP and gRPC (BODY_MEMORY_BUDGET_BYTES).
+  const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
+  logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
+  const app = await buildApp(config, service, { loggerInstance: logger, access, bodyBudget, server: httpsServerOptions(config.access) });
   await app.listen({ port: config.port, host: config.host });
 
   const grpc = await startGrpcServer(service, {
@@ -74,7 +79,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     maxMessageBytes: config.limits.maxBodyBytes,
     maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
     credentials: grpcServerCredentials(config.access),
-    interceptors: [grpcAccessInterceptor(access)],
+    interceptors: [grpcAccessInterceptor(access), grpcBodyBudgetInterceptor(bodyBudget)],
   }, logger);
 
   let stopping = false;

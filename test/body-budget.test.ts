@@ -5,9 +5,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildApp } from '../src/http/app.js';
-import { BodyBudget, bodyCharge } from '../src/http/body-budget.js';
+import { BodyBudget } from '../src/body-budget.js';
+import { bodyCharge } from '../src/http/body-budget.js';
 import { PLACEHOLDER, extractUint8Data } from '../src/kserve/json-uint8-data.js';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
+import { grpcBodyBudgetInterceptor, messageBytes } from '../src/grpc/grpc-body-budget.js';
+import { startGrpcServer } from '../src/grpc/grpc-server.js';
+import { loadProtos } from '../src/grpc/protos.js';
 import { fakeService } from './helpers/fake-service.js';
+import { FakeService } from './kserve-fake-service.js';
 
 /** JSON.parse of the extracted text, with the placeholders put back as flat number arrays. */
 function viaExtract(json: string): unknown {
@@ -91,5 +99,29 @@ test('bodies in flight stay within BODY_MEMORY_BUDGET_BYTES; the excess gets 503
   } finally {
     await app.close();
     await s.close();
+  }
+});
+
+test('gRPC calls are charged their message: over the budget, UNAVAILABLE SWIN_MEMORY_BUDGET before the handler runs', async () => {
+  const service = new FakeService();
+  service.delayMs = 300;
+  // One byte: a call is admitted only when nothing else is in flight (one body larger than the budget goes alone).
+  const budget = new BodyBudget(1);
+  const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, interceptors: [grpcBodyBudgetInterceptor(budget)] }, pino({ level: 'silent' }));
+  const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as ClassifierClient;
+  try {
+    const image = Buffer.from('rgb:200,0,0');
+    assert.equal(messageBytes({ images: [image, Buffer.alloc(100)], model: 'ab', top_k: 3, n: [1, 2] }), 11 + 100 + 2 + 8 + 16);
+    const calls = await Promise.all(Array.from({ length: 6 }, () => new Promise<{ code: grpc.status; swin?: string }>((resolve) =>
+      client.Predict({ images: [image] }, (err) => resolve(err ? { code: err.code, swin: String(err.metadata.get('swin-code')[0]) } : { code: grpc.status.OK })))));
+    const ok = calls.filter((c) => c.code === grpc.status.OK).length;
+    const refused = calls.filter((c) => c.code === grpc.status.UNAVAILABLE && c.swin === 'SWIN_MEMORY_BUDGET').length;
+    assert.equal(ok + refused, 6, JSON.stringify(calls));
+    assert.ok(ok >= 1 && refused >= 1, `${ok} served, ${refused} refused`);
+    assert.equal(service.calls.length, ok, 'refused calls never reached the service');
+    assert.equal(budget.inFlight, 0, 'every charge was given back');
+  } finally {
+    client.close();
+    await server.close(100);
   }
 });

@@ -18,7 +18,8 @@ import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled 
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
-import { BodyBudget, registerBodyBudget } from './body-budget.js';
+import { BodyBudget } from '../body-budget.js';
+import { registerBodyBudget } from './body-budget.js';
 import { classifyRoute } from './classify-route.js';
 import { toHttpServeError, type ErrorContext } from './http-errors.js';
 import { registerGracefulClose } from './graceful-close.js';

@@ -11,36 +11,7 @@
 // typed arrays: src/kserve/json-uint8-data.ts, besides the body itself).
 import type { FastifyInstance } from 'fastify';
 import { ServeError } from '../errors.js';
-import { bodyBytesInFlight } from '../metrics.js';
-
-export class BodyBudget {
-  readonly limit: number;
-  private used = 0;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  get inFlight(): number {
-    return this.used;
-  }
-
-  /** Charges `bytes` and returns the function that gives them back, or null when over budget. */
-  take(bytes: number): (() => void) | null {
-    if (bytes <= 0) return () => {};
-    // One body larger than the whole budget still gets through alone (MAX_BODY_BYTES bounds it).
-    if (this.used > 0 && this.used + bytes > this.limit) return null;
-    this.used += bytes;
-    bodyBytesInFlight.set(this.used);
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      this.used -= bytes;
-      bodyBytesInFlight.set(this.used);
-    };
-  }
-}
+import type { BodyBudget } from '../body-budget.js';
 
 /** What a request's body is charged, from its headers. */
 export function bodyCharge(headers: Record<string, string | string[] | undefined>, maxBodyBytes: number): number {
