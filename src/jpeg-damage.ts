@@ -19,20 +19,27 @@ function isInterScanSegment(m: number): boolean {
 
 /** True when the marker structure is broken; false for a well-formed file (or one this cannot judge). */
 export function jpegLooksDamaged(buf: Uint8Array): boolean {
+  return jpegDamage(buf) !== null;
+}
+
+const hex = (n: number) => '0xff' + n.toString(16).padStart(2, '0');
+
+/** What is broken in the marker structure, or null. */
+export function jpegDamage(buf: Uint8Array): string | null {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return false;
+  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
   let i = 2;
   let restartInterval = 0;
   // Header segments, then scans.
   for (;;) {
-    if (i + 4 > b.length) return true; // ends inside the headers
-    if (b[i] !== 0xff) return true; // bytes where a marker belongs
+    if (i + 4 > b.length) return 'the file ends inside its headers';
+    if (b[i] !== 0xff) return `bytes where a marker belongs at byte ${i}`;
     while (i < b.length && b[i] === 0xff) i++; // fill bytes
     const m = b[i++];
-    if (m === 0xd9) return false; // EOI
-    if (i + 2 > b.length) return true;
+    if (m === 0xd9) return null; // EOI
+    if (i + 2 > b.length) return 'the file ends inside its headers';
     const len = b.readUInt16BE(i);
-    if (len < 2 || i + len > b.length) return true;
+    if (len < 2 || i + len > b.length) return `segment ${hex(m)} at byte ${i - 2} runs past the end of the file`;
     if (m === 0xdd && len >= 4) restartInterval = b.readUInt16BE(i + 2);
     i += len;
     if (m !== 0xda) continue;
@@ -40,7 +47,7 @@ export function jpegLooksDamaged(buf: Uint8Array): boolean {
     let nextRst = 0;
     for (;;) {
       const ff = b.indexOf(0xff, i);
-      if (ff < 0 || ff + 1 >= b.length) return true; // no EOI: truncated
+      if (ff < 0 || ff + 1 >= b.length) return 'no end-of-image marker (truncated)';
       let j = ff + 1;
       while (j < b.length && b[j] === 0xff) j++;
       const n = b[j];
@@ -49,13 +56,13 @@ export function jpegLooksDamaged(buf: Uint8Array): boolean {
         continue;
       }
       if (n >= 0xd0 && n <= 0xd7) {
-        if (restartInterval === 0 || n - 0xd0 !== nextRst) return true;
+        if (restartInterval === 0 || n - 0xd0 !== nextRst) return `marker ${hex(n)} inside entropy-coded data at byte ${ff}`;
         nextRst = (nextRst + 1) & 7;
         i = j + 1;
         continue;
       }
-      if (n === 0xd9) return false; // EOI; libjpeg reads nothing after it
-      if (!isInterScanSegment(n)) return true;
+      if (n === 0xd9) return null; // EOI; libjpeg reads nothing after it
+      if (!isInterScanSegment(n)) return `marker ${hex(n)} inside entropy-coded data at byte ${ff}`;
       i = ff;
       break;
     }

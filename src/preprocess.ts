@@ -11,6 +11,7 @@
 // 12 MP photo is never fully decoded to feed a 224-pixel model.
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { ServeError } from './errors.js';
+import { jpegDamage } from './jpeg-damage.js';
 import { preprocessDuration } from './metrics.js';
 import type { ModelConfig } from './model-config.js';
 
@@ -111,7 +112,7 @@ export class Preprocessor {
       } catch (err) {
         throw decodeError(err, index, accepted);
       }
-      const warning = firstLine(first);
+      const warning = warningText(first, input);
       if (this.limits.strict) throw new ServeError('SWIN_IMAGE_DAMAGED', index, warning);
       ctx.onWarning?.(warning);
     }
@@ -156,9 +157,21 @@ export class Preprocessor {
   }
 }
 
-/** A libvips message's first line, without paths, at most 200 characters. */
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+// libvips keeps one error buffer per process: a failing decode's message can be taken by
+// another image's failure at the same moment, or cleared by a decode starting, leaving only
+// this generic line.
+const GENERIC = /^(Warning treated as error due to failOn setting|error in tile .*|)$/;
+
+/**
+ * The decoder's own words for an image it warned about (libjpeg's "Corrupt JPEG data: ..."),
+ * or, where another decode took them, what src/jpeg-damage.ts finds in a JPEG's markers.
+ */
+function warningText(err: unknown, input: Buffer): string {
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim());
+  const specific = lines.find((l) => !GENERIC.test(l));
+  if (specific) return specific.slice(0, 200);
+  const jpeg = jpegDamage(input);
+  return jpeg ? `damaged JPEG: ${jpeg}` : 'the decoder reported damaged data';
 }
 
 /** Every image through `one`, concurrently, concatenated in request order (one image: no copy). */

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { GpuDecodeRouter, type GpuDecodeSpec, type JpegDecoderLike } from '../src/gpu-decode.js';
-import { jpegLooksDamaged } from '../src/jpeg-damage.js';
+import { jpegDamage, jpegLooksDamaged } from '../src/jpeg-damage.js';
 import { Preprocessor } from '../src/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
@@ -43,6 +43,13 @@ async function libjpegComplains(img: Buffer): Promise<boolean> {
 // only shows when the scan runs out of data before its last block, which takes decoding to see.
 const MISSED = new Set(['3000 bytes cut from the middle']);
 
+test('the scan names what it found', async () => {
+  const all = new Map(await cases());
+  assert.equal(jpegDamage(all.get('baseline')!), null);
+  assert.match(jpegDamage(all.get('RST marker in the middle (no restart interval)')!) ?? '', /^marker 0xffd3 inside entropy-coded data at byte \d+$/);
+  assert.equal(jpegDamage(all.get('truncated')!), 'no end-of-image marker (truncated)');
+});
+
 test('judged damaged exactly when libjpeg complains (but for the pinned miss)', async () => {
   for (const [name, img] of await cases()) {
     const complains = await libjpegComplains(img);
@@ -70,7 +77,8 @@ test('on a GPU host, a damaged JPEG goes to sharp and gets the CPU path\'s warni
   const cpu = { imageBytes: pre.imageBytes, one: (img: Buffer, i = 0) => pre.one(img, i, { onWarning: (w) => warnings.push([i, w]) }), many: (l: Buffer[]) => pre.many(l) };
   await router.many(model, cpu, [clean, damaged, clean], 'cuda', ['jpeg'], 1_000_000);
   assert.deepEqual(seen, [2], 'the two clean JPEGs on the GPU');
-  assert.deepEqual(warnings, [[1, 'VipsJpeg: Corrupt JPEG data: premature end of data segment']]);
+  assert.deepEqual(warnings.map(([i]) => i), [1]);
+  assert.match(warnings[0][1], /^(VipsJpeg: Corrupt JPEG data: premature end of data segment|damaged JPEG: marker 0xffd3 inside entropy-coded data at byte \d+)$/);
   assert.deepEqual(router.counts, { gpu: 2, cpu: 1 });
   await router.close();
 });
