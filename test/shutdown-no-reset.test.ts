@@ -2,7 +2,7 @@
 // written before shutdown begins is read and answered (200, or 503
 // SWIN_SHUTTING_DOWN with Connection: close), never reset; an idle keep-alive
 // connection's next request gets that 503; close() still ends promptly.
-// scripts' full count (50 runs on the real server): bench/shutdown-resets.ts.
+// The full count (50 SIGTERMs to the real server) is bench/shutdown-resets.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
