@@ -4,6 +4,7 @@
 // name, then the plain name, then the default. `--help` is printed from the
 // table below; docs/configuration.md lists the same settings and
 // test/config.test.ts checks that both do.
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { accessConfigFromEnv, type AccessConfig } from './access/access-config.js';
@@ -52,12 +53,20 @@ export interface Config {
     maxImagePixels: number;
     maxImagesPerRequest: number;
   };
+  /** Decode admission by cost (src/decode-gate.ts): per-image limit and the budget of expensive decodes at once, estimated ms. */
+  decodeCost: { maxImageMs: number; budgetMs: number };
+  /** Decoder warnings (damaged images) refuse the image with 400 SWIN_IMAGE_DAMAGED instead of being reported. */
+  decodeStrict: boolean;
+  /** Bytes of request bodies (HTTP bodies, gRPC messages) held at once; over it: 503 / UNAVAILABLE SWIN_MEMORY_BUDGET (src/body-budget.ts). */
+  bodyMemoryBudgetBytes: number;
   /** Accepted image formats as sharp names them (svg only when listed explicitly). */
   acceptedFormats: string[];
   /** Per-request deadline, ms from receipt; 504 after it. */
   requestTimeoutMs: number;
   /** HTTP slow-client limits, ms (src/http/http-timeouts.ts). */
   http: { headersTimeoutMs: number; bodyTimeoutMs: number; idleTimeoutMs: number };
+  /** SIGTERM: keep serving (not ready) this long before closing the listeners, ms (a pre-stop hook's sleep). */
+  shutdownDelayMs: number;
   /** How long SIGTERM waits for accepted work before giving up, ms. */
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
@@ -132,12 +141,17 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'ORT_INTER_OP_THREADS', flag: 'ort-inter-op-threads', kind: NON_NEGATIVE(1024), def: '1', help: 'onnxruntime threads across operators' },
   { env: 'MAX_BODY_BYTES', flag: 'max-body-bytes', kind: POSITIVE(1 << 30), def: String(16 * 1024 * 1024), help: 'largest request body in bytes (also the gRPC message limit)' },
   { env: 'MAX_IMAGE_PIXELS', flag: 'max-image-pixels', kind: POSITIVE(1_000_000_000), def: '25000000', help: 'largest image, width x height, checked before decoding' },
+  { env: 'MAX_DECODE_COST_MS', flag: 'max-decode-cost-ms', kind: POSITIVE(3_600_000), def: '2000', help: 'largest estimated decode cost of one image, ms of one core (413 SWIN_IMAGE_TOO_COSTLY)' },
+  { env: 'DECODE_COST_BUDGET_MS', flag: 'decode-cost-budget-ms', kind: POSITIVE(3_600_000), help: 'estimated ms of expensive decodes running at once; more wait their turn per client', unset: '1000 per core, less one core' },
+  { env: 'DECODE_STRICT', flag: 'decode-strict', kind: { type: 'enum', values: ['false', 'true'] }, def: 'false', help: 'true: images the decoder warns about get 400 SWIN_IMAGE_DAMAGED instead of warnings in the reply' },
+  { env: 'BODY_MEMORY_BUDGET_BYTES', flag: 'body-memory-budget-bytes', kind: POSITIVE(2 ** 50), help: 'bytes of request bodies in flight at once; over it 503 SWIN_MEMORY_BUDGET', unset: 'a quarter of the memory limit' },
   { env: 'MAX_IMAGES_PER_REQUEST', flag: 'max-images-per-request', kind: POSITIVE(4096), def: '64', help: 'images in one request' },
   { env: 'ACCEPTED_FORMATS', flag: 'accepted-formats', kind: { type: 'list' }, def: 'jpeg,png,webp,gif,tiff,avif', help: 'image formats decoded (svg only when listed)' },
   { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'deadline of a request, ms (504 after it)' },
   { env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: POSITIVE(3_600_000), def: '10000', help: 'time a client has to send the request headers, ms (408)' },
   { env: 'BODY_TIMEOUT_MS', flag: 'body-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'time a client has to send the whole request, ms (408)' },
   { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000', help: 'idle keep-alive connections close after this, ms' },
+  { env: 'SHUTDOWN_DELAY_MS', flag: 'shutdown-delay-ms', kind: NON_NEGATIVE(3_600_000), def: '0', help: 'after SIGTERM, keep serving (readiness 503) this long before closing listeners, ms' },
   { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'how long SIGTERM/SIGINT waits for accepted work, ms' },
   { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)' },
   { env: 'GRPC_MAX_CONNECTION_AGE_MS', flag: 'grpc-max-connection-age-ms', kind: NON_NEGATIVE(2_147_483_647), def: '0', help: 'gRPC connections get GOAWAY after this, ms, so clients re-balance; 0 = never' },
@@ -274,9 +288,16 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
       maxImagePixels: num('MAX_IMAGE_PIXELS'),
       maxImagesPerRequest: num('MAX_IMAGES_PER_REQUEST'),
     },
+    decodeCost: {
+      maxImageMs: num('MAX_DECODE_COST_MS'),
+      budgetMs: opt('DECODE_COST_BUDGET_MS') ?? 1000 * Math.max(1, os.availableParallelism() - 1),
+    },
+    decodeStrict: v.get('DECODE_STRICT') === 'true',
+    bodyMemoryBudgetBytes: opt('BODY_MEMORY_BUDGET_BYTES') ?? defaultBodyMemoryBudget(),
     acceptedFormats: formats,
     requestTimeoutMs: num('REQUEST_TIMEOUT_MS'),
     http: { headersTimeoutMs: num('HEADERS_TIMEOUT_MS'), bodyTimeoutMs: num('BODY_TIMEOUT_MS'), idleTimeoutMs: num('IDLE_TIMEOUT_MS') },
+    shutdownDelayMs: num('SHUTDOWN_DELAY_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
@@ -292,6 +313,25 @@ function readAccess(env: Record<string, string | undefined>): AccessConfig {
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
+}
+
+/**
+ * A quarter of the memory this process may use: the cgroup limit (v2 memory.max, v1
+ * limit_in_bytes) where one is set, else the machine's memory. Bodies are held as Buffers
+ * (plus what parsing them costs), so the rest is left for engines, decoding and the heap.
+ */
+export function defaultBodyMemoryBudget(): number {
+  let limit = os.totalmem();
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const raw = readFileSync(file, 'utf8').trim();
+      if (/^\d+$/.test(raw) && Number(raw) < limit) limit = Number(raw);
+      break;
+    } catch {
+      // no such cgroup file: try the next, else the machine's memory
+    }
+  }
+  return Math.floor(limit / 4);
 }
 
 /** Worker threads for libuv (sharp decodes there): enough to keep every core busy decoding. */

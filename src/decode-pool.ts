@@ -11,21 +11,28 @@
 // retried once, which is answered 400 (an image that kills two decoders is the
 // likely cause). Dead children are replaced; a child that dies before it is
 // ready is not, and with no child left everything runs in process again.
+//
+// A decode whose request is gone (cancelled, past its deadline) stops costing
+// CPU: not yet sent, it is never sent; running, and estimated at RETIRE_COST_MS
+// or more, its process is killed (libvips cannot be interrupted) and replaced,
+// and that process's other jobs go to another child without counting as a crash.
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { DecodeJob, DecodeReply } from './decode-worker.js';
 import { ServeError } from './errors.js';
 import type { CpuPreprocessor } from './gpu-decode.js';
 import { preprocessDuration } from './metrics.js';
-import { decodeEach, type Preprocessor } from './preprocess.js';
+import { decodeEach, type DecodeContext, type Preprocessor } from './preprocess.js';
 
 // Under tsx (tests, `npm run dev`) this module is .ts and so is the worker; built, both are .js.
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './decode-worker.ts' : './decode-worker.js', import.meta.url);
 const READY_TIMEOUT_MS = 20_000;
+/** Estimated decode ms from which a running decode of a gone request is worth a process restart (~0.3 s). */
+export const RETIRE_COST_MS = 300;
 
 export interface DecodePoolEvents {
   /** A child went away (crash, kill); `replaced` says whether a new one was started. */
-  onExit?: (info: { pid: number | undefined; code: number | null; signal: string | null; requeued: number; replaced: boolean }) => void;
+  onExit?: (info: { pid: number | undefined; code: number | null; signal: string | null; requeued: number; replaced: boolean; retired: boolean }) => void;
 }
 
 interface Job {
@@ -37,6 +44,7 @@ interface Job {
   reject: (err: Error) => void;
   /** Runs the job in this process (no child left). */
   local: () => Promise<Buffer>;
+  ctx: DecodeContext;
 }
 
 interface Child {
@@ -46,6 +54,8 @@ interface Child {
   pending: Map<number, Job>;
   /** Recipe keys this child has been sent. */
   known: Set<string>;
+  /** Killed on purpose (a runaway decode of a gone request), not crashed. */
+  retired: boolean;
 }
 
 export class DecodePool {
@@ -78,8 +88,8 @@ export class DecodePool {
     let p = this.wrapped.get(local);
     if (!p) {
       const key = `recipe-${this.nextKey++}`;
-      const one = (input: Buffer, index = 0) => this.one(local, key, input, index);
-      p = { imageBytes: local.imageBytes, one, many: (images: Buffer[]) => decodeEach(images, one) };
+      const one = (input: Buffer, index = 0, ctx: DecodeContext = {}) => this.one(local, key, input, index, ctx);
+      p = { imageBytes: local.imageBytes, one, many: (images: Buffer[]) => decodeEach(images, (img, i) => one(img, i)) };
       this.wrapped.set(local, p);
     }
     return p;
@@ -95,21 +105,41 @@ export class DecodePool {
     await Promise.all(exits);
   }
 
-  private async one(local: Preprocessor, key: string, input: Buffer, index: number): Promise<Buffer> {
-    if (this.closed || this.children.size === 0) return local.one(input, index);
+  private async one(local: Preprocessor, key: string, input: Buffer, index: number, ctx: DecodeContext): Promise<Buffer> {
+    if (this.closed || this.children.size === 0) return local.one(input, index, ctx);
+    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
     const start = performance.now();
+    const id = this.nextId++;
+    const onGone = () => this.abandon(id);
+    ctx.signal?.addEventListener('abort', onGone, { once: true });
     const pixels = await new Promise<Buffer>((resolve, reject) => {
       this.dispatch({
-        msg: { id: this.nextId++, key, image: input, index },
+        msg: { id, key, image: input, index },
         recipe: { model: local.model, limits: local.limits },
         attempts: 0,
         resolve,
         reject,
-        local: () => local.one(input, index),
+        local: () => local.one(input, index, ctx),
+        ctx,
       });
-    });
+    }).finally(() => ctx.signal?.removeEventListener('abort', onGone));
     preprocessDuration.observe({ model: local.model.name }, (performance.now() - start) / 1000);
     return pixels;
+  }
+
+  /** The request of job `id` is gone: drop the job, and retire its process if the decode is dear. */
+  private abandon(id: number): void {
+    for (const child of this.children) {
+      const job = child.pending.get(id);
+      if (!job) continue;
+      child.pending.delete(id);
+      job.reject(new ServeError('SWIN_CANCELLED'));
+      if ((job.ctx.costMs ?? 0) >= RETIRE_COST_MS && child.known.has(job.msg.key) && !child.retired) {
+        child.retired = true;
+        child.proc.kill('SIGKILL');
+      }
+      return;
+    }
   }
 
   private dispatch(job: Job): void {
@@ -150,6 +180,7 @@ export class DecodePool {
       isReady: false,
       pending: new Map(),
       known: new Set(),
+      retired: false,
     };
     child.ready.catch(() => undefined);
     const timer = setTimeout(() => {
@@ -167,7 +198,10 @@ export class DecodePool {
       const job = child.pending.get(m.id);
       if (!job) return;
       child.pending.delete(m.id);
-      if ('pixels' in m) job.resolve(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength));
+      if ('pixels' in m) {
+        for (const w of m.warnings) job.ctx.onWarning?.(w);
+        job.resolve(Buffer.from(m.pixels.buffer, m.pixels.byteOffset, m.pixels.byteLength));
+      }
       else if (m.code) job.reject(ServeError.rebuilt(m.code, m.message));
       else job.reject(new Error(`decode process: ${m.message}`));
     });
@@ -180,11 +214,12 @@ export class DecodePool {
       const jobs = [...child.pending.values()];
       child.pending.clear();
       for (const job of jobs) {
+        if (child.retired) job.attempts--; // killed on purpose: not this job's fault
         if (job.attempts >= 2) job.reject(new ServeError('SWIN_IMAGE_DECODE_FAILED', job.msg.index, 'the decoder crashed on it twice'));
         else if (this.closed) job.local().then(job.resolve, job.reject);
         else this.dispatch(job);
       }
-      if (!this.closed) this.events.onExit?.({ pid: proc.pid, code, signal, requeued: jobs.length, replaced });
+      if (!this.closed) this.events.onExit?.({ pid: proc.pid, code, signal, requeued: jobs.length, replaced, retired: child.retired });
     });
     proc.on('error', () => undefined); // 'exit' follows and does the bookkeeping
     this.children.add(child);

@@ -15,7 +15,7 @@ export interface DecodeJob {
 }
 
 export type DecodeReply =
-  | { id: number; pixels: Uint8Array }
+  | { id: number; pixels: Uint8Array; warnings: string[] }
   | { id: number; code: ErrorCode | null; message: string };
 
 const preprocessors = new Map<string, Preprocessor>();
@@ -27,8 +27,9 @@ async function run(job: DecodeJob): Promise<DecodeReply> {
     if (!p) throw new Error(`no preprocessing recipe ${job.key}`);
     // structured clone hands Buffers over as plain Uint8Arrays: sharp wants a Buffer.
     const image = Buffer.from(job.image.buffer, job.image.byteOffset, job.image.byteLength);
-    const pixels = await p.one(image, job.index);
-    return { id: job.id, pixels };
+    const warnings: string[] = [];
+    const pixels = await p.one(image, job.index, { onWarning: (w) => warnings.push(w) });
+    return { id: job.id, pixels, warnings };
   } catch (err) {
     if (err instanceof ServeError) return { id: job.id, code: err.code, message: err.message };
     return { id: job.id, code: null, message: (err as Error).message ?? String(err) };

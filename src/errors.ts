@@ -21,6 +21,8 @@ export const ERRORS = {
   SWIN_UNSUPPORTED_MEDIA_TYPE: { httpStatus: 415, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Unsupported content type or image format %s; accepted: %s' },
   SWIN_IMAGE_DECODE_FAILED: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s could not be decoded: %s' },
   SWIN_IMAGE_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is too large: %s' },
+  SWIN_IMAGE_TOO_COSTLY: { httpStatus: 413, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s costs too much to decode: %s' },
+  SWIN_IMAGE_DAMAGED: { httpStatus: 400, grpcStatus: GrpcStatus.INVALID_ARGUMENT, message: 'Image %s is damaged (the decoder warned: %s); DECODE_STRICT refuses damaged images' },
   SWIN_REQUEST_TIMEOUT: { httpStatus: 408, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'The request %s did not arrive within %s ms' },
   SWIN_PAYLOAD_TOO_LARGE: { httpStatus: 413, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Request body larger than %s bytes' },
   // models
@@ -32,6 +34,7 @@ export const ERRORS = {
   SWIN_MODEL_NOT_READY: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Model %s is not ready: %s' },
   // load and time
   SWIN_QUEUE_FULL: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Queue of model %s is full (%s requests); retry later' },
+  SWIN_MEMORY_BUDGET: { httpStatus: 503, grpcStatus: GrpcStatus.UNAVAILABLE, message: 'Request bodies in flight would exceed the memory budget of %s bytes; retry later' },
   SWIN_RATE_LIMITED: { httpStatus: 429, grpcStatus: GrpcStatus.RESOURCE_EXHAUSTED, message: 'Rate limit exceeded; retry later' },
   SWIN_DEADLINE_EXCEEDED: { httpStatus: 504, grpcStatus: GrpcStatus.DEADLINE_EXCEEDED, message: 'Request deadline of %s ms passed before inference finished' },
   SWIN_CANCELLED: { httpStatus: 499, grpcStatus: GrpcStatus.CANCELLED, message: 'The client cancelled the request' },
@@ -97,7 +100,7 @@ export function isServeError(err: unknown): err is ServeError {
 const SERVER_FAULTS: ReadonlySet<ErrorCode> = new Set(['SWIN_INFERENCE_FAILED', 'SWIN_NON_FINITE_OUTPUT', 'SWIN_INTERNAL']);
 /** Refusals under load or out of time: expected, but an operator wants to see them. */
 const LOAD_REJECTIONS: ReadonlySet<ErrorCode> = new Set([
-  'SWIN_QUEUE_FULL', 'SWIN_RATE_LIMITED', 'SWIN_SHUTTING_DOWN', 'SWIN_MODEL_NOT_READY', 'SWIN_DEADLINE_EXCEEDED',
+  'SWIN_QUEUE_FULL', 'SWIN_MEMORY_BUDGET', 'SWIN_RATE_LIMITED', 'SWIN_SHUTTING_DOWN', 'SWIN_MODEL_NOT_READY', 'SWIN_DEADLINE_EXCEEDED',
 ]);
 
 /** Log level of a request that failed with err: error for our faults, warn for load, info for the client's own mistakes. */

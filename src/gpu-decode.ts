@@ -12,6 +12,8 @@ import { loadAddon } from './backends/native-addon.js';
 import type { BackendKind } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
 import { decodedImages, preprocessDuration } from './metrics.js';
+import { jpegLooksDamaged } from './jpeg-damage.js';
+import type { DecodeContext } from './preprocess.js';
 
 export type DecodeMode = 'auto' | 'cpu' | 'gpu';
 export const DECODE_MODES: readonly DecodeMode[] = ['auto', 'cpu', 'gpu'];
@@ -50,7 +52,7 @@ interface JpegDecoderClass {
 /** What the CPU path offers (src/preprocess.ts Preprocessor). */
 export interface CpuPreprocessor {
   readonly imageBytes: number;
-  one(input: Buffer, index?: number): Promise<Buffer>;
+  one(input: Buffer, index?: number, ctx?: DecodeContext): Promise<Buffer>;
   many(images: Buffer[]): Promise<Uint8Array>;
 }
 
@@ -132,7 +134,8 @@ export class GpuDecodeRouter {
   async many(model: ModelConfig, cpu: CpuPreprocessor, images: Buffer[], kind: BackendKind | null | undefined,
     acceptedFormats: string[], maxImagePixels: number): Promise<Uint8Array> {
     const jpegIdx = this.wants(kind) && acceptedFormats.includes('jpeg')
-      ? images.map((b, i) => (isJpeg(b) ? i : -1)).filter((i) => i >= 0) : [];
+      // A JPEG whose markers show damage goes to sharp, which reports its warnings (src/jpeg-damage.ts).
+      ? images.map((b, i) => (isJpeg(b) && !jpegLooksDamaged(b) ? i : -1)).filter((i) => i >= 0) : [];
     if (jpegIdx.length === 0) return this.cpuAll(model, cpu, images);
     const pool = await this.decoders();
     if (!pool) return this.cpuAll(model, cpu, images);

@@ -2,18 +2,21 @@
 // encoded images -> preprocess (sharp, or nvJPEG for JPEGs: gpu-decode.ts) -> batcher -> engine -> softmax/top-k.
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import type { SubmitOptions } from './batcher.js';
 import type { BackendKind, Variant } from './backends/backend.js';
 import type { Config } from './config.js';
 import { ServeError } from './errors.js';
+import { estimateDecodeCost } from './decode-cost.js';
+import { DecodeGate, windowError, type DecodeWindow } from './decode-gate.js';
 import { DecodePool, type DecodePoolEvents } from './decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from './gpu-decode.js';
-import { droppedRequests, imagesTotal } from './metrics.js';
+import { decodeCostRefusals, droppedRequests, imageWarnings, imagesTotal } from './metrics.js';
+import { decodeEach, formatName, looksLikeMarkup } from './preprocess.js';
 import type { InferOutcome, LoadedModel, ModelRepository } from './model-repository.js';
 import type { ModelControlMode } from './config.js';
 import { endSpan, startStage, type TraceContext } from './tracing.js';
-import type { ClassifyResult, InferenceService, ModelControl, ModelIndexRow, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
+import type { ClassifyResult, ImageWarning, InferenceService, ModelControl, ModelIndexRow, ModelStatus, RequestOptions, TensorResult } from './service-types.js';
 import { topK } from './postprocess.js';
 
 /** The request's priority and policy timeout, as the batcher takes them. */
@@ -28,16 +31,9 @@ function countDrop(err: unknown, model: string, images: number): void {
   }
 }
 
-/** When a request's decoding must stop mattering: its deadline (and the timeout it came from, for the 504 message) and its cancellation. */
-interface DecodeWindow {
-  deadline: number;
-  timeoutMs: number;
-  signal?: AbortSignal;
-}
-
 function checkWindow(w: DecodeWindow): void {
-  if (w.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
-  if (Date.now() >= w.deadline) throw new ServeError('SWIN_DEADLINE_EXCEEDED', w.timeoutMs);
+  const err = windowError(w);
+  if (err) throw err;
 }
 
 /**
@@ -71,12 +67,15 @@ export class CoreInferenceService implements InferenceService {
   private readonly repo: ModelRepository;
   private readonly config: Config;
   private closing: Promise<void> | null = null;
+  private draining = false;
   /** JPEGs to the GPU decoder where config.decode and the backend say so; the rest to sharp. */
   readonly decoder: GpuDecodeRouter;
   /** sharp in child processes (DECODE_PROCESSES > 0), else null: sharp in this one. */
   readonly decodePool: DecodePool | null;
   /** Triton's repository extension over this repository; load and unload only in explicit mode. */
   readonly control: ModelControl;
+  /** Admission of decodes by estimated cost (MAX_DECODE_COST_MS, DECODE_COST_BUDGET_MS). */
+  readonly decodeGate: DecodeGate;
 
   constructor(repo: ModelRepository, config: Config, hooks: ServiceHooks = {}) {
     this.repo = repo;
@@ -97,6 +96,10 @@ export class CoreInferenceService implements InferenceService {
         await repo.unloadModel(name);
       },
     };
+    this.decodeGate = new DecodeGate({
+      maxImageCostMs: config.decodeCost?.maxImageMs ?? Number.POSITIVE_INFINITY,
+      budgetMs: config.decodeCost?.budgetMs ?? Number.POSITIVE_INFINITY,
+    });
     this.decodePool = (config.decodeProcesses ?? 0) > 0 ? new DecodePool(config.decodeProcesses, { onExit: hooks.onDecodeProcessExit }) : null;
   }
 
@@ -142,7 +145,12 @@ export class CoreInferenceService implements InferenceService {
 
 
   isReady(): boolean {
-    return this.closing === null && this.repo.isReady();
+    return this.closing === null && !this.draining && this.repo.isReady();
+  }
+
+  /** Shutdown has begun: report not ready (health checks), keep serving until close(). */
+  beginDrain(): void {
+    this.draining = true;
   }
 
   async classify(
@@ -169,7 +177,7 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const pixels = await this.admitAndDecode(m, images, opts.variant, { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal }, opts.priority, opts.trace);
+    const { pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal }, opts);
     const preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const r = await this.inferTraced(m, opts.variant, pixels, images.length, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
@@ -182,6 +190,7 @@ export class CoreInferenceService implements InferenceService {
       variant: r.variant,
       backend: r.backend,
       predictions,
+      ...(warnings.length > 0 && { warnings }),
       timings: {
         preprocess_ms: round(preprocessMs),
         queue_ms: round(r.queueMs),
@@ -199,7 +208,8 @@ export class CoreInferenceService implements InferenceService {
       const now = Date.now();
       const deadline = opts.deadline ?? now + this.config.requestTimeoutMs;
       // KServe BYTES: inferTensor() follows, most likely on the variant that serves by default.
-      return await this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal }, opts.priority, opts.trace);
+      const { pixels } = await this.admitAndDecode(m, images, undefined, { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal }, opts);
+      return pixels;
     } finally {
       this.repo.release(m);
     }
@@ -239,8 +249,9 @@ export class CoreInferenceService implements InferenceService {
    * images are decoded than the variant's queue can take.
    */
   private async admitAndDecode(
-    m: LoadedModel, images: Buffer[], variant: Variant | undefined, when: DecodeWindow, priority: number | undefined, trace: TraceContext | undefined,
-  ): Promise<Uint8Array> {
+    m: LoadedModel, images: Buffer[], variant: Variant | undefined, when: DecodeWindow, opts: RequestOptions,
+  ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }> {
+    const { priority, trace } = opts;
     const attrs = trace && { 'swin.model': m.name, 'swin.images': images.length };
     const admission = startStage(trace, 'admission', attrs);
     let release: (() => void) | undefined;
@@ -257,19 +268,81 @@ export class CoreInferenceService implements InferenceService {
     }
     endSpan(admission);
     const decode = startStage(trace, 'decode', attrs);
+    // Aborted when the request is cancelled or its deadline passes: queued decodes are skipped,
+    // a decode process retires a runaway decode (src/decode-pool.ts).
+    const gone = new AbortController();
+    const timer = setTimeout(() => gone.abort(), Math.max(0, when.deadline - Date.now()));
+    const onAbort = () => gone.abort();
+    when.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const cpu: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
+      const costs = await this.priceImages(m.name, images);
+      checkWindow(when); // gone while its headers were read
+      const base: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
+      const warnings: ImageWarning[] = [];
+      const client = opts.client ?? 'unknown';
+      const gated: CpuPreprocessor = {
+        imageBytes: base.imageBytes,
+        one: async (input, index = 0) => {
+          const done = await this.decodeGate.acquire(costs[index] ?? 0, client, when);
+          try {
+            return await base.one(input, index, {
+              signal: gone.signal,
+              costMs: costs[index],
+              onWarning: (warning) => {
+                warnings.push({ image: index, warning });
+                opts.onWarning?.({ image: index, warning });
+                imageWarnings.inc({ model: m.name });
+              },
+            });
+          } finally {
+            done();
+          }
+        },
+        many: (list) => decodeEach(list, (img, i) => gated.one(img, i)),
+      };
       const pixels = await untilDeadline(
-        this.decoder.many(m.config, cpu, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels), when);
+        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels), when);
       endSpan(decode);
-      return pixels;
+      warnings.sort((a, b) => a.image - b.image);
+      return { pixels, warnings };
     } catch (err) {
       endSpan(decode, err);
       countDrop(err, m.name, images.length);
       throw err;
     } finally {
+      clearTimeout(timer);
+      when.signal?.removeEventListener('abort', onAbort);
       release?.();
     }
+  }
+
+  /**
+   * Each image's estimated decode cost from its header (no pixels decoded), refusing one above
+   * MAX_DECODE_COST_MS with 413. Images the decoder will refuse anyway (markup, unreadable
+   * headers, formats not accepted, more than MAX_IMAGE_PIXELS) are priced 0 and left to it,
+   * so they keep their own codes.
+   */
+  private async priceImages(model: string, images: Buffer[]): Promise<number[]> {
+    return Promise.all(images.map(async (img, i) => {
+      if (img.length === 0 || looksLikeMarkup(img)) return 0;
+      let meta: Metadata;
+      try {
+        meta = await sharp(img, { limitInputPixels: false }).metadata();
+      } catch {
+        return 0;
+      }
+      const w = meta.width ?? 0;
+      const h = meta.pageHeight ?? meta.height ?? 0;
+      if (!this.config.acceptedFormats.includes(formatName(meta)) || w * h > this.config.limits.maxImagePixels) return 0;
+      const cost = estimateDecodeCost(meta);
+      try {
+        this.decodeGate.check(cost, i, () => `${w} x ${h} ${formatName(meta)}${meta.isProgressive ? ' (progressive)' : ''}`);
+      } catch (err) {
+        decodeCostRefusals.inc({ model });
+        throw err;
+      }
+      return cost;
+    }));
   }
 
   /** repo.infer, with the request's queue and inference spans (from the batcher's own timings) when tracing is on. */

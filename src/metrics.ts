@@ -54,6 +54,26 @@ export const decodedImages = new client.Counter({
   registers: [registry],
 });
 
+export const imageWarnings = new client.Counter({
+  name: 'swin_image_warnings_total',
+  help: 'Images decoded although their decoder warned (damaged data); DECODE_STRICT refuses them instead',
+  labelNames: ['model'] as const,
+  registers: [registry],
+});
+
+export const decodeCostRefusals = new client.Counter({
+  name: 'swin_decode_cost_refusals_total',
+  help: 'Images refused before decoding because their estimated decode cost exceeds MAX_DECODE_COST_MS',
+  labelNames: ['model'] as const,
+  registers: [registry],
+});
+
+export const bodyBytesInFlight = new client.Gauge({
+  name: 'swin_body_bytes_in_flight',
+  help: 'Bytes of request bodies (HTTP bodies, gRPC request messages) charged against BODY_MEMORY_BUDGET_BYTES now',
+  registers: [registry],
+});
+
 export const inferenceDuration = new client.Histogram({
   name: 'swin_inference_duration_seconds',
   help: 'Backend execution time per batch.',

@@ -108,7 +108,7 @@ export class ModelInstances {
     };
     const m: LoadedModel = {
       name, version, dir, config, batching, inflight: 0, retired: false,
-      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats }),
+      preprocessor: new Preprocessor(config, { maxImagePixels: o.limits.maxImagePixels, acceptedFormats: o.acceptedFormats, strict: o.decodeStrict === true }),
       variants: new Map(),
       active: null,
       preferred: o.variant ?? config.default_variant,

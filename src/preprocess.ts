@@ -11,6 +11,7 @@
 // 12 MP photo is never fully decoded to feed a 224-pixel model.
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { ServeError } from './errors.js';
+import { jpegDamage } from './jpeg-damage.js';
 import { preprocessDuration } from './metrics.js';
 import type { ModelConfig } from './model-config.js';
 
@@ -25,6 +26,17 @@ export interface PreprocessLimits {
   maxImagePixels: number;
   /** Format names as reported below: jpeg, png, webp, gif, tiff, avif, heif, svg. */
   acceptedFormats: string[];
+  /** DECODE_STRICT: an image the decoder warns about is refused (400 SWIN_IMAGE_DAMAGED). */
+  strict?: boolean;
+}
+
+/** Per-image extras of one decode: where its decoder warnings go, and when it stops mattering. */
+export interface DecodeContext {
+  onWarning?: (warning: string) => void;
+  /** Aborted when the request is cancelled or past its deadline (decode processes retire runaway decodes). */
+  signal?: AbortSignal;
+  /** The image's estimated decode cost, ms (src/decode-cost.ts). */
+  costMs?: number;
 }
 
 const RESIZE_KERNELS = new Set(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']);
@@ -51,13 +63,14 @@ export class Preprocessor {
   }
 
   /** Several images, preprocessed concurrently, concatenated: n x size x size x 3 bytes. */
-  many(images: Buffer[]): Promise<Uint8Array> {
-    return decodeEach(images, (img, i) => this.one(img, i));
+  many(images: Buffer[], ctx: DecodeContext[] = []): Promise<Uint8Array> {
+    return decodeEach(images, (img, i) => this.one(img, i, ctx[i]));
   }
 
   /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
-  async one(input: Buffer, index = 0): Promise<Buffer> {
+  async one(input: Buffer, index = 0, ctx: DecodeContext = {}): Promise<Buffer> {
     const start = performance.now();
+    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
     if (input.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
     const accepted = this.limits.acceptedFormats;
     // XML/SVG is refused before libvips sees it (librsvg would parse it, and could follow references).
@@ -82,7 +95,37 @@ export class Preprocessor {
     const swap = (meta.orientation ?? 1) >= 5;
     const [w, h] = swap ? [height, width] : [width, height];
 
-    let pipeline = sharp(input, { limitInputPixels: this.limits.maxImagePixels, failOn: 'error', pages: 1, sequentialRead: true })
+    // Its request went away while the header was read (both wait in libuv's queue): skip the decode.
+    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    const build = (failOn: 'warning' | 'error') => this.pipeline(input, failOn, w, h);
+    let out: { data: Buffer; info: OutputInfo };
+    try {
+      // Damaged images: libvips reports a decoder's warnings (libjpeg's "Corrupt JPEG data", a
+      // PNG's bad CRC in an ancillary chunk) only by failing at failOn 'warning'. Clean images
+      // decode once; one that fails is decoded again at 'error', the level that refuses only
+      // what cannot be decoded, and the first failure's message becomes its warning (or, with
+      // DECODE_STRICT, its 400).
+      out = await build('warning');
+    } catch (first) {
+      try {
+        out = await build('error');
+      } catch (err) {
+        throw decodeError(err, index, accepted);
+      }
+      const warning = warningText(first, input);
+      if (this.limits.strict) throw new ServeError('SWIN_IMAGE_DAMAGED', index, warning);
+      ctx.onWarning?.(warning);
+    }
+    if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
+      throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
+    }
+    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
+    return out.data;
+  }
+
+  /** Decode, orient, flatten, resize and crop one image of w x h (after EXIF orientation). */
+  private pipeline(input: Buffer, failOn: 'warning' | 'error', w: number, h: number): Promise<{ data: Buffer; info: OutputInfo }> {
+    let pipeline = sharp(input, { limitInputPixels: this.limits.maxImagePixels, failOn, pages: 1, sequentialRead: true })
       .rotate()
       .flatten({ background: this.background })
       .toColourspace('srgb');
@@ -110,18 +153,25 @@ export class Preprocessor {
           .resize(crop, crop, { fit: 'fill', kernel: pre.kernel, fastShrinkOnLoad: true });
       }
     }
-    let out: { data: Buffer; info: OutputInfo };
-    try {
-      out = await pipeline.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-    } catch (err) {
-      throw decodeError(err, index, accepted);
-    }
-    if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
-      throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
-    }
-    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
-    return out.data;
+    return pipeline.removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   }
+}
+
+// libvips keeps one error buffer per process: a failing decode's message can be taken by
+// another image's failure at the same moment, or cleared by a decode starting, leaving only
+// this generic line.
+const GENERIC = /^(Warning treated as error due to failOn setting|error in tile .*|)$/;
+
+/**
+ * The decoder's own words for an image it warned about (libjpeg's "Corrupt JPEG data: ..."),
+ * or, where another decode took them, what src/jpeg-damage.ts finds in a JPEG's markers.
+ */
+function warningText(err: unknown, input: Buffer): string {
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim());
+  const specific = lines.find((l) => !GENERIC.test(l));
+  if (specific) return specific.slice(0, 200);
+  const jpeg = jpegDamage(input);
+  return jpeg ? `damaged JPEG: ${jpeg}` : 'the decoder reported damaged data';
 }
 
 /** Every image through `one`, concurrently, concatenated in request order (one image: no copy). */
@@ -131,14 +181,14 @@ export async function decodeEach(images: Buffer[], one: (image: Buffer, index: n
 }
 
 /** sharp reports AVIF as heif + av1; we name it avif, as users do. */
-function formatName(meta: Metadata): string {
+export function formatName(meta: Metadata): string {
   const f = String(meta.format ?? 'unknown');
   if (f === 'heif') return meta.compression === 'av1' ? 'avif' : 'heif';
   if (f === 'jp2k') return 'jp2';
   return f;
 }
 
-function looksLikeMarkup(buf: Buffer): boolean {
+export function looksLikeMarkup(buf: Buffer): boolean {
   for (let i = 0; i < Math.min(buf.length, 256); i++) {
     const c = buf[i];
     if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0xef || c === 0xbb || c === 0xbf) continue; // space, BOM

@@ -1,6 +1,8 @@
 // Starts the service: configuration, models, HTTP and gRPC listeners, and
-// graceful shutdown (SIGTERM/SIGINT: stop accepting, finish everything
-// accepted, release engines, exit 0; exit 1 if that takes longer than
+// graceful shutdown (SIGTERM/SIGINT: not ready, SHUTDOWN_DELAY_MS of normal
+// service, then stop accepting, answer every request already written (HTTP:
+// src/http/graceful-close.ts; gRPC: tryShutdown, forceShutdown at the drain
+// timeout), release engines, exit 0; exit 1 if that takes longer than
 // DRAIN_TIMEOUT_MS).
 import { existsSync } from 'node:fs';
 import type https from 'node:https';
@@ -12,6 +14,8 @@ import { LOG_REDACT_PATHS } from './access/http-access.js';
 import { accessConfigFromEnv } from './access/access-config.js';
 import { grpcServerTls, httpsServerOptions, readTlsFiles } from './access/tls.js';
 import { ConfigError, loadConfig, resolveEnv } from './config.js';
+import { BodyBudget } from './body-budget.js';
+import { grpcBodyBudgetInterceptor } from './grpc/grpc-body-budget.js';
 import { startGrpcServer } from './grpc/grpc-server.js';
 import { buildApp } from './http/app.js';
 import { CoreInferenceService } from './inference-service.js';
@@ -52,7 +56,9 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   const service = new CoreInferenceService(repo, config, {
     onDecodeFallback: (reason) => logger.warn({ reason }, 'JPEG decoded with sharp instead of on the GPU'),
-    onDecodeProcessExit: (info) => logger.error(info, 'a decode process exited; its images were handed to another'),
+    onDecodeProcessExit: (info) => (info.retired
+      ? logger.info(info, 'a decode process was retired: its request was gone and its decode dear; its other images were handed to another')
+      : logger.error(info, 'a decode process exited; its images were handed to another')),
   });
   if (service.decodePool) {
     await service.decodePool.ready();
@@ -61,7 +67,10 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   const warmedDecoders = await service.warmDecoders();
   if (warmedDecoders > 0) logger.info({ decoders: warmedDecoders }, 'GPU JPEG decoders opened and warmed');
   const access = new AccessController(config.access);
-  const app = await buildApp(config, service, { loggerInstance: logger, access, server: httpsServerOptions(config.access) });
+  // One budget of request bodies in flight for HTTP and gRPC (BODY_MEMORY_BUDGET_BYTES).
+  const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
+  logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
+  const app = await buildApp(config, service, { loggerInstance: logger, access, bodyBudget, server: httpsServerOptions(config.access) });
   await app.listen({ port: config.port, host: config.host });
 
   const grpcTls = grpcServerTls(config.access);
@@ -71,7 +80,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     maxMessageBytes: config.limits.maxBodyBytes,
     maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
     credentials: grpcTls.credentials,
-    interceptors: [grpcAccessInterceptor(access)],
+    interceptors: [grpcAccessInterceptor(access), grpcBodyBudgetInterceptor(bodyBudget)],
   }, logger);
 
   let stopping = false;
@@ -79,6 +88,13 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     if (stopping) return;
     stopping = true;
     const started = Date.now();
+    // SHUTDOWN_DELAY_MS: readiness goes 503 (HTTP and gRPC health) while requests are still
+    // served, so load balancers stop sending before the listeners close (a pre-stop hook's sleep).
+    service.beginDrain();
+    if (config.shutdownDelayMs > 0) {
+      logger.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown requested: not ready; serving until the shutdown delay has passed');
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+    }
     logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'shutting down: no new connections; finishing accepted requests');
     const timer = setTimeout(() => {
       logger.error({ drainTimeoutMs: config.drainTimeoutMs }, 'drain timeout passed with work still running; exiting 1');

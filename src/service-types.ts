@@ -19,6 +19,10 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** The request's span context when tracing is on (src/tracing.ts). */
   trace?: TraceContext;
+  /** Who sent it (remote address), for fair turns among expensive decodes (src/decode-gate.ts). */
+  client?: string;
+  /** Called for each decoder warning about one of its images (front ends without a `warnings` field: KServe). */
+  onWarning?: (warning: ImageWarning) => void;
 }
 
 export interface TopKEntry {
@@ -54,6 +58,13 @@ export interface ModelControl {
   unload(name: string): Promise<void>;
 }
 
+/** A decoder warning about one image (damaged data decoded as far as it goes). */
+export interface ImageWarning {
+  /** The image's position in the request, from 0. */
+  image: number;
+  warning: string;
+}
+
 export interface ClassifyResult {
   model: string;
   /** Version that answered (absent from services without versions). */
@@ -61,6 +72,8 @@ export interface ClassifyResult {
   variant: Variant;
   backend: BackendKind;
   predictions: TopKEntry[][];
+  /** Only when an image's decoder warned (DECODE_STRICT refuses those instead). */
+  warnings?: ImageWarning[];
   timings: Timings;
 }
 

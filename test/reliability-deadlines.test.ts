@@ -90,21 +90,22 @@ test('expired and cancelled requests leave the queue and never reach the engine'
 });
 
 /**
- * Runs `during` while the model's preprocessor is decoding a request (after sharp finished,
- * before the pixels go on), then lets the request go on. Resolves once the hook ran.
+ * Runs `during` while the model's preprocessor is decoding a request's image (after sharp
+ * finished, before the pixels go on), then lets the request go on. Resolves once the hook ran.
+ * (The service decodes image by image, through the decode cost gate: `one`, not `many`.)
  */
 function duringPreprocessing(during: () => Promise<void> | void): { ran: Promise<void>; restore: () => void } {
   const pre = repo.get('fake').preprocessor;
-  const real = pre.many;
+  const real = pre.one;
   let ran!: () => void;
   const hookRan = new Promise<void>((r) => (ran = r));
-  pre.many = async (images: Buffer[]) => {
-    const pixels = await real.call(pre, images);
+  pre.one = async (...args: Parameters<typeof real>) => {
+    const pixels = await real.apply(pre, args);
     await during();
     ran();
     return pixels;
   };
-  return { ran: hookRan, restore: () => (pre.many = real) };
+  return { ran: hookRan, restore: () => (pre.one = real) };
 }
 
 test('a request whose deadline passed during preprocessing never reaches the engine', async () => {

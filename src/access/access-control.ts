@@ -56,6 +56,16 @@ export class AccessController {
   }
 }
 
+/**
+ * The client a request counts for, as the rate limiter names it: its API key's id when it
+ * presents one, else its remote address. Decode admission takes turns by it
+ * (src/decode-gate.ts). Call it after auth has accepted the request (a wrong key is then
+ * impossible; with auth off a presented key still names the client).
+ */
+export function requestClient(authorization: string | string[] | undefined, xApiKey: string | string[] | undefined, remoteAddress: string | undefined): string {
+  return clientOf(presentedKey(authorization, xApiKey), remoteAddress);
+}
+
 function clientOf(key: string | undefined, remoteAddress: string | undefined): string {
   return key !== undefined ? ApiKeyChecker.keyId(key) : 'ip:' + (remoteAddress ?? 'unknown');
 }

@@ -5,6 +5,7 @@
 // (status-details.ts), and request metrics are recorded.
 import { status as GrpcStatus, type ServerUnaryCall, type StatusObject, type sendUnaryData } from '@grpc/grpc-js';
 import type { BaseLogger } from 'pino';
+import { requestClient } from '../access/access-control.js';
 import { type ServeError, isServeError, toServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
 import { logRequest, traceIdOf } from '../request-log.js';
@@ -24,7 +25,10 @@ export function callOptions(call: ServerUnaryCall<unknown, unknown>, api: string
   // grpc-js emits 'cancelled' when the client cancels, the connection drops, or the deadline passes.
   if (call.cancelled) controller.abort();
   else call.once('cancelled', () => controller.abort());
-  return { deadline: callDeadline(call), signal: controller.signal, api };
+  // Fair decode turns go by API key, else by the peer's host (without the port), as over HTTP.
+  const md = (k: string) => call.metadata.get(k).map(String);
+  const client = requestClient(md('authorization'), md('x-api-key'), call.getPeer().replace(/:\d+$/, ''));
+  return { deadline: callDeadline(call), signal: controller.signal, api, client };
 }
 
 export function grpcStatusOf(err: ServeError): Partial<StatusObject> {

@@ -19,8 +19,11 @@ import { endSpan, startServerSpan, startStage, traceIdOfContext, tracingEnabled 
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { registerKServeRoutes } from '../kserve/kserve-http.js';
+import { BodyBudget } from '../body-budget.js';
+import { registerBodyBudget } from './body-budget.js';
 import { classifyRoute } from './classify-route.js';
 import { toHttpServeError, type ErrorContext } from './http-errors.js';
+import { registerGracefulClose } from './graceful-close.js';
 import { applyHttpTimeouts, clientErrorHandler, trackRequests } from './http-timeouts.js';
 import { modelsRoutes } from './models-routes.js';
 import { errorBody, healthReply } from './schemas.js';
@@ -34,6 +37,8 @@ export interface BuildAppOptions {
   access?: AccessController;
   /** Extra fastify server options (https from TLS files, ...). */
   server?: Record<string, unknown>;
+  /** The budget of request bodies in flight (tests watch it); default from config.bodyMemoryBudgetBytes. */
+  bodyBudget?: BodyBudget;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
@@ -69,6 +74,7 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     ...(opts.server as object),
   } as FastifyServerOptions) as unknown as FastifyInstance;
   applyHttpTimeouts(app.server, config.http);
+  registerGracefulClose(app);
   trackRequests(app.server, readingRequests);
 
   const limits: ErrorContext = {
@@ -145,7 +151,9 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     requestDuration.observe(labels, reply.elapsedTime / 1000);
   });
 
+  // Charged after access control (a refused key costs no budget), before the body is read.
   await registerAccessControl(app, opts.access ?? config.access);
+  registerBodyBudget(app, opts.bodyBudget ?? new BodyBudget(config.bodyMemoryBudgetBytes ?? Number.MAX_SAFE_INTEGER), config.limits.maxBodyBytes);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

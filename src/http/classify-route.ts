@@ -5,6 +5,7 @@
 // the body's fields.
 import type {} from '@fastify/multipart'; // request.parts(), request.isMultipart()
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requestClient } from '../access/access-control.js';
 import { ServeError } from '../errors.js';
 import { parseVariant } from '../request-params.js';
 import { requestPolicy } from '../queue-policy.js';
@@ -138,6 +139,7 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
       ...requestPolicy(query.priority ?? fields.priority, query.timeout_ms ?? fields.timeout_ms, { priority: 'priority', timeout: 'timeout_ms' }),
       api: 'http',
       trace: request.swinTrace?.ctx,
+      client: requestClient(request.headers.authorization, request.headers['x-api-key'], request.ip),
       // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
       signal: disconnectSignal(reply),
     });

@@ -96,6 +96,11 @@ export const classifyReply = {
     variant: variantEnum,
     backend: { type: 'string', enum: ['onnxruntime', 'tensorrt', 'cuda'] },
     predictions: { type: 'array', description: 'One list per image, in request order, best first', items: { type: 'array', items: prediction } },
+    warnings: {
+      type: 'array',
+      description: 'Only when a decoder warned about an image (damaged data, decoded as far as it goes); DECODE_STRICT answers 400 SWIN_IMAGE_DAMAGED instead',
+      items: { type: 'object', required: ['image', 'warning'], properties: { image: { type: 'integer' }, warning: { type: 'string' } } },
+    },
     timings: {
       type: 'object',
       required: ['preprocess_ms', 'queue_ms', 'inference_ms', 'total_ms'],

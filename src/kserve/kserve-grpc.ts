@@ -53,6 +53,7 @@ export function kserveGrpcHandlers(service: InferenceService, logger: BaseLogger
           model_name: result.model_name,
           model_version: result.model_version,
           id: result.id ?? '',
+          ...(result.parameters && { parameters: { swin_image_warnings: { string_param: result.parameters.swin_image_warnings } } }),
           outputs: result.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape })),
           raw_output_contents: result.outputs.map((o) =>
             o.fp32 ? Buffer.from(o.fp32.buffer, o.fp32.byteOffset, o.fp32.byteLength) : serializeBytesTensor(o.bytes ?? []),

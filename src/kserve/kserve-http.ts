@@ -10,8 +10,10 @@
 // and answer errors as KServe does, {"error": "..."}, with the status and
 // stable code (header swin-code) from the error table.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { requestClient } from '../access/access-control.js';
 import { ServeError, isServeError } from '../errors.js';
 import { requestDuration, requestsTotal } from '../metrics.js';
+import { PLACEHOLDER, extractUint8Data } from './json-uint8-data.js';
 import { rejectUnknownFields } from '../request-fields.js';
 import type { InferenceService } from '../service-types.js';
 import { requestOptions, runInfer, type InferInput, type InferRequest, type InferResult, type ParameterValue, type RequestedOutput } from './kserve-infer.js';
@@ -87,7 +89,7 @@ async function kservePlugin(scope: FastifyInstance, opts: { service: InferenceSe
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) controller.abort();
       });
-      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx });
+      const result = await runInfer(service, request, { ...requestOptions(request.parameters), signal: controller.signal, api: 'kserve_http', trace: req.swinTrace?.ctx, client: requestClient(req.headers.authorization, req.headers['x-api-key'], req.ip) });
       return sendInferResult(reply, result, parsed.binaryOutputDefault);
     } catch (err) {
       code = isServeError(err) ? err.code : 'SWIN_INTERNAL';
@@ -151,8 +153,10 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
     binary = body.subarray(n);
   }
   let json: unknown;
+  // Large integer arrays straight into bytes (json-uint8-data.ts): no 9x blow-up of UINT8 images.
+  const { text, arrays } = extractUint8Data(jsonBytes);
   try {
-    json = JSON.parse(jsonBytes.toString('utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     throw new ServeError('SWIN_BAD_REQUEST', `the inference request header is not valid JSON: ${(err as Error).message}`);
   }
@@ -183,6 +187,12 @@ export function parseInferBody(body: Buffer | undefined, headerLength: string | 
       return { name, datatype, shape, raw: slice };
     }
     if (raw.data === undefined) throw new ServeError('SWIN_BAD_TENSOR', `input '${name}' has neither "data" nor a binary_data_size parameter`);
+    const extracted = typeof raw.data === 'string' && raw.data.startsWith(PLACEHOLDER) ? arrays[Number(raw.data.slice(PLACEHOLDER.length))] : undefined;
+    if (extracted) {
+      // UINT8: the bytes are the tensor as the binary extension would send it; other types get their numbers back.
+      if (datatype === 'UINT8') return { name, datatype, shape, raw: Buffer.from(extracted.buffer, extracted.byteOffset, extracted.length) };
+      return { name, datatype, shape, elements: Array.from(extracted) };
+    }
     const flat = Array.isArray(raw.data) ? (raw.data as unknown[]).flat(Infinity) : [raw.data];
     if (datatype === 'BYTES') return { name, datatype, shape, elements: flat.map((v, j) => base64Element(v, name, j)) };
     return { name, datatype, shape, elements: flat as number[] };
@@ -217,7 +227,10 @@ function sendInferResult(reply: FastifyReply, result: InferResult, binaryDefault
     }
     return { ...head, data: o.fp32 ? Array.from(o.fp32) : (o.bytes ?? []).map((b) => b.toString('utf8')) };
   });
-  const header = { model_name: result.model_name, model_version: result.model_version, ...(result.id ? { id: result.id } : {}), outputs };
+  const header = {
+    model_name: result.model_name, model_version: result.model_version, ...(result.id ? { id: result.id } : {}),
+    ...(result.parameters && { parameters: result.parameters }), outputs,
+  };
   if (blobs.length === 0) return reply.send(header);
   const json = Buffer.from(JSON.stringify(header));
   return reply

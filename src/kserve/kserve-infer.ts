@@ -8,7 +8,7 @@
 import { ServeError } from '../errors.js';
 import { parseVariant } from '../request-params.js';
 import { requestPolicy } from '../queue-policy.js';
-import type { InferenceService, ModelStatus, RequestOptions } from '../service-types.js';
+import type { ImageWarning, InferenceService, ModelStatus, RequestOptions } from '../service-types.js';
 import { PROBABILITIES_OUTPUT, inputHW, resolveModel } from './kserve-model.js';
 import { classificationStrings, softmaxRows } from '../postprocess.js';
 import { deserializeBytesTensor, elementCount, formatShape } from './kserve-tensors.js';
@@ -57,6 +57,8 @@ export interface InferResult {
   model_version: string;
   id?: string;
   outputs: InferOutput[];
+  /** swin_image_warnings: decoder warnings about BYTES images, JSON [{image, warning}] (only when there are any). */
+  parameters?: { swin_image_warnings: string };
 }
 
 export async function runInfer(service: InferenceService, req: InferRequest, opts: RequestOptions): Promise<InferResult> {
@@ -73,7 +75,8 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
   if (input.name !== cfg.input.name) {
     throw new ServeError('SWIN_BAD_TENSOR', `unknown input '${input.name}'; model ${status.name} takes '${cfg.input.name}'`);
   }
-  const { pixels, n } = await inputPixels(service, status, input, { ...opts, version: req.version || undefined });
+  const warnings: ImageWarning[] = [];
+  const { pixels, n } = await inputPixels(service, status, input, { ...opts, version: req.version || undefined, onWarning: (w) => warnings.push(w) });
   // The version the request named, else whichever serves now: a BYTES input was decoded in a
   // call of its own, and the version it resolved then may have been replaced since.
   const result = await service.inferTensor(status.name, pixels, n, { ...opts, variant, version: req.version || undefined });
@@ -88,7 +91,10 @@ export async function runInfer(service: InferenceService, req: InferRequest, opt
     if (k === undefined) return { name: o.name, datatype: 'FP32', shape: [n, classes], fp32: values, requested: o.parameters };
     return { name: o.name, datatype: 'BYTES', shape: [n, k], bytes: classificationStrings(values, n, classes, k, cfg.labels), requested: o.parameters };
   });
-  return { model_name: status.name, model_version: result.version ?? status.version, id: req.id || undefined, outputs: encoded };
+  return {
+    model_name: status.name, model_version: result.version ?? status.version, id: req.id || undefined, outputs: encoded,
+    ...(warnings.length > 0 && { parameters: { swin_image_warnings: JSON.stringify(warnings.sort((a, b) => a.image - b.image)) } }),
+  };
 }
 
 function resolveOutputs(status: ModelStatus, requested: RequestedOutput[]): RequestedOutput[] {
