@@ -15,7 +15,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "common.cuh"
 #include "kernels.h"
 

@@ -7,7 +7,7 @@
 //   launchToFloat: fp16 logits -> fp32 output, [B, classes].
 #include <algorithm>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "common.cuh"
 #include "kernels.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <type_traits>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {

@@ -8,7 +8,7 @@
 // ~20 us at 3 TB/s. The GEMM after it is 401k x 96 x 48 = 3.7 GFLOP (~5-10 us).
 #include <algorithm>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "common.cuh"
 #include "kernels.h"
 

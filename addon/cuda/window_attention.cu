@@ -29,7 +29,7 @@
 #include <cstdint>
 #include <string>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "common.cuh"
 #include "kernels.h"
 
@@ -344,10 +344,10 @@ template <typename T>
 AttnArgs<T> makeArgs(const T* qkv, T* out, const T* bias, const T* mask, const float* logit_scale, float scale,
                      int H, int W, int C, int heads, int ws, int shift) {
   if (C != heads * kHeadDim)
-    throw EngineError("ERR_CUDA", "window attention supports head dim 32 only (C=" + std::to_string(C) +
+    throw EngineError(ErrorCode::kCuda, "window attention supports head dim 32 only (C=" + std::to_string(C) +
                                       ", heads=" + std::to_string(heads) + ")");
   if (ws * ws > 256 || H % ws || W % ws)
-    throw EngineError("ERR_CUDA", "window " + std::to_string(ws) + " does not tile " + std::to_string(H) + "x" +
+    throw EngineError(ErrorCode::kCuda, "window " + std::to_string(ws) + " does not tile " + std::to_string(H) + "x" +
                                       std::to_string(W) + " or exceeds 16");
   AttnArgs<T> a{qkv, out, bias, mask, logit_scale, scale, H, W, C, heads, ws, shift, W / ws, (H / ws) * (W / ws)};
   return a;
@@ -381,7 +381,7 @@ void launchWindowAttention<__half>(const __half* qkv, __half* out, const __half*
     case 144: windowAttentionMmaKernel<144, 48><<<grid, threads, 0, s>>>(a); break;
     case 256: windowAttentionMmaKernel<256, 64><<<grid, threads, 0, s>>>(a); break;
     default:
-      throw EngineError("ERR_CUDA", "no fp16 window-attention kernel for window " + std::to_string(ws) +
+      throw EngineError(ErrorCode::kCuda, "no fp16 window-attention kernel for window " + std::to_string(ws) +
                                         " (supported: 4, 7, 8, 12, 16)");
   }
   SWIN_CUDA_CHECK_LAUNCH();

@@ -1,12 +1,12 @@
-#include "capabilities.h"
+#include "binding/capabilities.h"
 
 #include "build_config.h"
-#include "engine_file.h"
-#include "gpu_device.h"
-#include "js_errors.h"
-#include "testing_kernels.h"
+#include "common/engine_file.h"
+#include "common/gpu_device.h"
+#include "binding/js_errors.h"
+#include "testing/testing_kernels.h"
 #ifdef SWIN_HAVE_TENSORRT
-#include "tensorrt_engine.h"
+#include "tensorrt/tensorrt_engine.h"
 #endif
 
 namespace swin {

@@ -11,8 +11,8 @@
 
 #include <memory>
 
-#include "engine.h"
-#include "executor.h"
+#include "common/engine.h"
+#include "binding/executor.h"
 
 namespace swin {
 

@@ -11,8 +11,8 @@
 
 #include <cmath>
 
-#include "cuda_check.h"
-#include "resize_kernels.h"
+#include "common/cuda_check.h"
+#include "nvjpeg/resize_kernels.h"
 
 namespace swin {
 

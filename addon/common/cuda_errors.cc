@@ -1,39 +1,39 @@
 // Status -> stable code mapping for cuda_check.h. Kept free of CUDA headers so
-// it is the same code in every build.
+// it is the same code in every build, the CUDA engine's (addon/cuda) included.
 #include <sstream>
 
-#include "cuda_check.h"
+#include "common/cuda_check.h"
 
 namespace swin {
 namespace detail {
 
-const char* codeForCudaStatus(int status) {
+ErrorCode codeForCudaStatus(int status) {
   switch (status) {
     case kCudaErrorMemoryAllocation:
-      return "ERR_OUT_OF_MEMORY";
+      return ErrorCode::kOutOfMemory;
     case kCudaErrorInsufficientDriver:
     case kCudaErrorNoDevice:
     case kCudaErrorInvalidDevice:
-      return "ERR_NO_DEVICE";
+      return ErrorCode::kNoDevice;
     case kCudaErrorNoKernelImageForDevice:
-      return "ERR_ENGINE_MISMATCH";  // kernels compiled for another GPU architecture
+      return ErrorCode::kEngineMismatch;  // kernels compiled for another GPU architecture
     default:
-      return "ERR_CUDA";
+      return ErrorCode::kCuda;
   }
 }
 
-const char* codeForCublasStatus(int status) {
+ErrorCode codeForCublasStatus(int status) {
   switch (status) {
     case kCublasStatusAllocFailed:
-      return "ERR_OUT_OF_MEMORY";
+      return ErrorCode::kOutOfMemory;
     case kCublasStatusArchMismatch:
-      return "ERR_ENGINE_MISMATCH";
+      return ErrorCode::kEngineMismatch;
     default:
-      return "ERR_CUDA";
+      return ErrorCode::kCuda;
   }
 }
 
-void throwLibraryError(const char* code, const char* library, int status, const char* name, const char* message,
+void throwLibraryError(ErrorCode code, const char* library, int status, const char* name, const char* message,
                        const char* expr, const char* file, int line) {
   std::ostringstream os;
   os << library << " error " << (name ? name : "?") << " (" << status << "): " << (message ? message : "")

@@ -1,9 +1,9 @@
-#include "testing.h"
+#include "testing/testing.h"
 
-#include "fault_engine.h"
-#include "js_errors.h"
-#include "load_engine.h"
-#include "native_engine.h"
+#include "testing/fault_engine.h"
+#include "binding/js_errors.h"
+#include "binding/load_engine.h"
+#include "binding/native_engine.h"
 
 namespace swin {
 
@@ -38,7 +38,7 @@ Napi::Value LoadFaultEngine(const Napi::CallbackInfo& info) {
 Napi::Value FaultStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* fault = dynamic_cast<FaultEngine*>(info.Length() > 0 ? NativeEngine::EngineOf(info[0]) : nullptr);
-  if (!fault) throw makeJsError(env, "ERR_INVALID_ARGUMENT", "faultStats(engine) takes an engine from loadFaultEngine()");
+  if (!fault) throw makeJsError(env, ErrorCode::kInvalidArgument, "faultStats(engine) takes an engine from loadFaultEngine()");
   Napi::Object o = Napi::Object::New(env);
   o.Set("calls", fault->calls());
   o.Set("peakConcurrency", fault->peakConcurrency());

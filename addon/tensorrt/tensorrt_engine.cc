@@ -6,7 +6,7 @@
 //   buffers of the same size, and one CUDA graph per batch size seen.
 // One infer(): images -> pinned -> H2D -> enqueueV3 (or graph launch) -> D2H
 // -> pinned -> logits, all on the context's stream, then one synchronize.
-#include "tensorrt_engine.h"
+#include "tensorrt/tensorrt_engine.h"
 
 #include <NvInferRuntime.h>
 #include <NvInferVersion.h>
@@ -25,9 +25,9 @@
 #include <sstream>
 #include <vector>
 
-#include "cuda_buffers.h"
-#include "cuda_check.h"
-#include "engine.h"
+#include "common/cuda_buffers.h"
+#include "common/cuda_check.h"
+#include "common/engine.h"
 
 #if NV_TENSORRT_MAJOR < 10
 #error "the tensorrt backend needs TensorRT 10 or later (name-based IO tensors, enqueueV3)"
@@ -91,11 +91,11 @@ bool containsAny(const std::string& haystack, std::initializer_list<const char*>
 
 // Throws for a TensorRT call that returned false/nullptr, picking the code from
 // what TensorRT logged: allocation failures are ERR_OUT_OF_MEMORY.
-[[noreturn]] void throwTrt(const char* code, const std::string& what, const char* expr, const char* file, int line) {
+[[noreturn]] void throwTrt(ErrorCode code, const std::string& what, const char* expr, const char* file, int line) {
   const std::string log = takeErrors();
-  std::string c = code;
+  ErrorCode c = code;
   if (containsAny(log, {"out of memory", "failed_allocation", "failed to allocate", "allocation failed"})) {
-    c = "ERR_OUT_OF_MEMORY";
+    c = ErrorCode::kOutOfMemory;
   }
   std::ostringstream os;
   os << "TensorRT: " << what;
@@ -187,7 +187,7 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
   int count = 0;
   SWIN_CUDA_CHECK(cudaGetDeviceCount(&count));
   if (options.device_index < 0 || options.device_index >= count) {
-    throw EngineError("ERR_NO_DEVICE", "GPU #" + std::to_string(options.device_index) + " does not exist (" +
+    throw EngineError(ErrorCode::kNoDevice, "GPU #" + std::to_string(options.device_index) + " does not exist (" +
                                            std::to_string(count) + " visible)");
   }
   SWIN_CUDA_CHECK(cudaSetDevice(options.device_index));
@@ -196,7 +196,7 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
 
   const int lib = getInferLibVersion();
   if (lib / 10000 != NV_TENSORRT_MAJOR) {
-    throw EngineError("ERR_ENGINE_MISMATCH", "libnvinfer " + tensorrtLibraryVersion() +
+    throw EngineError(ErrorCode::kEngineMismatch, "libnvinfer " + tensorrtLibraryVersion() +
                                                  " does not match the TensorRT " + std::to_string(NV_TENSORRT_MAJOR) +
                                                  ".x headers the addon was built with; rebuild the addon");
   }
@@ -204,19 +204,19 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
   std::vector<char> blob;
   readPlan(path, blob);
   runtime_.reset(nvinfer1::createInferRuntime(logger()));
-  SWIN_TRT_CHECK(runtime_ != nullptr, "ERR_CUDA", "createInferRuntime failed");
+  SWIN_TRT_CHECK(runtime_ != nullptr, ErrorCode::kCuda, "createInferRuntime failed");
   engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
   if (!engine_) {
     const std::string log = takeErrors();
-    std::string code = "ERR_ENGINE_FILE";
+    ErrorCode code = ErrorCode::kEngineFile;
     std::string why = "the file is not a valid TensorRT plan (corrupt or truncated)";
     if (containsAny(log, {"version", "incompatible", "compute capability", "rebuild", "platform", "hardware"})) {
-      code = "ERR_ENGINE_MISMATCH";
+      code = ErrorCode::kEngineMismatch;
       why = "the plan was built for another TensorRT version or GPU (this process: TensorRT " +
             tensorrtLibraryVersion() + ", " + prop.name + ", compute " + std::to_string(prop.major) + "." +
             std::to_string(prop.minor) + "); rebuild it on this host with engines/build_trt_plans.sh";
     } else if (containsAny(log, {"out of memory", "allocat"})) {
-      code = "ERR_OUT_OF_MEMORY";
+      code = ErrorCode::kOutOfMemory;
       why = "out of GPU memory while deserialising the plan";
     }
     throw EngineError(code, "TensorRT plan " + path + ": " + why + (log.empty() ? "" : " [" + log + "]"));
@@ -238,7 +238,7 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
   for (const Profile& p : profiles_) smallest_min = std::min(smallest_min, p.min);
   if (info_.max_batch < 1 || info_.max_batch < smallest_min) {
     // Every batch would be padded past the cap: nothing can run.
-    throw EngineError("ERR_BATCH_RANGE", "maxBatch " + std::to_string(options.max_batch) +
+    throw EngineError(ErrorCode::kBatchRange, "maxBatch " + std::to_string(options.max_batch) +
                                              " is below every optimisation profile of " + path);
   }
   createContexts(options.instances);
@@ -246,12 +246,12 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
 
 void TensorRTEngine::readPlan(const std::string& path, std::vector<char>& blob) const {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw EngineError("ERR_ENGINE_FILE", "engine file " + path + ": cannot be opened");
+  if (!in) throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": cannot be opened");
   const std::streamsize size = in.tellg();
-  if (size <= 0) throw EngineError("ERR_ENGINE_FILE", "engine file " + path + ": is empty");
+  if (size <= 0) throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": is empty");
   blob.resize(static_cast<size_t>(size));
   in.seekg(0);
-  if (!in.read(blob.data(), size)) throw EngineError("ERR_ENGINE_FILE", "engine file " + path + ": read failed");
+  if (!in.read(blob.data(), size)) throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": read failed");
 }
 
 void TensorRTEngine::selectTensors(const EngineOptions& options) {
@@ -268,12 +268,12 @@ void TensorRTEngine::selectTensors(const EngineOptions& options) {
   auto pick = [&](const std::vector<std::string>& names, const std::string& wanted, const char* role) {
     if (!wanted.empty()) {
       if (std::find(names.begin(), names.end(), wanted) == names.end()) {
-        throw EngineError("ERR_ENGINE_KIND", std::string("the plan has no ") + role + " tensor named '" + wanted +
+        throw EngineError(ErrorCode::kEngineKind, std::string("the plan has no ") + role + " tensor named '" + wanted +
                                                  "' (its " + role + "s: " + list(names) + ")");
       }
     }
     if (names.size() != 1) {
-      throw EngineError("ERR_ENGINE_KIND", std::string("the plan must have exactly one ") + role + " (it has: " +
+      throw EngineError(ErrorCode::kEngineKind, std::string("the plan must have exactly one ") + role + " (it has: " +
                                                list(names) + ")");
     }
     return names[0];
@@ -285,13 +285,13 @@ void TensorRTEngine::selectTensors(const EngineOptions& options) {
   const nvinfer1::DataType in_type = engine_->getTensorDataType(input_name_.c_str());
   if (in_type != nvinfer1::DataType::kUINT8 || in.nbDims != 4 || in.d[3] != 3 || in.d[1] <= 0 || in.d[2] <= 0 ||
       engine_->getTensorFormat(input_name_.c_str()) != nvinfer1::TensorFormat::kLINEAR) {
-    throw EngineError("ERR_ENGINE_KIND", "input '" + input_name_ + "' must be linear uint8 NHWC [N,H,W,3]; the plan has " +
+    throw EngineError(ErrorCode::kEngineKind, "input '" + input_name_ + "' must be linear uint8 NHWC [N,H,W,3]; the plan has " +
                                              dataTypeName(in_type) + " " + dimsString(in));
   }
   const nvinfer1::Dims out = engine_->getTensorShape(output_name_.c_str());
   const nvinfer1::DataType out_type = engine_->getTensorDataType(output_name_.c_str());
   if (out_type != nvinfer1::DataType::kFLOAT || out.nbDims != 2 || out.d[1] <= 0) {
-    throw EngineError("ERR_ENGINE_KIND", "output '" + output_name_ + "' must be float32 logits [N,C]; the plan has " +
+    throw EngineError(ErrorCode::kEngineKind, "output '" + output_name_ + "' must be float32 logits [N,C]; the plan has " +
                                              dataTypeName(out_type) + " " + dimsString(out));
   }
   info_.height = static_cast<int>(in.d[1]);
@@ -312,13 +312,13 @@ void TensorRTEngine::readProfiles() {
     const auto op = engine_->getProfileShape(name, p, nvinfer1::OptProfileSelector::kOPT);
     const auto mx = engine_->getProfileShape(name, p, nvinfer1::OptProfileSelector::kMAX);
     if (mn.nbDims != 4 || mx.nbDims != 4 || mn.d[0] < 1 || mx.d[0] < mn.d[0]) {
-      throw EngineError("ERR_ENGINE_KIND", "optimisation profile " + std::to_string(p) + " of input '" + input_name_ +
+      throw EngineError(ErrorCode::kEngineKind, "optimisation profile " + std::to_string(p) + " of input '" + input_name_ +
                                                "' is not a batch range: min " + dimsString(mn) + ", max " +
                                                dimsString(mx));
     }
     profiles_.push_back({p, static_cast<int>(mn.d[0]), static_cast<int>(op.d[0]), static_cast<int>(mx.d[0])});
   }
-  if (profiles_.empty()) throw EngineError("ERR_ENGINE_KIND", "the plan has no optimisation profile for its input");
+  if (profiles_.empty()) throw EngineError(ErrorCode::kEngineKind, "the plan has no optimisation profile for its input");
 }
 
 void TensorRTEngine::createContexts(int instances) {
@@ -340,14 +340,14 @@ void TensorRTEngine::createContexts(int instances) {
     }
     for (int p : c->profiles) c->max_batch = std::max(c->max_batch, profiles_[p].max);
     c->ctx.reset(engine_->createExecutionContext());
-    SWIN_TRT_CHECK(c->ctx != nullptr, "ERR_CUDA", "createExecutionContext failed");
+    SWIN_TRT_CHECK(c->ctx != nullptr, ErrorCode::kCuda, "createExecutionContext failed");
     c->input = DeviceBuffer(image_bytes_ * c->max_batch);
     c->output = DeviceBuffer(sizeof(float) * info_.num_classes * c->max_batch);
     c->host_input = PinnedBuffer(image_bytes_ * c->max_batch);
     c->host_output = PinnedBuffer(sizeof(float) * info_.num_classes * c->max_batch);
-    SWIN_TRT_CHECK(c->ctx->setTensorAddress(input_name_.c_str(), c->input.get()), "ERR_CUDA",
+    SWIN_TRT_CHECK(c->ctx->setTensorAddress(input_name_.c_str(), c->input.get()), ErrorCode::kCuda,
                    "setTensorAddress(input) failed");
-    SWIN_TRT_CHECK(c->ctx->setTensorAddress(output_name_.c_str(), c->output.get()), "ERR_CUDA",
+    SWIN_TRT_CHECK(c->ctx->setTensorAddress(output_name_.c_str(), c->output.get()), ErrorCode::kCuda,
                    "setTensorAddress(output) failed");
     contexts_.push_back(std::move(c));
   }
@@ -370,7 +370,7 @@ TensorRTEngine::Context& TensorRTEngine::acquire(int n) {
       std::string ranges;
       for (const Profile& p : profiles_) ranges += (ranges.empty() ? "" : ", ") + std::to_string(p.min) + ".." +
                                                    std::to_string(p.max);
-      throw EngineError("ERR_BATCH_RANGE", "batch of " + std::to_string(n) +
+      throw EngineError(ErrorCode::kBatchRange, "batch of " + std::to_string(n) +
                                                " images fits no optimisation profile (" + ranges + ")");
     }
     free_.wait(lock);
@@ -395,7 +395,7 @@ void TensorRTEngine::run(Context& c, int batch) {
   }
   // The first enqueue after a shape change also does TensorRT's deferred
   // work, which must not be captured; it computes this call's output.
-  SWIN_TRT_CHECK(c.ctx->enqueueV3(c.stream.get()), "ERR_CUDA", "enqueueV3 failed");
+  SWIN_TRT_CHECK(c.ctx->enqueueV3(c.stream.get()), ErrorCode::kCuda, "enqueueV3 failed");
   if (!use_graphs_ || c.no_graph.count(batch)) return;
 
   cudaGraph_t g = nullptr;
@@ -419,7 +419,7 @@ void TensorRTEngine::run(Context& c, int batch) {
 
 void TensorRTEngine::infer(const uint8_t* images, int n, float* logits) {
   if (n < 1 || n > info_.max_batch) {
-    throw EngineError("ERR_BATCH_RANGE", "batch of " + std::to_string(n) + " images is outside 1.." +
+    throw EngineError(ErrorCode::kBatchRange, "batch of " + std::to_string(n) + " images is outside 1.." +
                                              std::to_string(info_.max_batch));
   }
   takeErrors();
@@ -442,7 +442,7 @@ void TensorRTEngine::infer(const uint8_t* images, int n, float* logits) {
   cudaStream_t stream = c.stream.get();
 
   if (dynamic_batch_ && c.current_profile != best->index) {
-    SWIN_TRT_CHECK(c.ctx->setOptimizationProfileAsync(best->index, stream), "ERR_CUDA",
+    SWIN_TRT_CHECK(c.ctx->setOptimizationProfileAsync(best->index, stream), ErrorCode::kCuda,
                    "setOptimizationProfileAsync(" + std::to_string(best->index) + ") failed");
     c.current_profile = best->index;
     c.current_batch = -1;
@@ -454,7 +454,7 @@ void TensorRTEngine::infer(const uint8_t* images, int n, float* logits) {
     shape.d[1] = info_.height;
     shape.d[2] = info_.width;
     shape.d[3] = 3;
-    SWIN_TRT_CHECK(c.ctx->setInputShape(input_name_.c_str(), shape), "ERR_BATCH_RANGE",
+    SWIN_TRT_CHECK(c.ctx->setInputShape(input_name_.c_str(), shape), ErrorCode::kBatchRange,
                    "setInputShape(" + dimsString(shape) + ") failed");
     c.current_batch = batch;
   }

@@ -25,7 +25,7 @@
 #include <memory>
 #include <string>
 
-#include "executor.h"
+#include "binding/executor.h"
 
 namespace swin {
 

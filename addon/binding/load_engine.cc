@@ -1,10 +1,10 @@
-#include "load_engine.h"
+#include "binding/load_engine.h"
 
 #include <cmath>
 
-#include "engine_file.h"
-#include "js_errors.h"
-#include "native_engine.h"
+#include "common/engine_file.h"
+#include "binding/js_errors.h"
+#include "binding/native_engine.h"
 
 namespace swin {
 
@@ -59,7 +59,7 @@ int intOption(const Napi::Object& o, const char* key, int fallback, int lo, int 
   Napi::Value v = o.Get(key);
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d == std::floor(d)) || d < lo || d > hi) {
-    throw EngineError("ERR_INVALID_ARGUMENT", std::string("option ") + key + " must be an integer from " +
+    throw EngineError(ErrorCode::kInvalidArgument, std::string("option ") + key + " must be an integer from " +
                                                   std::to_string(lo) + " to " + std::to_string(hi));
   }
   return static_cast<int>(d);
@@ -68,7 +68,7 @@ int intOption(const Napi::Object& o, const char* key, int fallback, int lo, int 
 std::string stringOption(const Napi::Object& o, const char* key) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return "";
   Napi::Value v = o.Get(key);
-  if (!v.IsString()) throw EngineError("ERR_INVALID_ARGUMENT", std::string("option ") + key + " must be a string");
+  if (!v.IsString()) throw EngineError(ErrorCode::kInvalidArgument, std::string("option ") + key + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
@@ -77,7 +77,7 @@ std::string stringOption(const Napi::Object& o, const char* key) {
 EngineOptions parseEngineOptions(const Napi::Value& value) {
   EngineOptions opt;
   if (value.IsUndefined() || value.IsNull()) return opt;
-  if (!value.IsObject()) throw EngineError("ERR_INVALID_ARGUMENT", "options must be an object");
+  if (!value.IsObject()) throw EngineError(ErrorCode::kInvalidArgument, "options must be an object");
   Napi::Object o = value.As<Napi::Object>();
   opt.device_index = intOption(o, "deviceIndex", 0, 0, 1023);
   opt.max_batch = intOption(o, "maxBatch", 0, 0, 1 << 16);
@@ -92,7 +92,7 @@ EngineOptions parseEngineOptions(const Napi::Value& value) {
 Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
-    return rejectedPromise(env, "ERR_INVALID_ARGUMENT", "loadEngine(kind: string, path: string, options?) expected");
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "loadEngine(kind: string, path: string, options?) expected");
   }
   EngineOptions options;
   try {

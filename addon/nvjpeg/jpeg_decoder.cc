@@ -1,4 +1,4 @@
-#include "jpeg_decoder.h"
+#include "nvjpeg/jpeg_decoder.h"
 
 #include <algorithm>
 #include <array>
@@ -8,17 +8,17 @@
 #include <vector>
 
 #include "build_config.h"
-#include "engine.h"
-#include "gpu_device.h"
-#include "js_errors.h"
-#include "resize_kernels.h"
+#include "common/engine.h"
+#include "common/gpu_device.h"
+#include "binding/js_errors.h"
+#include "nvjpeg/resize_kernels.h"
 
 #ifdef SWIN_HAVE_NVJPEG
 #include <cuda_runtime.h>
 #include <nvjpeg.h>
 
-#include "cuda_buffers.h"
-#include "cuda_check.h"
+#include "common/cuda_buffers.h"
+#include "common/cuda_check.h"
 #endif
 
 namespace swin {
@@ -163,9 +163,9 @@ const char* nvjpegStatusName(nvjpegStatus_t s) {
 }
 
 [[noreturn]] void throwNvjpeg(nvjpegStatus_t s, const char* expr, const char* file, int line) {
-  const char* code = s == NVJPEG_STATUS_ALLOCATOR_FAILURE ? "ERR_OUT_OF_MEMORY"
-                     : s == NVJPEG_STATUS_ARCH_MISMATCH   ? "ERR_BACKEND_UNAVAILABLE"
-                                                          : "ERR_CUDA";
+  const ErrorCode code = s == NVJPEG_STATUS_ALLOCATOR_FAILURE ? ErrorCode::kOutOfMemory
+                     : s == NVJPEG_STATUS_ARCH_MISMATCH   ? ErrorCode::kBackendUnavailable
+                                                          : ErrorCode::kCuda;
   throw EngineError(code, std::string("nvJPEG error ") + nvjpegStatusName(s) + " (" + std::to_string(s) + ") in `" +
                               expr + "` at " + file + ":" + std::to_string(line));
 }
@@ -196,7 +196,7 @@ class JpegDecoderCore {
       if (s != NVJPEG_STATUS_SUCCESS) {
         hw_ = nullptr;
         if (backend == "hardware") {
-          throw EngineError("ERR_BACKEND_UNAVAILABLE", std::string("no hardware JPEG decoder on this GPU (") +
+          throw EngineError(ErrorCode::kBackendUnavailable, std::string("no hardware JPEG decoder on this GPU (") +
                                                            nvjpegStatusName(s) + ")");
         }
       } else {
@@ -348,7 +348,7 @@ class JpegDecoderCore {
 class JpegDecoderCore {
  public:
   JpegDecoderCore(int, const std::string&) {
-    throw EngineError("ERR_BACKEND_UNAVAILABLE", std::string("GPU JPEG decoding is not in this build: nvJPEG ") +
+    throw EngineError(ErrorCode::kBackendUnavailable, std::string("GPU JPEG decoding is not in this build: nvJPEG ") +
                                                      SWIN_BUILD_NVJPEG_STATUS);
   }
   const char* backendName() const { return "none"; }
@@ -419,20 +419,20 @@ Napi::Function JpegDecoder::Init(Napi::Env env, Napi::Object exports) {
 JpegDecoder::JpegDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JpegDecoder>(info) {
   Napi::Env env = info.Env();
 #ifndef SWIN_HAVE_NVJPEG
-  throw makeJsError(env, "ERR_BACKEND_UNAVAILABLE",
+  throw makeJsError(env, ErrorCode::kBackendUnavailable,
                     std::string("GPU JPEG decoding is not in this build: nvJPEG ") + SWIN_BUILD_NVJPEG_STATUS);
 #else
   std::string backend = "auto";
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
     if (o.Has("deviceIndex") && !o.Get("deviceIndex").IsUndefined()) {
-      if (!o.Get("deviceIndex").IsNumber()) throw makeJsError(env, "ERR_INVALID_ARGUMENT", "deviceIndex must be a number");
+      if (!o.Get("deviceIndex").IsNumber()) throw makeJsError(env, ErrorCode::kInvalidArgument, "deviceIndex must be a number");
       device_index_ = o.Get("deviceIndex").As<Napi::Number>().Int32Value();
     }
     if (o.Has("backend") && !o.Get("backend").IsUndefined()) {
       backend = o.Get("backend").ToString().Utf8Value();
       if (backend != "auto" && backend != "hardware" && backend != "default") {
-        throw makeJsError(env, "ERR_INVALID_ARGUMENT", "backend must be auto, hardware or default");
+        throw makeJsError(env, ErrorCode::kInvalidArgument, "backend must be auto, hardware or default");
       }
     }
   }
@@ -451,7 +451,7 @@ JpegDecoder::~JpegDecoder() {
 
 Napi::Value JpegDecoder::Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !isBytes(info[0])) throw makeJsError(env, "ERR_INVALID_ARGUMENT", "inspect(jpeg: Uint8Array) expected");
+  if (info.Length() < 1 || !isBytes(info[0])) throw makeJsError(env, ErrorCode::kInvalidArgument, "inspect(jpeg: Uint8Array) expected");
   Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
   const JpegHeader h = parseJpegHeader(a.Data(), a.ByteLength());
   Napi::Object o = Napi::Object::New(env);
@@ -466,9 +466,9 @@ Napi::Value JpegDecoder::Inspect(const Napi::CallbackInfo& info) {
 
 Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!executor_) return rejectedPromise(env, "ERR_DISPOSED", "the decoder was disposed");
+  if (!executor_) return rejectedPromise(env, ErrorCode::kDisposed, "the decoder was disposed");
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsObject()) {
-    return rejectedPromise(env, "ERR_INVALID_ARGUMENT", "decode(jpegs: Uint8Array[], spec) expected");
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "decode(jpegs: Uint8Array[], spec) expected");
   }
   Napi::Array arr = info[0].As<Napi::Array>();
   Napi::Object so = info[1].As<Napi::Object>();
@@ -486,13 +486,13 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
   job->spec.max_pixels = so.Has("maxPixels") ? so.Get("maxPixels").ToNumber().DoubleValue() : 1e18;
   if (n < 1 || size < 1 || size > 8192 || k < 0 || (mode != "squash" && mode != "shorter_side_crop") ||
       (!job->spec.squash && job->spec.resize < size)) {
-    return rejectedPromise(env, "ERR_INVALID_ARGUMENT", "bad decode spec or empty image list");
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "bad decode spec or empty image list");
   }
   job->spec.kernel = static_cast<ResizeKernel>(k);
   auto refs = std::make_shared<std::vector<Napi::ObjectReference>>();
   for (int i = 0; i < n; ++i) {
     Napi::Value v = arr.Get(static_cast<uint32_t>(i));
-    if (!isBytes(v)) return rejectedPromise(env, "ERR_INVALID_ARGUMENT", "every image must be a Uint8Array");
+    if (!isBytes(v)) return rejectedPromise(env, ErrorCode::kInvalidArgument, "every image must be a Uint8Array");
     Napi::Uint8Array a = v.As<Napi::Uint8Array>();
     job->data.push_back(a.Data());
     job->lengths.push_back(a.ByteLength());
@@ -532,7 +532,7 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
 // open(): creates the nvJPEG handles on the worker thread; resolves {backend, deviceIndex}.
 Napi::Value JpegDecoder::GetInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!executor_) return rejectedPromise(env, "ERR_DISPOSED", "the decoder was disposed");
+  if (!executor_) return rejectedPromise(env, ErrorCode::kDisposed, "the decoder was disposed");
   auto deferred = Napi::Promise::Deferred::New(env);
   std::shared_ptr<Holder> holder = std::static_pointer_cast<Holder>(holder_);
   auto name = std::make_shared<std::string>();

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "engine.h"
+#include "common/engine.h"
 
 namespace swin {
 

@@ -1,8 +1,8 @@
-#include "gpu_device.h"
+#include "common/gpu_device.h"
 
 #include <mutex>
 
-#include "cuda_check.h"
+#include "common/cuda_check.h"
 
 #ifdef SWIN_HAVE_CUDA
 #include <cuda_runtime_api.h>

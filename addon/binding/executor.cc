@@ -1,6 +1,6 @@
-#include "executor.h"
+#include "binding/executor.h"
 
-#include "engine.h"
+#include "common/engine.h"
 
 namespace swin {
 
@@ -28,7 +28,7 @@ void Executor::submit(Napi::Env env, Work work, Done done) {
   if (stopping_) {
     lock.unlock();
     // Deliver the rejection through the normal path so callers see one shape.
-    task->error = std::make_exception_ptr(EngineError("ERR_DISPOSED", "the engine was disposed"));
+    task->error = std::make_exception_ptr(EngineError(ErrorCode::kDisposed, "the engine was disposed"));
     Task* raw = task.release();
     auto tsfn = raw->tsfn;
     (void)tsfn.NonBlockingCall(raw);

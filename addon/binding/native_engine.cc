@@ -1,10 +1,10 @@
-#include "native_engine.h"
+#include "binding/native_engine.h"
 
 #include <array>
 #include <string>
 
-#include "gpu_device.h"
-#include "js_errors.h"
+#include "common/gpu_device.h"
+#include "binding/js_errors.h"
 
 namespace swin {
 
@@ -70,7 +70,7 @@ Napi::Function NativeEngine::Init(Napi::Env env, Napi::Object exports) {
 NativeEngine::NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
   // Only Wrap() constructs engines; it passes an External as a marker.
   if (info.Length() != 1 || !info[0].IsExternal()) {
-    throw makeJsError(info.Env(), "ERR_INVALID_ARGUMENT", "Engine objects are created by loadEngine(), not new");
+    throw makeJsError(info.Env(), ErrorCode::kInvalidArgument, "Engine objects are created by loadEngine(), not new");
   }
 }
 
@@ -105,23 +105,23 @@ NativeEngine::~NativeEngine() {
 
 Napi::Value NativeEngine::Infer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (disposed_ || !engine_) return rejectedPromise(env, "ERR_DISPOSED", "the engine was disposed");
+  if (disposed_ || !engine_) return rejectedPromise(env, ErrorCode::kDisposed, "the engine was disposed");
   if (info.Length() < 2 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[1].IsNumber()) {
-    return rejectedPromise(env, "ERR_INVALID_ARGUMENT", "infer(images: Uint8Array, n: number) expected");
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "infer(images: Uint8Array, n: number) expected");
   }
   const EngineInfo& ei = engine_->info();
   const double nd = info[1].As<Napi::Number>().DoubleValue();
   const int n = static_cast<int>(nd);
   if (nd != n || n < 1 || n > ei.max_batch) {
-    return rejectedPromise(env, "ERR_BATCH_RANGE",
+    return rejectedPromise(env, ErrorCode::kBatchRange,
                            "batch of " + info[1].ToString().Utf8Value() + " images is outside 1.." +
                                std::to_string(ei.max_batch) + " for this engine");
   }
   Napi::Uint8Array images = info[0].As<Napi::Uint8Array>();
   const size_t image_bytes = static_cast<size_t>(ei.height) * ei.width * 3;
   if (images.ByteLength() != image_bytes * n) {
-    return rejectedPromise(env, "ERR_INVALID_ARGUMENT",
+    return rejectedPromise(env, ErrorCode::kInvalidArgument,
                            "images holds " + std::to_string(images.ByteLength()) + " bytes; " + std::to_string(n) +
                                " RGB images of " + std::to_string(ei.height) + "x" + std::to_string(ei.width) +
                                " need " + std::to_string(image_bytes * n));

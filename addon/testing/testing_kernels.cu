@@ -2,8 +2,8 @@
 // No memory traffic and 1 thread: it occupies the device's queue, not its SMs.
 #include <cstdint>
 
-#include "cuda_buffers.h"
-#include "testing_kernels.h"
+#include "common/cuda_buffers.h"
+#include "testing/testing_kernels.h"
 
 namespace swin {
 

@@ -1,4 +1,4 @@
-#include "engine_file.h"
+#include "common/engine_file.h"
 
 #include <sys/stat.h>
 
@@ -18,7 +18,7 @@ bool endsWith(const std::string& s, const char* suffix) {
 }
 
 [[noreturn]] void fileError(const std::string& path, const std::string& why) {
-  throw EngineError("ERR_ENGINE_FILE", "engine file " + path + ": " + why);
+  throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": " + why);
 }
 
 }  // namespace
@@ -88,12 +88,12 @@ bool cudaEngineBuilt() {
 
 std::unique_ptr<Engine> openEngine(const std::string& kind, const std::string& path, const EngineOptions& options) {
   if (kind != "tensorrt" && kind != "cuda") {
-    throw EngineError("ERR_ENGINE_KIND", "unknown engine kind '" + kind + "' (expected tensorrt or cuda)");
+    throw EngineError(ErrorCode::kEngineKind, "unknown engine kind '" + kind + "' (expected tensorrt or cuda)");
   }
   const FileFormat format = sniffEngineFile(path);
   if (kind == "tensorrt") {
     if (format == FileFormat::kSafetensors || format == FileFormat::kOnnx) {
-      throw EngineError("ERR_ENGINE_KIND", path + " is " + formatName(format) + ", not a TensorRT plan" +
+      throw EngineError(ErrorCode::kEngineKind, path + " is " + formatName(format) + ", not a TensorRT plan" +
                                                (format == FileFormat::kOnnx
                                                     ? " (build plans with engines/build_trt_plans.sh)"
                                                     : ""));
@@ -102,23 +102,23 @@ std::unique_ptr<Engine> openEngine(const std::string& kind, const std::string& p
     return createTensorRTEngine(path, options);
 #else
     (void)options;
-    throw EngineError("ERR_BACKEND_UNAVAILABLE",
+    throw EngineError(ErrorCode::kBackendUnavailable,
                       "the tensorrt backend is not in this build of the addon (TensorRT >= 10 was not found when it "
                       "was built; see docs/tensorrt.md)");
 #endif
   }
   // kind == "cuda"
   if (format == FileFormat::kTensorRTPlan || format == FileFormat::kOnnx) {
-    throw EngineError("ERR_ENGINE_KIND", path + " is " + formatName(format) + ", not a CUDA engine file");
+    throw EngineError(ErrorCode::kEngineKind, path + " is " + formatName(format) + ", not a CUDA engine file");
   }
   if (format != FileFormat::kSafetensors) {
-    throw EngineError("ERR_ENGINE_FILE", "engine file " + path + ": not a CUDA engine file (a safetensors container "
+    throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": not a CUDA engine file (a safetensors container "
                                          "with JSON metadata was expected)");
   }
 #ifdef SWIN_HAVE_CUDA_ENGINE
   return createCudaSwinEngine(path, options);
 #else
-  throw EngineError("ERR_BACKEND_UNAVAILABLE",
+  throw EngineError(ErrorCode::kBackendUnavailable,
                     "the cuda backend is not in this build of the addon (it needs the CUDA toolkit with nvcc and "
                     "cuBLASLt at build time; see docs/addon.md)");
 #endif

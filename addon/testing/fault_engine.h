@@ -6,7 +6,7 @@
 #include <atomic>
 #include <string>
 
-#include "engine.h"
+#include "common/engine.h"
 
 namespace swin {
 

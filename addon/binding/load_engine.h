@@ -11,7 +11,7 @@
 #include <functional>
 #include <memory>
 
-#include "engine.h"
+#include "common/engine.h"
 
 namespace swin {
 

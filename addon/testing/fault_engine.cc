@@ -1,12 +1,12 @@
-#include "fault_engine.h"
+#include "testing/fault_engine.h"
 
 #include <chrono>
 #include <new>
 #include <stdexcept>
 #include <thread>
 
-#include "cuda_check.h"
-#include "testing_kernels.h"
+#include "common/cuda_check.h"
+#include "testing/testing_kernels.h"
 
 #ifdef SWIN_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -30,7 +30,7 @@ FaultEngine::FaultEngine(FaultSpec spec) : spec_(std::move(spec)) {
 void FaultEngine::raise() const {
   const std::string& f = spec_.fault;
   if (f == "none") return;
-  if (f == "engine") throw EngineError("ERR_BATCH_RANGE", "injected engine error");
+  if (f == "engine") throw EngineError(ErrorCode::kBatchRange, "injected engine error");
   if (f == "std") throw std::runtime_error("injected std::runtime_error");
   if (f == "bad_alloc") throw std::bad_alloc();
   if (f == "nonstd") throw 42;  // NOLINT: deliberately not an exception class
@@ -58,7 +58,7 @@ void FaultEngine::raise() const {
                               __FILE__, __LINE__);
   }
 #endif
-  throw EngineError("ERR_INVALID_ARGUMENT", "unknown fault '" + f + "'");
+  throw EngineError(ErrorCode::kInvalidArgument, "unknown fault '" + f + "'");
 }
 
 void FaultEngine::infer(const uint8_t* images, int n, float* logits) {

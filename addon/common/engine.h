@@ -5,29 +5,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <string>
 
+#include "common/errors.h"
+
 namespace swin {
-
-// Stable error codes; the addon turns EngineError into a JS Error whose
-// `code` property is exactly this string.
-//   ERR_ENGINE_FILE       file missing, unreadable, truncated or corrupt
-//   ERR_ENGINE_KIND       file is an engine of another kind or format version
-//   ERR_ENGINE_MISMATCH   built for another GPU / TensorRT version / architecture
-//   ERR_BATCH_RANGE       batch size outside what the engine supports
-//   ERR_OUT_OF_MEMORY     GPU or pinned host memory exhausted
-//   ERR_CUDA              any other CUDA / cuBLAS / TensorRT failure
-//   ERR_NO_DEVICE         no usable GPU
-class EngineError : public std::runtime_error {
- public:
-  EngineError(std::string code, const std::string& message)
-      : std::runtime_error(message), code_(std::move(code)) {}
-  const std::string& code() const { return code_; }
-
- private:
-  std::string code_;
-};
 
 struct EngineInfo {
   std::string kind;        // "tensorrt" | "cuda"
@@ -61,7 +43,7 @@ class Engine {
   // logits: n * num_classes floats (host memory), written before return.
   // Safe to call from up to `instances` threads at once: each call takes one
   // of `instances` execution contexts (stream, workspace, CUDA graphs).
-  // Throws EngineError.
+  // Throws EngineError (common/errors.h).
   virtual void infer(const uint8_t* images, int n, float* logits) = 0;
 };
 

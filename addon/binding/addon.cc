@@ -2,11 +2,11 @@
 //   capabilities(), gpuInfo(), loadEngine(kind, path, options), Engine, JpegDecoder, _testing
 #include <napi.h>
 
-#include "capabilities.h"
-#include "jpeg_decoder.h"
-#include "load_engine.h"
-#include "native_engine.h"
-#include "testing.h"
+#include "binding/capabilities.h"
+#include "nvjpeg/jpeg_decoder.h"
+#include "binding/load_engine.h"
+#include "binding/native_engine.h"
+#include "testing/testing.h"
 
 namespace {
 
