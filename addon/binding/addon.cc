@@ -3,9 +3,9 @@
 #include <napi.h>
 
 #include "binding/capabilities.h"
-#include "nvjpeg/jpeg_decoder.h"
 #include "binding/load_engine.h"
 #include "binding/native_engine.h"
+#include "nvjpeg/jpeg_decoder.h"
 #include "testing/testing.h"
 
 namespace {

@@ -1,9 +1,9 @@
 #include "binding/capabilities.h"
 
+#include "binding/js_errors.h"
 #include "build_config.h"
 #include "common/engine_file.h"
 #include "common/gpu_device.h"
-#include "binding/js_errors.h"
 #include "testing/testing_kernels.h"
 #ifdef SWIN_HAVE_TENSORRT
 #include "tensorrt/tensorrt_engine.h"
@@ -26,9 +26,7 @@ class GpuInfoWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       stats_ = queryGpuStats();
-    } catch (...) {
-      error_ = std::current_exception();
-    }
+    } catch (...) { error_ = std::current_exception(); }
   }
   void OnOK() override {
     Napi::Env env = Env();

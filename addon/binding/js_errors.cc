@@ -15,9 +15,7 @@ Napi::Error makeJsError(Napi::Env env, ErrorCode code, const std::string& messag
 Napi::Error toJsError(Napi::Env env, std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
-  } catch (const EngineError& e) {
-    return makeJsError(env, e.code(), e.what());
-  } catch (const std::bad_alloc& e) {
+  } catch (const EngineError& e) { return makeJsError(env, e.code(), e.what()); } catch (const std::bad_alloc& e) {
     return makeJsError(env, ErrorCode::kOutOfMemory, std::string("host memory exhausted: ") + e.what());
   } catch (const std::exception& e) {
     return makeJsError(env, ErrorCode::kInternal, std::string("unexpected C++ exception: ") + e.what());

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "common/engine_file.h"
 #include "binding/js_errors.h"
 #include "binding/native_engine.h"
+#include "common/engine_file.h"
 
 namespace swin {
 
@@ -24,9 +24,7 @@ class LoadWorker : public Napi::AsyncWorker {
     // Never SetError(): it carries no code. Keep the exception instead.
     try {
       engine_ = factory_();
-    } catch (...) {
-      error_ = std::current_exception();
-    }
+    } catch (...) { error_ = std::current_exception(); }
   }
 
   void OnOK() override {
@@ -38,9 +36,7 @@ class LoadWorker : public Napi::AsyncWorker {
     try {
       std::shared_ptr<Engine> engine(std::move(engine_));
       deferred_.Resolve(NativeEngine::Wrap(env, std::move(engine), threads_, use_device_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (...) {
+    } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); } catch (...) {
       deferred_.Reject(toJsError(env, std::current_exception()).Value());
     }
   }
@@ -60,7 +56,7 @@ int intOption(const Napi::Object& o, const char* key, int fallback, int lo, int 
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
   if (!(d == std::floor(d)) || d < lo || d > hi) {
     throw EngineError(ErrorCode::kInvalidArgument, std::string("option ") + key + " must be an integer from " +
-                                                  std::to_string(lo) + " to " + std::to_string(hi));
+                                                       std::to_string(lo) + " to " + std::to_string(hi));
   }
   return static_cast<int>(d);
 }
@@ -92,14 +88,13 @@ EngineOptions parseEngineOptions(const Napi::Value& value) {
 Napi::Value LoadEngine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
-    return rejectedPromise(env, ErrorCode::kInvalidArgument, "loadEngine(kind: string, path: string, options?) expected");
+    return rejectedPromise(env, ErrorCode::kInvalidArgument,
+                           "loadEngine(kind: string, path: string, options?) expected");
   }
   EngineOptions options;
   try {
     options = parseEngineOptions(info.Length() > 2 ? info[2] : env.Undefined());
-  } catch (const EngineError& e) {
-    return rejectedPromise(env, e.code(), e.what());
-  }
+  } catch (const EngineError& e) { return rejectedPromise(env, e.code(), e.what()); }
   const int threads = options.instances;
   return loadAsync(
       env,

@@ -3,8 +3,8 @@
 #include <array>
 #include <string>
 
-#include "common/gpu_device.h"
 #include "binding/js_errors.h"
+#include "common/gpu_device.h"
 
 namespace swin {
 
@@ -18,8 +18,7 @@ struct AddonData {
 // resources on a libuv thread, so the JS thread never waits on a running batch.
 class DisposeWorker : public Napi::AsyncWorker {
  public:
-  DisposeWorker(Napi::Env env, std::unique_ptr<Executor> executor, std::shared_ptr<Engine> engine,
-                Napi::Object owner)
+  DisposeWorker(Napi::Env env, std::unique_ptr<Executor> executor, std::shared_ptr<Engine> engine, Napi::Object owner)
       : Napi::AsyncWorker(env, "swin-engine-dispose"),
         deferred_(Napi::Promise::Deferred::New(env)),
         executor_(std::move(executor)),
@@ -33,9 +32,7 @@ class DisposeWorker : public Napi::AsyncWorker {
       if (executor_) executor_->shutdown();
       executor_.reset();
       engine_.reset();
-    } catch (...) {
-      error_ = std::current_exception();
-    }
+    } catch (...) { error_ = std::current_exception(); }
   }
   void OnOK() override {
     owner_.Reset();

@@ -11,8 +11,8 @@
 
 #include <memory>
 
-#include "common/engine.h"
 #include "binding/executor.h"
+#include "common/engine.h"
 
 namespace swin {
 

@@ -35,7 +35,9 @@ class CudaMemory {
   CudaMemory& operator=(const CudaMemory&) = delete;
 
   template <typename T = void>
-  T* get() const { return static_cast<T*>(ptr_); }
+  T* get() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
 
  private:

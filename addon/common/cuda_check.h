@@ -59,11 +59,10 @@ namespace detail {
 }  // namespace detail
 }  // namespace swin
 
-#define SWIN_CUDA_CHECK(expr)                                                  \
-  do {                                                                         \
-    const cudaError_t swin_status_ = (expr);                                   \
-    if (swin_status_ != cudaSuccess)                                           \
-      ::swin::detail::throwCudaError(swin_status_, #expr, __FILE__, __LINE__); \
+#define SWIN_CUDA_CHECK(expr)                                                                                 \
+  do {                                                                                                        \
+    const cudaError_t swin_status_ = (expr);                                                                  \
+    if (swin_status_ != cudaSuccess) ::swin::detail::throwCudaError(swin_status_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // Kernel launches report configuration errors through cudaGetLastError(); faults inside
@@ -77,12 +76,12 @@ namespace detail {
 #if defined(SWIN_HAVE_CUDA) && defined(CUBLAS_VER_MAJOR)
 static_assert(CUBLAS_STATUS_ALLOC_FAILED == swin::detail::kCublasStatusAllocFailed, "cuBLAS enum drifted");
 static_assert(CUBLAS_STATUS_ARCH_MISMATCH == swin::detail::kCublasStatusArchMismatch, "cuBLAS enum drifted");
-#define SWIN_CUBLAS_CHECK(expr)                                                                           \
-  do {                                                                                                    \
-    const cublasStatus_t swin_status_ = (expr);                                                           \
-    if (swin_status_ != CUBLAS_STATUS_SUCCESS)                                                            \
-      ::swin::detail::throwLibraryError(::swin::detail::codeForCublasStatus(swin_status_), "cuBLAS",      \
+#define SWIN_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                       \
+    const cublasStatus_t swin_status_ = (expr);                                                              \
+    if (swin_status_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      ::swin::detail::throwLibraryError(::swin::detail::codeForCublasStatus(swin_status_), "cuBLAS",         \
                                         static_cast<int>(swin_status_), cublasLtGetStatusName(swin_status_), \
-                                        cublasLtGetStatusString(swin_status_), #expr, __FILE__, __LINE__);  \
+                                        cublasLtGetStatusString(swin_status_), #expr, __FILE__, __LINE__);   \
   } while (0)
 #endif

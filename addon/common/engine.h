@@ -12,23 +12,23 @@
 namespace swin {
 
 struct EngineInfo {
-  std::string kind;        // "tensorrt" | "cuda"
-  std::string variant;     // "fold" | "unfold"
-  std::string precision;   // "fp16" | "fp32"
-  std::string device;      // e.g. "NVIDIA H100 80GB HBM3 #0"
+  std::string kind;       // "tensorrt" | "cuda"
+  std::string variant;    // "fold" | "unfold"
+  std::string precision;  // "fp16" | "fp32"
+  std::string device;     // e.g. "NVIDIA H100 80GB HBM3 #0"
   int device_index = 0;
-  int max_batch = 0;       // largest n infer() accepts
-  int height = 0;          // input image height (pixels)
-  int width = 0;           // input image width (pixels)
-  int num_classes = 0;     // logits per image
+  int max_batch = 0;    // largest n infer() accepts
+  int height = 0;       // input image height (pixels)
+  int width = 0;        // input image width (pixels)
+  int num_classes = 0;  // logits per image
 };
 
 struct EngineOptions {
   int device_index = 0;
-  int max_batch = 0;       // 0: the engine's own maximum
-  int instances = 1;       // infer() may run concurrently from this many threads
+  int max_batch = 0;  // 0: the engine's own maximum
+  int instances = 1;  // infer() may run concurrently from this many threads
   bool use_cuda_graphs = true;
-  std::string precision;   // "" keeps the file's precision; "fp32" asks for the checking mode where supported
+  std::string precision;  // "" keeps the file's precision; "fp32" asks for the checking mode where supported
   // IO tensor names from model.json (input.name, output.name); "" accepts the
   // engine's only input / only output. Engines without named tensors ignore them.
   std::string input_name;

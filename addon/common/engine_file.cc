@@ -33,7 +33,7 @@ const char* formatName(FileFormat f) {
 }
 
 FileFormat sniffEngineFile(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) fileError(path, std::strerror(errno));
   if (!S_ISREG(st.st_mode)) fileError(path, "not a regular file");
   const uint64_t size = static_cast<uint64_t>(st.st_size);
@@ -93,10 +93,9 @@ std::unique_ptr<Engine> openEngine(const std::string& kind, const std::string& p
   const FileFormat format = sniffEngineFile(path);
   if (kind == "tensorrt") {
     if (format == FileFormat::kSafetensors || format == FileFormat::kOnnx) {
-      throw EngineError(ErrorCode::kEngineKind, path + " is " + formatName(format) + ", not a TensorRT plan" +
-                                               (format == FileFormat::kOnnx
-                                                    ? " (build plans with engines/build_trt_plans.sh)"
-                                                    : ""));
+      throw EngineError(ErrorCode::kEngineKind,
+                        path + " is " + formatName(format) + ", not a TensorRT plan" +
+                            (format == FileFormat::kOnnx ? " (build plans with engines/build_trt_plans.sh)" : ""));
     }
 #ifdef SWIN_HAVE_TENSORRT
     return createTensorRTEngine(path, options);
@@ -112,8 +111,9 @@ std::unique_ptr<Engine> openEngine(const std::string& kind, const std::string& p
     throw EngineError(ErrorCode::kEngineKind, path + " is " + formatName(format) + ", not a CUDA engine file");
   }
   if (format != FileFormat::kSafetensors) {
-    throw EngineError(ErrorCode::kEngineFile, "engine file " + path + ": not a CUDA engine file (a safetensors container "
-                                         "with JSON metadata was expected)");
+    throw EngineError(ErrorCode::kEngineFile, "engine file " + path +
+                                                  ": not a CUDA engine file (a safetensors container "
+                                                  "with JSON metadata was expected)");
   }
 #ifdef SWIN_HAVE_CUDA_ENGINE
   return createCudaSwinEngine(path, options);

@@ -11,9 +11,9 @@
 namespace swin {
 
 enum class FileFormat {
-  kTensorRTPlan,   // begins with TensorRT's "ftrt" magic
-  kSafetensors,    // 8-byte little-endian header length, then a JSON object
-  kOnnx,           // *.onnx (a protobuf ModelProto)
+  kTensorRTPlan,  // begins with TensorRT's "ftrt" magic
+  kSafetensors,   // 8-byte little-endian header length, then a JSON object
+  kOnnx,          // *.onnx (a protobuf ModelProto)
   kUnknown,
 };
 

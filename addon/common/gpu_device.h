@@ -10,26 +10,26 @@
 namespace swin {
 
 struct DeviceSummary {
-  int count = 0;               // CUDA devices visible to this process
-  int driver_version = 0;      // e.g. 13000 (0 when no driver)
-  int runtime_version = 0;     // CUDA runtime the addon was linked with
-  std::string reason;          // why count is 0, empty otherwise
+  int count = 0;            // CUDA devices visible to this process
+  int driver_version = 0;   // e.g. 13000 (0 when no driver)
+  int runtime_version = 0;  // CUDA runtime the addon was linked with
+  std::string reason;       // why count is 0, empty otherwise
 };
 
 struct GpuStats {
-  int index = 0;               // CUDA device index (as cudaSetDevice takes it)
+  int index = 0;  // CUDA device index (as cudaSetDevice takes it)
   std::string name;
-  std::string pci_bus_id;      // "0000:1A:00.0"
+  std::string pci_bus_id;  // "0000:1A:00.0"
   int compute_major = 0;
   int compute_minor = 0;
   int multiprocessors = 0;
   uint64_t memory_total_bytes = 0;
   uint64_t memory_free_bytes = 0;
   uint64_t memory_used_bytes = 0;
-  double utilization = -1;     // 0..1 over NVML's last sample period; -1 unknown
-  double temperature_c = -1;   // -1 unknown
-  double power_w = -1;         // -1 unknown
-  std::string source;          // "nvml" or "cuda" (cudaMemGetInfo)
+  double utilization = -1;    // 0..1 over NVML's last sample period; -1 unknown
+  double temperature_c = -1;  // -1 unknown
+  double power_w = -1;        // -1 unknown
+  std::string source;         // "nvml" or "cuda" (cudaMemGetInfo)
 };
 
 // Cheap after the first call (the first initialises the CUDA driver).

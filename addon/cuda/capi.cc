@@ -164,8 +164,7 @@ int swin_k_window_attention(int dtype, const void* qkv, void* out, const void* b
     byType(dtype, [&](auto t) {
       using T = decltype(t);
       swin::launchWindowAttention<T>(static_cast<const T*>(qkv), static_cast<T*>(out), static_cast<const T*>(bias),
-                                     static_cast<const T*>(mask), logit_scale, scale, B, H, W, C, heads, ws, shift,
-                                     0);
+                                     static_cast<const T*>(mask), logit_scale, scale, B, H, W, C, heads, ws, shift, 0);
     });
     syncDefault();
   });

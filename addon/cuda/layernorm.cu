@@ -15,8 +15,8 @@
 // partitioned copy (one read + one write of the activations per block) instead of fusing it.
 #include <algorithm>
 
-#include "common/cuda_check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -49,8 +49,8 @@ __device__ __forceinline__ void rowStats(const float2 (&v)[KMAX], int C, float e
 }
 
 template <typename T, int KMAX>
-__global__ void layerNormKernel(const T* in, T* out, const T* __restrict__ gamma, const T* __restrict__ beta,
-                                int rows, int C, float eps, bool residual) {
+__global__ void layerNormKernel(const T* in, T* out, const T* __restrict__ gamma, const T* __restrict__ beta, int rows,
+                                int C, float eps, bool residual) {
   const int lane = threadIdx.x & 31;
   const long long row = static_cast<long long>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= rows) return;
@@ -218,10 +218,9 @@ void launchFinalNormPool(const T* x, T* pooled, const T* gamma, const T* beta, i
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
-#define SWIN_INSTANTIATE(T)                                                                                 \
-  template void launchLayerNorm<T>(const T*, T*, const T*, const T*, int, int, float, bool, cudaStream_t); \
-  template void launchPatchMergeGather<T>(const T*, T*, const T*, const T*, int, int, int, int, float,     \
-                                          cudaStream_t);                                                    \
+#define SWIN_INSTANTIATE(T)                                                                                           \
+  template void launchLayerNorm<T>(const T*, T*, const T*, const T*, int, int, float, bool, cudaStream_t);            \
+  template void launchPatchMergeGather<T>(const T*, T*, const T*, const T*, int, int, int, int, float, cudaStream_t); \
   template void launchFinalNormPool<T>(const T*, T*, const T*, const T*, int, int, int, float, cudaStream_t);
 SWIN_INSTANTIATE(float)
 SWIN_INSTANTIATE(__half)

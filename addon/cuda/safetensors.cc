@@ -77,7 +77,7 @@ const HostTensor& SafetensorsFile::get(const std::string& name, const std::vecto
   if (it == tensors_.end()) throw EngineError(ErrorCode::kEngineFile, path_ + ": missing tensor " + name);
   if (!shape.empty() && it->second.shape != shape)
     throw EngineError(ErrorCode::kEngineFile, path_ + ": tensor " + name + " has shape " + shapeStr(it->second.shape) +
-                                             ", expected " + shapeStr(shape));
+                                                  ", expected " + shapeStr(shape));
   return it->second;
 }
 

@@ -11,7 +11,7 @@
 namespace swin {
 
 struct HostTensor {
-  std::string dtype;            // "F16" | "F32" | "I32" | ...
+  std::string dtype;  // "F16" | "F32" | "I32" | ...
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;  // into SafetensorsFile::bytes_
   size_t nbytes = 0;

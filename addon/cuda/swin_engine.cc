@@ -68,7 +68,7 @@ ModelSpec parseSpec(const SafetensorsFile& f, const std::string& path) {
     const int version = m.at("format_version").get<int>();
     if (version != kFormatVersion)
       throw EngineError(ErrorCode::kEngineKind, path + ": engine format version " + std::to_string(version) +
-                                               ", this build reads version " + std::to_string(kFormatVersion));
+                                                    ", this build reads version " + std::to_string(kFormatVersion));
     s.family = m.at("family").get<std::string>();
     if (s.family != "swin" && s.family != "swinv2")
       throw EngineError(ErrorCode::kEngineKind, path + ": unknown family '" + s.family + "'");
@@ -189,8 +189,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
     SWIN_CUDA_CHECK(cudaSetDevice(opt_.device_index));
     SWIN_CUDA_CHECK(cudaMemcpyAsync(c.input, images, inputBytes(n), cudaMemcpyHostToDevice, c.stream));
     forward(c, n);
-    SWIN_CUDA_CHECK(cudaMemcpyAsync(logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToHost,
-                                    c.stream));
+    SWIN_CUDA_CHECK(
+        cudaMemcpyAsync(logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToHost, c.stream));
     SWIN_CUDA_CHECK(cudaStreamSynchronize(c.stream));
   }
 
@@ -203,8 +203,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
     SWIN_CUDA_CHECK(cudaStreamWaitEvent(c.stream, c.evIn, 0));
     SWIN_CUDA_CHECK(cudaMemcpyAsync(c.input, d_images, inputBytes(n), cudaMemcpyDeviceToDevice, c.stream));
     forward(c, n);
-    SWIN_CUDA_CHECK(cudaMemcpyAsync(d_logits, c.logits, sizeof(float) * n * spec_.classes,
-                                    cudaMemcpyDeviceToDevice, c.stream));
+    SWIN_CUDA_CHECK(
+        cudaMemcpyAsync(d_logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToDevice, c.stream));
     SWIN_CUDA_CHECK(cudaEventRecord(c.evOut, c.stream));
     SWIN_CUDA_CHECK(cudaStreamWaitEvent(stream, c.evOut, 0));
   }
@@ -239,7 +239,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
     StageSpec spec;
     int inDim = 0;
     const T *mnw = nullptr, *mnb = nullptr, *mred = nullptr;  // patch merging
-    const T* mask = nullptr;                                   // [nW, N, N] shared by the stage's shifted blocks
+    const T* mask = nullptr;                                  // [nW, N, N] shared by the stage's shifted blocks
     std::vector<BlockW> blocks;
   };
   struct Context {
@@ -343,8 +343,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
           st.mask = up(f, sp + "attn_mask", {nW, N, N});
         } else {
           T* m = alloc<T>(static_cast<size_t>(nW) * N * N);
-          launchShiftMask<T>(m, st.spec.H, st.spec.W, ws, *std::max_element(st.spec.shifts.begin(),
-                                                                              st.spec.shifts.end()), s);
+          launchShiftMask<T>(m, st.spec.H, st.spec.W, ws,
+                             *std::max_element(st.spec.shifts.begin(), st.spec.shifts.end()), s);
           st.mask = m;
         }
       }
@@ -352,8 +352,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
         BlockW w;
         const std::string bp = sp + "blocks." + std::to_string(b) + ".";
         w.shift = st.spec.shifts[b];
-        if (w.shift > 0 && std::count_if(st.spec.shifts.begin(), st.spec.shifts.end(),
-                                         [&](int v) { return v > 0 && v != w.shift; }))
+        if (w.shift > 0 &&
+            std::count_if(st.spec.shifts.begin(), st.spec.shifts.end(), [&](int v) { return v > 0 && v != w.shift; }))
           throw EngineError(ErrorCode::kEngineFile, "one stage with two different shifts");
         const HostTensor& fc1 = f.get(bp + "fc1.weight");
         if (fc1.shape.size() != 2) throw EngineError(ErrorCode::kEngineFile, bp + "fc1.weight must be 2-D");
@@ -490,11 +490,15 @@ class SwinEngineImpl final : public CudaSwinEngine {
         const int Cin = st.inDim;
         if (!spec_.v2) {
           launchPatchMergeGather<T>(c.x, c.y, st.mnw, st.mnb, n, H, W, Cin, eps, s);
-          H /= 2; W /= 2; rows = n * H * W;
+          H /= 2;
+          W /= 2;
+          rows = n * H * W;
           g.run<T>(c.y, st.mred, nullptr, c.x, rows, C, 4 * Cin, Epilogue::None, false, s);
         } else {
           launchPatchMergeGather<T>(c.x, c.y, nullptr, nullptr, n, H, W, Cin, eps, s);
-          H /= 2; W /= 2; rows = n * H * W;
+          H /= 2;
+          W /= 2;
+          rows = n * H * W;
           g.run<T>(c.y, st.mred, nullptr, c.x, rows, C, 4 * Cin, Epilogue::None, false, s);
           launchLayerNorm<T>(c.x, c.x, st.mnw, st.mnb, rows, C, eps, false, s);
         }
@@ -569,8 +573,8 @@ std::unique_ptr<CudaSwinEngine> openCudaSwinEngine(const std::string& path, cons
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
     throw EngineError(ErrorCode::kNoDevice, "no CUDA device available");
   if (options.device_index < 0 || options.device_index >= count)
-    throw EngineError(ErrorCode::kNoDevice, "CUDA device " + std::to_string(options.device_index) + " does not exist (" +
-                                           std::to_string(count) + " present)");
+    throw EngineError(ErrorCode::kNoDevice, "CUDA device " + std::to_string(options.device_index) +
+                                                " does not exist (" + std::to_string(count) + " present)");
   SafetensorsFile file(path);
   ModelSpec spec = parseSpec(file, path);
   const std::string precision = options.precision.empty() ? spec.precision : options.precision;

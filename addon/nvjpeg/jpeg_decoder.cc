@@ -7,10 +7,10 @@
 #include <mutex>
 #include <vector>
 
+#include "binding/js_errors.h"
 #include "build_config.h"
 #include "common/engine.h"
 #include "common/gpu_device.h"
-#include "binding/js_errors.h"
 #include "nvjpeg/resize_kernels.h"
 
 #ifdef SWIN_HAVE_NVJPEG
@@ -71,7 +71,10 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
       return h;
     }
     uint8_t m = d[p + 1];
-    if (m == 0xFF) { ++p; continue; }  // fill byte
+    if (m == 0xFF) {
+      ++p;
+      continue;
+    }  // fill byte
     p += 2;
     if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  // no length
     if (m == 0xD9) break;
@@ -87,16 +90,17 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
       break;
     }
     if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-      if (sn < 6) { h.reason = "truncated frame header"; return h; }
+      if (sn < 6) {
+        h.reason = "truncated frame header";
+        return h;
+      }
       have_sof = true;
       h.precision = s[0];
       h.height = be16(s + 1);
       h.width = be16(s + 3);
       h.components = s[5];
       h.progressive = m == 0xC2;
-      if (m != 0xC0 && m != 0xC1 && m != 0xC2) {
-        h.reason = "lossless, hierarchical or arithmetic-coded JPEG";
-      }
+      if (m != 0xC0 && m != 0xC1 && m != 0xC2) { h.reason = "lossless, hierarchical or arithmetic-coded JPEG"; }
     } else if (m == 0xE1 && !have_exif && sn >= 6 && std::memcmp(s, "Exif\0\0", 6) == 0) {
       have_exif = true;
       h.orientation = exifOrientation(s + 6, sn - 6);
@@ -136,8 +140,8 @@ struct DecodeJob {
   std::vector<const uint8_t*> data;
   std::vector<size_t> lengths;
   DecodeSpec spec;
-  uint8_t* out = nullptr;          // n * size * size * 3, JS-owned
-  std::vector<uint8_t> decoded;    // per image: 1 on the GPU, 0 refused
+  uint8_t* out = nullptr;        // n * size * size * 3, JS-owned
+  std::vector<uint8_t> decoded;  // per image: 1 on the GPU, 0 refused
   std::vector<std::string> reasons;
 };
 
@@ -164,15 +168,15 @@ const char* nvjpegStatusName(nvjpegStatus_t s) {
 
 [[noreturn]] void throwNvjpeg(nvjpegStatus_t s, const char* expr, const char* file, int line) {
   const ErrorCode code = s == NVJPEG_STATUS_ALLOCATOR_FAILURE ? ErrorCode::kOutOfMemory
-                     : s == NVJPEG_STATUS_ARCH_MISMATCH   ? ErrorCode::kBackendUnavailable
-                                                          : ErrorCode::kCuda;
+                         : s == NVJPEG_STATUS_ARCH_MISMATCH   ? ErrorCode::kBackendUnavailable
+                                                              : ErrorCode::kCuda;
   throw EngineError(code, std::string("nvJPEG error ") + nvjpegStatusName(s) + " (" + std::to_string(s) + ") in `" +
                               expr + "` at " + file + ":" + std::to_string(line));
 }
 
-#define SWIN_NVJPEG_CHECK(expr)                                                               \
-  do {                                                                                        \
-    const nvjpegStatus_t swin_nvj_ = (expr);                                                  \
+#define SWIN_NVJPEG_CHECK(expr)                                                                \
+  do {                                                                                         \
+    const nvjpegStatus_t swin_nvj_ = (expr);                                                   \
     if (swin_nvj_ != NVJPEG_STATUS_SUCCESS) throwNvjpeg(swin_nvj_, #expr, __FILE__, __LINE__); \
   } while (0)
 
@@ -196,8 +200,8 @@ class JpegDecoderCore {
       if (s != NVJPEG_STATUS_SUCCESS) {
         hw_ = nullptr;
         if (backend == "hardware") {
-          throw EngineError(ErrorCode::kBackendUnavailable, std::string("no hardware JPEG decoder on this GPU (") +
-                                                           nvjpegStatusName(s) + ")");
+          throw EngineError(ErrorCode::kBackendUnavailable,
+                            std::string("no hardware JPEG decoder on this GPU (") + nvjpegStatusName(s) + ")");
         }
       } else {
         SWIN_NVJPEG_CHECK(nvjpegJpegStateCreate(hw_, &hw_state_));
@@ -235,13 +239,22 @@ class JpegDecoderCore {
     size_t decoded_bytes = 0, tmp_bytes = 0;
     for (int i = 0; i < n; ++i) {
       const JpegHeader hdr = parseJpegHeader(job.data[i], job.lengths[i]);
-      if (!hdr.reason.empty()) { job.reasons[i] = hdr.reason; continue; }
-      if (static_cast<double>(hdr.width) * hdr.height > sp.max_pixels) { job.reasons[i] = "more pixels than allowed"; continue; }
+      if (!hdr.reason.empty()) {
+        job.reasons[i] = hdr.reason;
+        continue;
+      }
+      if (static_cast<double>(hdr.width) * hdr.height > sp.max_pixels) {
+        job.reasons[i] = "more pixels than allowed";
+        continue;
+      }
       int comps = 0;
       nvjpegChromaSubsampling_t css;
       int ws[NVJPEG_MAX_COMPONENT] = {}, hs[NVJPEG_MAX_COMPONENT] = {};
       const nvjpegStatus_t s = nvjpegGetImageInfo(def_, job.data[i], job.lengths[i], &comps, &css, ws, hs);
-      if (s != NVJPEG_STATUS_SUCCESS) { job.reasons[i] = std::string("nvJPEG: ") + nvjpegStatusName(s); continue; }
+      if (s != NVJPEG_STATUS_SUCCESS) {
+        job.reasons[i] = std::string("nvJPEG: ") + nvjpegStatusName(s);
+        continue;
+      }
       Item& it = items[i];
       it.w = ws[0];
       it.h = hs[0];
@@ -298,7 +311,8 @@ class JpegDecoderCore {
         batch_handle_ = h;
       }
       if (s == NVJPEG_STATUS_SUCCESS) s = nvjpegDecodeBatched(h, st, ptrs.data(), lens.data(), dests.data(), stream_);
-      if (s == NVJPEG_STATUS_SUCCESS) s = cudaStreamSynchronize(stream_) == cudaSuccess ? s : NVJPEG_STATUS_EXECUTION_FAILED;
+      if (s == NVJPEG_STATUS_SUCCESS)
+        s = cudaStreamSynchronize(stream_) == cudaSuccess ? s : NVJPEG_STATUS_EXECUTION_FAILED;
       if (s == NVJPEG_STATUS_SUCCESS) {
         for (int i : batch) job.decoded[i] = 1;
       } else {
@@ -311,7 +325,8 @@ class JpegDecoderCore {
     for (int i : single) {
       nvjpegImage_t d = dest(i);
       nvjpegStatus_t s = nvjpegDecode(def_, def_state_, job.data[i], job.lengths[i], NVJPEG_OUTPUT_RGBI, &d, stream_);
-      if (s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream_) != cudaSuccess) s = NVJPEG_STATUS_EXECUTION_FAILED;
+      if (s == NVJPEG_STATUS_SUCCESS && cudaStreamSynchronize(stream_) != cudaSuccess)
+        s = NVJPEG_STATUS_EXECUTION_FAILED;
       if (s == NVJPEG_STATUS_SUCCESS) job.decoded[i] = 1;
       else {
         (void)cudaGetLastError();
@@ -324,7 +339,8 @@ class JpegDecoderCore {
       if (!job.decoded[i]) continue;
       const Item& it = items[i];
       launchResizeOriented(decoded_.get<uint8_t>() + it.offset, it.w, it.h, it.w * 3, it.orientation, it.g, sp.kernel,
-                           reinterpret_cast<float*>(tmp_.get<uint8_t>() + it.tmp_offset), out_.get<uint8_t>() + image_bytes * i, stream_);
+                           reinterpret_cast<float*>(tmp_.get<uint8_t>() + it.tmp_offset),
+                           out_.get<uint8_t>() + image_bytes * i, stream_);
     }
     SWIN_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), out_.get(), image_bytes * n, cudaMemcpyDeviceToHost, stream_));
     SWIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -348,8 +364,8 @@ class JpegDecoderCore {
 class JpegDecoderCore {
  public:
   JpegDecoderCore(int, const std::string&) {
-    throw EngineError(ErrorCode::kBackendUnavailable, std::string("GPU JPEG decoding is not in this build: nvJPEG ") +
-                                                     SWIN_BUILD_NVJPEG_STATUS);
+    throw EngineError(ErrorCode::kBackendUnavailable,
+                      std::string("GPU JPEG decoding is not in this build: nvJPEG ") + SWIN_BUILD_NVJPEG_STATUS);
   }
   const char* backendName() const { return "none"; }
   void decode(DecodeJob&) {}
@@ -398,20 +414,19 @@ struct Holder {
 }  // namespace
 
 Napi::Function JpegDecoder::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = DefineClass(
-      env, "JpegDecoder",
-      {
-          InstanceMethod<&JpegDecoder::Decode>("decode"),
-          InstanceMethod<&JpegDecoder::Dispose>("dispose"),
-          InstanceMethod<&JpegDecoder::GetInfo>("open"),
-          StaticMethod<&JpegDecoder::Inspect>("inspect"),
+  Napi::Function ctor = DefineClass(env, "JpegDecoder",
+                                    {
+                                        InstanceMethod<&JpegDecoder::Decode>("decode"),
+                                        InstanceMethod<&JpegDecoder::Dispose>("dispose"),
+                                        InstanceMethod<&JpegDecoder::GetInfo>("open"),
+                                        StaticMethod<&JpegDecoder::Inspect>("inspect"),
 #ifdef SWIN_HAVE_NVJPEG
-          StaticValue("built", Napi::Boolean::New(env, true)),
+                                        StaticValue("built", Napi::Boolean::New(env, true)),
 #else
-          StaticValue("built", Napi::Boolean::New(env, false)),
+                                        StaticValue("built", Napi::Boolean::New(env, false)),
 #endif
-          StaticValue("buildStatus", Napi::String::New(env, SWIN_BUILD_NVJPEG_STATUS)),
-      });
+                                        StaticValue("buildStatus", Napi::String::New(env, SWIN_BUILD_NVJPEG_STATUS)),
+                                    });
   exports.Set("JpegDecoder", ctor);
   return ctor;
 }
@@ -426,7 +441,8 @@ JpegDecoder::JpegDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Jpeg
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
     if (o.Has("deviceIndex") && !o.Get("deviceIndex").IsUndefined()) {
-      if (!o.Get("deviceIndex").IsNumber()) throw makeJsError(env, ErrorCode::kInvalidArgument, "deviceIndex must be a number");
+      if (!o.Get("deviceIndex").IsNumber())
+        throw makeJsError(env, ErrorCode::kInvalidArgument, "deviceIndex must be a number");
       device_index_ = o.Get("deviceIndex").As<Napi::Number>().Int32Value();
     }
     if (o.Has("backend") && !o.Get("backend").IsUndefined()) {
@@ -451,7 +467,8 @@ JpegDecoder::~JpegDecoder() {
 
 Napi::Value JpegDecoder::Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !isBytes(info[0])) throw makeJsError(env, ErrorCode::kInvalidArgument, "inspect(jpeg: Uint8Array) expected");
+  if (info.Length() < 1 || !isBytes(info[0]))
+    throw makeJsError(env, ErrorCode::kInvalidArgument, "inspect(jpeg: Uint8Array) expected");
   Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
   const JpegHeader h = parseJpegHeader(a.Data(), a.ByteLength());
   Napi::Object o = Napi::Object::New(env);
@@ -479,7 +496,8 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
   const std::string kernel = so.Get("kernel").ToString().Utf8Value();
   static const std::array<const char*, 6> kKernels = {"nearest", "linear", "cubic", "mitchell", "lanczos2", "lanczos3"};
   int k = -1;
-  for (int i = 0; i < 6; ++i) if (kernel == kKernels[i]) k = i;
+  for (int i = 0; i < 6; ++i)
+    if (kernel == kKernels[i]) k = i;
   job->spec.size = size;
   job->spec.squash = mode == "squash";
   job->spec.resize = so.Has("resize") ? so.Get("resize").ToNumber().Int32Value() : size;
@@ -520,7 +538,8 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
         for (int i = 0; i < n; ++i) {
           decoded[i] = job->decoded.empty() ? 0 : job->decoded[i];
           const bool ok = !job->decoded.empty() && job->decoded[i];
-          reasons.Set(i, ok ? env.Null() : Napi::String::New(env, job->reasons.empty() ? "not decoded" : job->reasons[i]));
+          reasons.Set(i,
+                      ok ? env.Null() : Napi::String::New(env, job->reasons.empty() ? "not decoded" : job->reasons[i]));
         }
         result.Set("decoded", decoded);
         result.Set("reasons", reasons);

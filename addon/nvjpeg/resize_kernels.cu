@@ -24,6 +24,8 @@ __device__ __forceinline__ float sinc(float x) {
   return sinf(px) / px;
 }
 
+// The filters and the eight EXIF orientations read as tables, one case per line.
+// clang-format off
 __device__ __forceinline__ float bicubic(float x, float B, float C) {
   x = fabsf(x);
   if (x < 1.f) return ((12.f - 9.f * B - 6.f * C) * x * x * x + (-18.f + 12.f * B + 6.f * C) * x * x + (6.f - 2.f * B)) / 6.f;
@@ -65,6 +67,7 @@ __device__ __forceinline__ void unorient(int o, int u, int v, int W0, int H0, in
     default: *x = u; *y = v; break;
   }
 }
+// clang-format on
 
 // Weighted sum along one axis of length L resized to N, output index i.
 // fetch(j, c) returns sample j (already clamped by the caller's lambda) channel c.
@@ -111,11 +114,14 @@ __global__ void resizeVertical(const uint8_t* __restrict__ src, int W0, int H0, 
   const int r = blockIdx.y * blockDim.y + threadIdx.y;
   if (u >= W || r >= out) return;
   float acc[3];
-  filter1d(kernel, H, nh, top + r, [&](int v, int c) {
-    int x, y;
-    unorient(o, u, v, W0, H0, &x, &y);
-    return static_cast<float>(src[static_cast<size_t>(y) * pitch + x * 3 + c]);
-  }, acc);
+  filter1d(
+      kernel, H, nh, top + r,
+      [&](int v, int c) {
+        int x, y;
+        unorient(o, u, v, W0, H0, &x, &y);
+        return static_cast<float>(src[static_cast<size_t>(y) * pitch + x * 3 + c]);
+      },
+      acc);
   float* p = tmp + (static_cast<size_t>(r) * W + u) * 3;
   const bool shrink = H > nh;
   for (int c = 0; c < 3; ++c) p[c] = shrink ? static_cast<float>(toByte(acc[c])) : acc[c];

@@ -104,9 +104,9 @@ bool containsAny(const std::string& haystack, std::initializer_list<const char*>
   throw EngineError(c, os.str());
 }
 
-#define SWIN_TRT_CHECK(expr, code, what)                                  \
-  do {                                                                    \
-    if (!(expr)) throwTrt((code), (what), #expr, __FILE__, __LINE__);     \
+#define SWIN_TRT_CHECK(expr, code, what)                              \
+  do {                                                                \
+    if (!(expr)) throwTrt((code), (what), #expr, __FILE__, __LINE__); \
   } while (0)
 
 const char* dataTypeName(nvinfer1::DataType t) {
@@ -188,7 +188,7 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
   SWIN_CUDA_CHECK(cudaGetDeviceCount(&count));
   if (options.device_index < 0 || options.device_index >= count) {
     throw EngineError(ErrorCode::kNoDevice, "GPU #" + std::to_string(options.device_index) + " does not exist (" +
-                                           std::to_string(count) + " visible)");
+                                                std::to_string(count) + " visible)");
   }
   SWIN_CUDA_CHECK(cudaSetDevice(options.device_index));
   cudaDeviceProp prop{};
@@ -196,9 +196,9 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
 
   const int lib = getInferLibVersion();
   if (lib / 10000 != NV_TENSORRT_MAJOR) {
-    throw EngineError(ErrorCode::kEngineMismatch, "libnvinfer " + tensorrtLibraryVersion() +
-                                                 " does not match the TensorRT " + std::to_string(NV_TENSORRT_MAJOR) +
-                                                 ".x headers the addon was built with; rebuild the addon");
+    throw EngineError(ErrorCode::kEngineMismatch,
+                      "libnvinfer " + tensorrtLibraryVersion() + " does not match the TensorRT " +
+                          std::to_string(NV_TENSORRT_MAJOR) + ".x headers the addon was built with; rebuild the addon");
   }
 
   std::vector<char> blob;
@@ -239,7 +239,7 @@ TensorRTEngine::TensorRTEngine(const std::string& path, const EngineOptions& opt
   if (info_.max_batch < 1 || info_.max_batch < smallest_min) {
     // Every batch would be padded past the cap: nothing can run.
     throw EngineError(ErrorCode::kBatchRange, "maxBatch " + std::to_string(options.max_batch) +
-                                             " is below every optimisation profile of " + path);
+                                                  " is below every optimisation profile of " + path);
   }
   createContexts(options.instances);
 }
@@ -269,12 +269,12 @@ void TensorRTEngine::selectTensors(const EngineOptions& options) {
     if (!wanted.empty()) {
       if (std::find(names.begin(), names.end(), wanted) == names.end()) {
         throw EngineError(ErrorCode::kEngineKind, std::string("the plan has no ") + role + " tensor named '" + wanted +
-                                                 "' (its " + role + "s: " + list(names) + ")");
+                                                      "' (its " + role + "s: " + list(names) + ")");
       }
     }
     if (names.size() != 1) {
-      throw EngineError(ErrorCode::kEngineKind, std::string("the plan must have exactly one ") + role + " (it has: " +
-                                               list(names) + ")");
+      throw EngineError(ErrorCode::kEngineKind,
+                        std::string("the plan must have exactly one ") + role + " (it has: " + list(names) + ")");
     }
     return names[0];
   };
@@ -285,22 +285,24 @@ void TensorRTEngine::selectTensors(const EngineOptions& options) {
   const nvinfer1::DataType in_type = engine_->getTensorDataType(input_name_.c_str());
   if (in_type != nvinfer1::DataType::kUINT8 || in.nbDims != 4 || in.d[3] != 3 || in.d[1] <= 0 || in.d[2] <= 0 ||
       engine_->getTensorFormat(input_name_.c_str()) != nvinfer1::TensorFormat::kLINEAR) {
-    throw EngineError(ErrorCode::kEngineKind, "input '" + input_name_ + "' must be linear uint8 NHWC [N,H,W,3]; the plan has " +
-                                             dataTypeName(in_type) + " " + dimsString(in));
+    throw EngineError(ErrorCode::kEngineKind, "input '" + input_name_ +
+                                                  "' must be linear uint8 NHWC [N,H,W,3]; the plan has " +
+                                                  dataTypeName(in_type) + " " + dimsString(in));
   }
   const nvinfer1::Dims out = engine_->getTensorShape(output_name_.c_str());
   const nvinfer1::DataType out_type = engine_->getTensorDataType(output_name_.c_str());
   if (out_type != nvinfer1::DataType::kFLOAT || out.nbDims != 2 || out.d[1] <= 0) {
-    throw EngineError(ErrorCode::kEngineKind, "output '" + output_name_ + "' must be float32 logits [N,C]; the plan has " +
-                                             dataTypeName(out_type) + " " + dimsString(out));
+    throw EngineError(ErrorCode::kEngineKind, "output '" + output_name_ +
+                                                  "' must be float32 logits [N,C]; the plan has " +
+                                                  dataTypeName(out_type) + " " + dimsString(out));
   }
   info_.height = static_cast<int>(in.d[1]);
   info_.width = static_cast<int>(in.d[2]);
   info_.num_classes = static_cast<int>(out.d[1]);
   image_bytes_ = static_cast<size_t>(info_.height) * info_.width * 3;
   dynamic_batch_ = in.d[0] < 0;
-  if (!dynamic_batch_) profiles_.push_back({0, static_cast<int>(in.d[0]), static_cast<int>(in.d[0]),
-                                            static_cast<int>(in.d[0])});
+  if (!dynamic_batch_)
+    profiles_.push_back({0, static_cast<int>(in.d[0]), static_cast<int>(in.d[0]), static_cast<int>(in.d[0])});
 }
 
 void TensorRTEngine::readProfiles() {
@@ -312,13 +314,14 @@ void TensorRTEngine::readProfiles() {
     const auto op = engine_->getProfileShape(name, p, nvinfer1::OptProfileSelector::kOPT);
     const auto mx = engine_->getProfileShape(name, p, nvinfer1::OptProfileSelector::kMAX);
     if (mn.nbDims != 4 || mx.nbDims != 4 || mn.d[0] < 1 || mx.d[0] < mn.d[0]) {
-      throw EngineError(ErrorCode::kEngineKind, "optimisation profile " + std::to_string(p) + " of input '" + input_name_ +
-                                               "' is not a batch range: min " + dimsString(mn) + ", max " +
-                                               dimsString(mx));
+      throw EngineError(ErrorCode::kEngineKind, "optimisation profile " + std::to_string(p) + " of input '" +
+                                                    input_name_ + "' is not a batch range: min " + dimsString(mn) +
+                                                    ", max " + dimsString(mx));
     }
     profiles_.push_back({p, static_cast<int>(mn.d[0]), static_cast<int>(op.d[0]), static_cast<int>(mx.d[0])});
   }
-  if (profiles_.empty()) throw EngineError(ErrorCode::kEngineKind, "the plan has no optimisation profile for its input");
+  if (profiles_.empty())
+    throw EngineError(ErrorCode::kEngineKind, "the plan has no optimisation profile for its input");
 }
 
 void TensorRTEngine::createContexts(int instances) {
@@ -368,10 +371,10 @@ TensorRTEngine::Context& TensorRTEngine::acquire(int n) {
     }
     if (!any) {
       std::string ranges;
-      for (const Profile& p : profiles_) ranges += (ranges.empty() ? "" : ", ") + std::to_string(p.min) + ".." +
-                                                   std::to_string(p.max);
-      throw EngineError(ErrorCode::kBatchRange, "batch of " + std::to_string(n) +
-                                               " images fits no optimisation profile (" + ranges + ")");
+      for (const Profile& p : profiles_)
+        ranges += (ranges.empty() ? "" : ", ") + std::to_string(p.min) + ".." + std::to_string(p.max);
+      throw EngineError(ErrorCode::kBatchRange,
+                        "batch of " + std::to_string(n) + " images fits no optimisation profile (" + ranges + ")");
     }
     free_.wait(lock);
   }
@@ -419,8 +422,8 @@ void TensorRTEngine::run(Context& c, int batch) {
 
 void TensorRTEngine::infer(const uint8_t* images, int n, float* logits) {
   if (n < 1 || n > info_.max_batch) {
-    throw EngineError(ErrorCode::kBatchRange, "batch of " + std::to_string(n) + " images is outside 1.." +
-                                             std::to_string(info_.max_batch));
+    throw EngineError(ErrorCode::kBatchRange,
+                      "batch of " + std::to_string(n) + " images is outside 1.." + std::to_string(info_.max_batch));
   }
   takeErrors();
   SWIN_CUDA_CHECK(cudaSetDevice(info_.device_index));
@@ -462,8 +465,8 @@ void TensorRTEngine::infer(const uint8_t* images, int n, float* logits) {
   const size_t in_bytes = image_bytes_ * n;
   std::memcpy(c.host_input.get(), images, in_bytes);
   if (batch > n) std::memset(c.host_input.get<uint8_t>() + in_bytes, 0, image_bytes_ * (batch - n));
-  SWIN_CUDA_CHECK(cudaMemcpyAsync(c.input.get(), c.host_input.get(), image_bytes_ * batch, cudaMemcpyHostToDevice,
-                                  stream));
+  SWIN_CUDA_CHECK(
+      cudaMemcpyAsync(c.input.get(), c.host_input.get(), image_bytes_ * batch, cudaMemcpyHostToDevice, stream));
   run(c, batch);
   const size_t out_bytes = sizeof(float) * info_.num_classes * n;
   SWIN_CUDA_CHECK(cudaMemcpyAsync(c.host_output.get(), c.output.get(), out_bytes, cudaMemcpyDeviceToHost, stream));

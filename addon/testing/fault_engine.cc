@@ -65,8 +65,7 @@ void FaultEngine::infer(const uint8_t* images, int n, float* logits) {
   calls_.fetch_add(1);
   const int now = running_.fetch_add(1) + 1;
   int peak = peak_.load();
-  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-  }
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {}
   struct Leave {
     std::atomic<int>& r;
     ~Leave() { r.fetch_sub(1); }
@@ -81,7 +80,8 @@ void FaultEngine::infer(const uint8_t* images, int n, float* logits) {
     double sum = 0;
     for (size_t b = 0; b < image_bytes; ++b) sum += images[i * image_bytes + b];
     const float mean = static_cast<float>(sum / image_bytes);
-    for (int c = 0; c < info_.num_classes; ++c) logits[static_cast<size_t>(i) * info_.num_classes + c] = mean + c + offset;
+    for (int c = 0; c < info_.num_classes; ++c)
+      logits[static_cast<size_t>(i) * info_.num_classes + c] = mean + c + offset;
   }
 }
 

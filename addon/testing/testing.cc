@@ -1,9 +1,9 @@
 #include "testing/testing.h"
 
-#include "testing/fault_engine.h"
 #include "binding/js_errors.h"
 #include "binding/load_engine.h"
 #include "binding/native_engine.h"
+#include "testing/fault_engine.h"
 
 namespace swin {
 
@@ -27,7 +27,8 @@ Napi::Value LoadFaultEngine(const Napi::CallbackInfo& info) {
     spec.width = static_cast<int>(num("width", spec.width));
     spec.num_classes = static_cast<int>(num("numClasses", spec.num_classes));
     spec.device_index = static_cast<int>(num("deviceIndex", 0));
-    if (o.Has("precision") && o.Get("precision").IsString()) spec.precision = o.Get("precision").As<Napi::String>().Utf8Value();
+    if (o.Has("precision") && o.Get("precision").IsString())
+      spec.precision = o.Get("precision").As<Napi::String>().Utf8Value();
     spec.logit_offset = num("logitOffset", 0);
     instances = static_cast<int>(num("instances", 1));
   }
@@ -38,7 +39,8 @@ Napi::Value LoadFaultEngine(const Napi::CallbackInfo& info) {
 Napi::Value FaultStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* fault = dynamic_cast<FaultEngine*>(info.Length() > 0 ? NativeEngine::EngineOf(info[0]) : nullptr);
-  if (!fault) throw makeJsError(env, ErrorCode::kInvalidArgument, "faultStats(engine) takes an engine from loadFaultEngine()");
+  if (!fault)
+    throw makeJsError(env, ErrorCode::kInvalidArgument, "faultStats(engine) takes an engine from loadFaultEngine()");
   Napi::Object o = Napi::Object::New(env);
   o.Set("calls", fault->calls());
   o.Set("peakConcurrency", fault->peakConcurrency());
