@@ -41,7 +41,8 @@ fi
 
 # Headers the addon's CMake build resolves through node (built in the prepare call).
 tar -C . -cf - node_modules/node-api-headers node_modules/node-addon-api | xz -9 > "$NODE_DIR/addon-headers.tar.xz"
-# nlohmann/json for the CUDA engine's build (the GPU host has no package for it).
+# nlohmann/json for the CUDA engine's build. The GPU host image seen on 2026-12-05 had
+# /usr/include/nlohmann (CMake finds it there first); this copy is for hosts without it.
 json_inc=${NLOHMANN_JSON_ROOT:+$NLOHMANN_JSON_ROOT/include}
 json_inc=${json_inc:-/usr/include}
 [ -f "$json_inc/nlohmann/json.hpp" ] || { echo "nlohmann/json.hpp not in $json_inc: apt-get install nlohmann-json3-dev"; exit 1; }
