@@ -76,12 +76,13 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
-# cmake from PyPI: a pinned version, whatever the base image carries (the
+# cmake and nlohmann/json's headers (the CUDA engine's JSON parser) from PyPI:
+# pinned versions, whatever the base image carries (the
 # variable lets pip install next to Ubuntu 24.04's own Python packages).
 # With the extra_ca secret, pip takes it as its whole bundle: pass a full one.
 RUN --mount=type=secret,id=extra_ca \
     if [ -s /run/secrets/extra_ca ]; then export PIP_CERT=/run/secrets/extra_ca; fi; \
-    PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6
+    PIP_BREAK_SYSTEM_PACKAGES=1 pip install --no-cache-dir cmake==3.31.6 nlohmann-json==3.12.0
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN --mount=type=secret,id=extra_ca \
@@ -91,7 +92,9 @@ COPY addon ./addon
 # must say it found CUDA and TensorRT and built the CUDA engine and nvJPEG, and
 # the built addon must say the same of itself. A missing piece would silently
 # disable a backend (or GPU decoding) and the image would serve on the CPU.
-RUN npm run build:addon 2>&1 | tee /tmp/addon-build.log \
+# NLOHMANN_JSON_ROOT: nlohmann/json's headers from the pip package above (addon/cuda).
+RUN NLOHMANN_JSON_ROOT="$(python3 -c 'import nlohmann_json, os; print(os.path.dirname(nlohmann_json.__file__))')" \
+    npm run build:addon 2>&1 | tee /tmp/addon-build.log \
  && grep -q -- "-- TensorRT: found" /tmp/addon-build.log \
  && grep -q -- "-- CUDA: found" /tmp/addon-build.log \
  && grep -q -- "-- CUDA engine: built" /tmp/addon-build.log \

@@ -5,6 +5,9 @@
 #
 #   .carry/bench-node/node.xz        /usr/bin/node, xz -9 (about 23 MB)
 #   .carry/bench-node/addon-headers.tar.xz  node-api-headers + node-addon-api (the addon build)
+#   .carry/bench-node/nlohmann-json/include/  nlohmann/json's headers (addon/cuda parses engine
+#                                    files with it; 1 MB), from Debian's nlohmann-json3-dev or
+#                                    NLOHMANN_JSON_ROOT; test/gpu/run_gpu_host.sh uses it too
 #   .carry/bench-node/selftest-photos/      16 JPEGs for the Swin-T self-test inputs
 #   .carry/bench-run/modules.tar.xz  production node_modules, pruned: no onnxruntime-node
 #                                    binaries (the GPU run serves through the cuda backend;
@@ -38,6 +41,13 @@ fi
 
 # Headers the addon's CMake build resolves through node (built in the prepare call).
 tar -C . -cf - node_modules/node-api-headers node_modules/node-addon-api | xz -9 > "$NODE_DIR/addon-headers.tar.xz"
+# nlohmann/json for the CUDA engine's build. The GPU host image seen on 2026-12-05 had
+# /usr/include/nlohmann (CMake finds it there first); this copy is for hosts without it.
+json_inc=${NLOHMANN_JSON_ROOT:+$NLOHMANN_JSON_ROOT/include}
+json_inc=${json_inc:-/usr/include}
+[ -f "$json_inc/nlohmann/json.hpp" ] || { echo "nlohmann/json.hpp not in $json_inc: apt-get install nlohmann-json3-dev"; exit 1; }
+rm -rf "$NODE_DIR/nlohmann-json" && mkdir -p "$NODE_DIR/nlohmann-json/include"
+cp -r "$json_inc/nlohmann" "$NODE_DIR/nlohmann-json/include/"
 # A few photographs for the Swin-T self-test images (gpu_model_repo.py).
 [ -d bench/.images/photos ] || npm run -s bench:images
 rm -rf "$NODE_DIR/selftest-photos" && mkdir -p "$NODE_DIR/selftest-photos"

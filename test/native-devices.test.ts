@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
-import { loadAddon, type FaultSpec, type NativeEngine, type SwinAddon } from '../src/backends/native-addon.js';
+import { loadAddon, type FaultSpec, type NativeEngine, type SwinAddon } from '../src/native/addon.js';
 import { createNativeBackend, loadedPrecision } from '../src/backends/native-backend.js';
 import { loadConfig } from '../src/config.js';
 import type { ModelConfig } from '../src/model-config.js';

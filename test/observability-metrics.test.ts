@@ -68,15 +68,18 @@ test('a GPU source that throws empties the gauges instead of failing the scrape'
   }
 });
 
-test('normaliseGpuInfo accepts the addon field spellings and percentages', () => {
+test('normaliseGpuInfo takes the addon\'s gpuInfo() fields and skips what does not fit them', () => {
   assert.deepEqual(normaliseGpuInfo([
-    { index: 2, name: 'A', memoryUsed: 10, memoryTotal: 20, utilizationPercent: 50 },
-    { name: 'B', memoryUsedBytes: 1n, memoryTotalBytes: 2n },
-    { name: 'C', memoryUsed: 3 }, // no total: skipped
+    { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
+    { name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
+    { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1.7 }, // clamped to 1
+    { name: 'D', memoryUsed: 3, memoryTotal: 4 }, // not the addon's spelling: skipped
+    { name: 'E', memoryUsedBytes: 3 }, // no total: skipped
     null,
   ]), [
     { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
     { index: 1, name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
+    { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1 },
   ]);
   assert.deepEqual(normaliseGpuInfo(undefined), []);
 });

@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -88,8 +88,8 @@ inline int gridFor(long long n) { return static_cast<int>(std::min<long long>((n
 
 template <typename T>
 void launchGatherRelativeBias(const float* table, const int32_t* index, T* out, int heads, int N, cudaStream_t s) {
-  gatherBiasKernel<T><<<gridFor(static_cast<long long>(heads) * N * N), 256, 0, s>>>(table, index, out, heads, N,
-                                                                                    false);
+  gatherBiasKernel<T>
+      <<<gridFor(static_cast<long long>(heads) * N * N), 256, 0, s>>>(table, index, out, heads, N, false);
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
@@ -98,8 +98,8 @@ void launchCpbBias(const float* coords, const float* w1, const float* b1, const 
                    float* scratch, T* out, int entries, int hidden, int heads, int N, cudaStream_t s) {
   cpbMlpKernel<<<entries, 256, hidden * sizeof(float), s>>>(coords, w1, b1, w2, scratch, hidden, heads);
   SWIN_CUDA_CHECK_LAUNCH();
-  gatherBiasKernel<T><<<gridFor(static_cast<long long>(heads) * N * N), 256, 0, s>>>(scratch, index, out, heads, N,
-                                                                                    true);
+  gatherBiasKernel<T>
+      <<<gridFor(static_cast<long long>(heads) * N * N), 256, 0, s>>>(scratch, index, out, heads, N, true);
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
@@ -115,10 +115,10 @@ void launchLogitScale(const float* raw, float* out, int heads, cudaStream_t s) {
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
-#define SWIN_INSTANTIATE(T)                                                                                   \
-  template void launchGatherRelativeBias<T>(const float*, const int32_t*, T*, int, int, cudaStream_t);       \
-  template void launchCpbBias<T>(const float*, const float*, const float*, const float*, const int32_t*,     \
-                                 float*, T*, int, int, int, int, cudaStream_t);                               \
+#define SWIN_INSTANTIATE(T)                                                                                          \
+  template void launchGatherRelativeBias<T>(const float*, const int32_t*, T*, int, int, cudaStream_t);               \
+  template void launchCpbBias<T>(const float*, const float*, const float*, const float*, const int32_t*, float*, T*, \
+                                 int, int, int, int, cudaStream_t);                                                  \
   template void launchShiftMask<T>(T*, int, int, int, int, cudaStream_t);
 SWIN_INSTANTIATE(float)
 SWIN_INSTANTIATE(__half)

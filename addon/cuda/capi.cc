@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "gemm.h"
 #include "kernels.h"
 #include "swin_engine.h"
@@ -26,13 +26,13 @@ int guarded(F&& f) {
     f();
     return 0;
   } catch (const swin::EngineError& e) {
-    g_code = e.code();
+    g_code = e.codeName();
     g_error = e.what();
   } catch (const std::exception& e) {
-    g_code = "ERR_INTERNAL";
+    g_code = swin::errorCodeName(swin::ErrorCode::kInternal);
     g_error = e.what();
   } catch (...) {
-    g_code = "ERR_INTERNAL";
+    g_code = swin::errorCodeName(swin::ErrorCode::kInternal);
     g_error = "unknown C++ exception";
   }
   return -1;
@@ -44,7 +44,7 @@ template <typename F>
 void byType(int dtype, F&& f) {
   if (dtype == 0) f(float());
   else if (dtype == 1) f(__half());
-  else throw swin::EngineError("ERR_INTERNAL", "dtype must be 0 (fp32) or 1 (fp16)");
+  else throw swin::EngineError(swin::ErrorCode::kInvalidArgument, "dtype must be 0 (fp32) or 1 (fp16)");
 }
 
 swin::LtGemm& testGemm() {
@@ -164,8 +164,7 @@ int swin_k_window_attention(int dtype, const void* qkv, void* out, const void* b
     byType(dtype, [&](auto t) {
       using T = decltype(t);
       swin::launchWindowAttention<T>(static_cast<const T*>(qkv), static_cast<T*>(out), static_cast<const T*>(bias),
-                                     static_cast<const T*>(mask), logit_scale, scale, B, H, W, C, heads, ws, shift,
-                                     0);
+                                     static_cast<const T*>(mask), logit_scale, scale, B, H, W, C, heads, ws, shift, 0);
     });
     syncDefault();
   });

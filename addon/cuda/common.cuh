@@ -7,19 +7,28 @@
 
 namespace swin {
 
-template <typename T> struct Num;
-template <> struct Num<float> {
+template <typename T>
+struct Num;
+template <>
+struct Num<float> {
   static __device__ __forceinline__ float toF(float v) { return v; }
   static __device__ __forceinline__ float fromF(float v) { return v; }
   // Two consecutive elements (index even; rows of even length keep this aligned).
   static __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
-  static __device__ __forceinline__ void store2(float* p, float a, float b) { *reinterpret_cast<float2*>(p) = make_float2(a, b); }
+  static __device__ __forceinline__ void store2(float* p, float a, float b) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  }
 };
-template <> struct Num<__half> {
+template <>
+struct Num<__half> {
   static __device__ __forceinline__ float toF(__half v) { return __half2float(v); }
   static __device__ __forceinline__ __half fromF(float v) { return __float2half_rn(v); }
-  static __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
-  static __device__ __forceinline__ void store2(__half* p, float a, float b) { *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 load2(const __half* p) {
+    return __half22float2(*reinterpret_cast<const __half2*>(p));
+  }
+  static __device__ __forceinline__ void store2(__half* p, float a, float b) {
+    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+  }
 };
 
 __device__ __forceinline__ float warpSum(float v) {

@@ -7,8 +7,8 @@
 //   launchToFloat: fp16 logits -> fp32 output, [B, classes].
 #include <algorithm>
 
-#include "check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -55,7 +55,8 @@ __global__ void naiveGemmKernel(const T* X, const T* W, const T* bias, T* D, int
   if (e >= static_cast<long long>(M) * N) return;
   const int m = static_cast<int>(e / N), n = static_cast<int>(e - static_cast<long long>(m) * N);
   float acc = 0.f;
-  for (int k = 0; k < K; ++k) acc += Num<T>::toF(X[static_cast<long long>(m) * K + k]) * Num<T>::toF(W[static_cast<long long>(n) * K + k]);
+  for (int k = 0; k < K; ++k)
+    acc += Num<T>::toF(X[static_cast<long long>(m) * K + k]) * Num<T>::toF(W[static_cast<long long>(n) * K + k]);
   if (bias) acc += Num<T>::toF(bias[n]);
   if (gelu) acc = 0.5f * acc * (1.0f + erff(acc * 0.70710678118654752f));
   if (accumulate) acc += Num<T>::toF(D[e]);
@@ -90,10 +91,10 @@ void launchToFloat(const T* x, float* y, long long n, cudaStream_t s) {
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
-#define SWIN_INSTANTIATE(T)                                                                  \
-  template void launchBiasGelu<T>(T*, const T*, long long, int, bool, cudaStream_t);        \
+#define SWIN_INSTANTIATE(T)                                                                   \
+  template void launchBiasGelu<T>(T*, const T*, long long, int, bool, cudaStream_t);          \
   template void launchAddBias<T>(const T*, const T*, T*, long long, int, bool, cudaStream_t); \
-  template void launchToFloat<T>(const T*, float*, long long, cudaStream_t);                    \
+  template void launchToFloat<T>(const T*, float*, long long, cudaStream_t);                  \
   template void launchNaiveGemm<T>(const T*, const T*, const T*, T*, int, int, int, bool, bool, cudaStream_t);
 SWIN_INSTANTIATE(float)
 SWIN_INSTANTIATE(__half)

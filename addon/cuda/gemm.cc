@@ -6,7 +6,7 @@
 #include <string>
 #include <type_traits>
 
-#include "check.h"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -53,13 +53,11 @@ LtGemm::Plan& LtGemm::plan(const Key& key, bool fp16, bool exactGelu) {
     if (e != CUBLASLT_EPILOGUE_DEFAULT) {
       // The heuristic checks the bias pointer's alignment; any 256-B aligned address stands in.
       const void* dummy = workspace_;
-      SWIN_CUBLAS_CHECK(
-          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dummy, sizeof(dummy)));
+      SWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &dummy, sizeof(dummy)));
     }
     cublasLtMatmulHeuristicResult_t res[16] = {};
     int found = 0;
-    const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 16, res, &found);
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.d, p.d, pref, 16, res, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
       p.algo = res[0].algo;
       p.candidates.clear();
@@ -96,8 +94,8 @@ void LtGemm::run(const T* X, const T* W, const T* bias, T* D, int M, int N, int 
     SWIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   if (!p.tuned) tune<T>(p, X, W, D, M, N, accumulate, stream);
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
-  SWIN_CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, W, p.a, X, p.b, &beta, D, p.d, D, p.d, &p.algo,
-                                   workspace_, workspaceBytes_, stream));
+  SWIN_CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, W, p.a, X, p.b, &beta, D, p.d, D, p.d, &p.algo, workspace_,
+                                   workspaceBytes_, stream));
   if (epi != Epilogue::None && (!p.fused || (epi == Epilogue::BiasGelu && exactGelu))) {
     // Bias fused but erf GELU wanted (fp32), or no fused epilogue at all (then beta already
     // added the residual and the bias follows; GELU is never combined with accumulate).
@@ -155,7 +153,7 @@ void LtGemm::tune(Plan& p, const T* X, const T* W, T* D, int M, int N, bool accu
 
 template void LtGemm::run<float>(const float*, const float*, const float*, float*, int, int, int, Epilogue, bool,
                                  cudaStream_t);
-template void LtGemm::run<__half>(const __half*, const __half*, const __half*, __half*, int, int, int, Epilogue,
-                                  bool, cudaStream_t);
+template void LtGemm::run<__half>(const __half*, const __half*, const __half*, __half*, int, int, int, Epilogue, bool,
+                                  cudaStream_t);
 
 }  // namespace swin

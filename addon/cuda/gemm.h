@@ -41,8 +41,8 @@ class LtGemm {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
-    bool fused = true;   // epilogue runs inside cuBLASLt
-    bool naive = false;  // cuBLASLt offered no algorithm at all: SIMT fallback kernel
+    bool fused = true;                             // epilogue runs inside cuBLASLt
+    bool naive = false;                            // cuBLASLt offered no algorithm at all: SIMT fallback kernel
     std::vector<cublasLtMatmulAlgo_t> candidates;  // heuristic's top choices, timed on first use
     bool tuned = false;
   };

@@ -14,21 +14,21 @@ namespace swin {
 // column order (ky, kx, c) (the builder permutes the conv weight to match).
 // scale[c] = 1/(255*std[c]), shift[c] = -mean[c]/std[c].
 template <typename T>
-void launchPatchEmbedIm2col(const uint8_t* images, T* patches, int B, int H, int W, int P,
-                            const float* scale, const float* shift, cudaStream_t s);
+void launchPatchEmbedIm2col(const uint8_t* images, T* patches, int B, int H, int W, int P, const float* scale,
+                            const float* shift, cudaStream_t s);
 
 // layernorm.cu
 //   out[r] = LN(in[r])                 (residual = false; in == out allowed)
 //   out[r] += LN(in[r])                (residual = true: Swin V2's post-norm residual)
 template <typename T>
-void launchLayerNorm(const T* in, T* out, const T* gamma, const T* beta, int rows, int C, float eps,
-                     bool residual, cudaStream_t s);
+void launchLayerNorm(const T* in, T* out, const T* gamma, const T* beta, int rows, int C, float eps, bool residual,
+                     cudaStream_t s);
 // Patch merging: x [B, H, W, C] -> out [B, H/2, W/2, 4C] in timm's order (x0, x1, x2, x3) =
 // offsets (dy, dx) = (0,0), (1,0), (0,1), (1,1); normalised over 4C when gamma != nullptr
 // (Swin V1 norm-then-reduce), plain gather when gamma == nullptr (V2 reduce-then-norm).
 template <typename T>
-void launchPatchMergeGather(const T* x, T* out, const T* gamma, const T* beta, int B, int H, int W, int C,
-                            float eps, cudaStream_t s);
+void launchPatchMergeGather(const T* x, T* out, const T* gamma, const T* beta, int B, int H, int W, int C, float eps,
+                            cudaStream_t s);
 // Final norm + global average pool: x [B, L, C] -> pooled [B, C] = mean_t LN(x[b, t]).
 template <typename T>
 void launchFinalNormPool(const T* x, T* pooled, const T* gamma, const T* beta, int B, int L, int C, float eps,
@@ -41,8 +41,8 @@ void launchFinalNormPool(const T* x, T* pooled, const T* gamma, const T* beta, i
 // softmax(logit_scale[h] * cos(q, k) + bias + mask) v. bias [heads, N, N]; mask
 // [nW, N, N] or nullptr; N = ws*ws <= 256; head dim C/heads = 32.
 template <typename T>
-void launchWindowAttention(const T* qkv, T* out, const T* bias, const T* mask, const float* logit_scale,
-                           float scale, int B, int H, int W, int C, int heads, int ws, int shift, cudaStream_t s);
+void launchWindowAttention(const T* qkv, T* out, const T* bias, const T* mask, const float* logit_scale, float scale,
+                           int B, int H, int W, int C, int heads, int ws, int shift, cudaStream_t s);
 
 // attention_bias.cu (load-time kernels of the unfold variant).
 // V1: out[h, i, j] = table[index[i*N + j], h]; table [entries, heads] fp32.

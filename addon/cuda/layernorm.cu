@@ -15,8 +15,8 @@
 // partitioned copy (one read + one write of the activations per block) instead of fusing it.
 #include <algorithm>
 
-#include "check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -49,8 +49,8 @@ __device__ __forceinline__ void rowStats(const float2 (&v)[KMAX], int C, float e
 }
 
 template <typename T, int KMAX>
-__global__ void layerNormKernel(const T* in, T* out, const T* __restrict__ gamma, const T* __restrict__ beta,
-                                int rows, int C, float eps, bool residual) {
+__global__ void layerNormKernel(const T* in, T* out, const T* __restrict__ gamma, const T* __restrict__ beta, int rows,
+                                int C, float eps, bool residual) {
   const int lane = threadIdx.x & 31;
   const long long row = static_cast<long long>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (row >= rows) return;
@@ -173,14 +173,14 @@ __global__ void finalNormPoolKernel(const T* __restrict__ x, T* __restrict__ poo
 // Smallest register budget that holds a row of `width` elements.
 template <typename F>
 void dispatchWidth(int width, F&& f) {
-  if (width % 2 != 0) throw EngineError("ERR_CUDA", "LayerNorm width must be even, got " + std::to_string(width));
+  if (width % 2 != 0) throw EngineError(ErrorCode::kCuda, "LayerNorm width must be even, got " + std::to_string(width));
   if (width <= 64) f(std::integral_constant<int, 1>());
   else if (width <= 128) f(std::integral_constant<int, 2>());
   else if (width <= 256) f(std::integral_constant<int, 4>());
   else if (width <= 512) f(std::integral_constant<int, 8>());
   else if (width <= 1024) f(std::integral_constant<int, 16>());
   else if (width <= 2048) f(std::integral_constant<int, 32>());
-  else throw EngineError("ERR_CUDA", "LayerNorm width " + std::to_string(width) + " > 2048 not supported");
+  else throw EngineError(ErrorCode::kCuda, "LayerNorm width " + std::to_string(width) + " > 2048 not supported");
 }
 
 }  // namespace
@@ -198,7 +198,7 @@ void launchLayerNorm(const T* in, T* out, const T* gamma, const T* beta, int row
 template <typename T>
 void launchPatchMergeGather(const T* x, T* out, const T* gamma, const T* beta, int B, int H, int W, int C, float eps,
                             cudaStream_t s) {
-  if (H % 2 || W % 2) throw EngineError("ERR_CUDA", "patch merging needs even H and W");
+  if (H % 2 || W % 2) throw EngineError(ErrorCode::kCuda, "patch merging needs even H and W");
   const long long rows = static_cast<long long>(B) * (H / 2) * (W / 2);
   dispatchWidth(4 * C, [&](auto kmax) {
     patchMergeKernel<T, decltype(kmax)::value>
@@ -210,7 +210,7 @@ void launchPatchMergeGather(const T* x, T* out, const T* gamma, const T* beta, i
 template <typename T>
 void launchFinalNormPool(const T* x, T* pooled, const T* gamma, const T* beta, int B, int L, int C, float eps,
                          cudaStream_t s) {
-  if (C > 1024) throw EngineError("ERR_CUDA", "final norm width > 1024 not supported");
+  if (C > 1024) throw EngineError(ErrorCode::kCuda, "final norm width > 1024 not supported");
   dispatchWidth(C, [&](auto kmax) {
     constexpr int K = decltype(kmax)::value;
     if constexpr (K <= 16) finalNormPoolKernel<T, K><<<B, kPoolWarps * 32, 0, s>>>(x, pooled, gamma, beta, L, C, eps);
@@ -218,10 +218,9 @@ void launchFinalNormPool(const T* x, T* pooled, const T* gamma, const T* beta, i
   SWIN_CUDA_CHECK_LAUNCH();
 }
 
-#define SWIN_INSTANTIATE(T)                                                                                 \
-  template void launchLayerNorm<T>(const T*, T*, const T*, const T*, int, int, float, bool, cudaStream_t); \
-  template void launchPatchMergeGather<T>(const T*, T*, const T*, const T*, int, int, int, int, float,     \
-                                          cudaStream_t);                                                    \
+#define SWIN_INSTANTIATE(T)                                                                                           \
+  template void launchLayerNorm<T>(const T*, T*, const T*, const T*, int, int, float, bool, cudaStream_t);            \
+  template void launchPatchMergeGather<T>(const T*, T*, const T*, const T*, int, int, int, int, float, cudaStream_t); \
   template void launchFinalNormPool<T>(const T*, T*, const T*, const T*, int, int, int, float, cudaStream_t);
 SWIN_INSTANTIATE(float)
 SWIN_INSTANTIATE(__half)

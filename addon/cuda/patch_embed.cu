@@ -8,15 +8,15 @@
 // ~20 us at 3 TB/s. The GEMM after it is 401k x 96 x 48 = 3.7 GFLOP (~5-10 us).
 #include <algorithm>
 
-#include "check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
 
 template <typename T>
-__global__ void patchEmbedIm2colKernel(const uint8_t* __restrict__ images, T* __restrict__ patches, int H, int W,
-                                       int P, long long total, float3 scale, float3 shift) {
+__global__ void patchEmbedIm2colKernel(const uint8_t* __restrict__ images, T* __restrict__ patches, int H, int W, int P,
+                                       long long total, float3 scale, float3 shift) {
   const int K = P * P * 3;
   const int Wp = W / P, Hp = H / P;
   for (long long e = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; e < total;
@@ -44,8 +44,8 @@ void launchPatchEmbedIm2col(const uint8_t* images, T* patches, int B, int H, int
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<long long>((total + threads - 1) / threads, 132LL * 64));
   patchEmbedIm2colKernel<T><<<blocks, threads, 0, s>>>(images, patches, H, W, P, total,
-                                                      make_float3(scale[0], scale[1], scale[2]),
-                                                      make_float3(shift[0], shift[1], shift[2]));
+                                                       make_float3(scale[0], scale[1], scale[2]),
+                                                       make_float3(shift[0], shift[1], shift[2]));
   SWIN_CUDA_CHECK_LAUNCH();
 }
 

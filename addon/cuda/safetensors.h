@@ -11,7 +11,7 @@
 namespace swin {
 
 struct HostTensor {
-  std::string dtype;            // "F16" | "F32" | "I32" | ...
+  std::string dtype;  // "F16" | "F32" | "I32" | ...
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;  // into SafetensorsFile::bytes_
   size_t nbytes = 0;
@@ -24,7 +24,7 @@ struct HostTensor {
 
 class SafetensorsFile {
  public:
-  // Throws EngineError("ERR_ENGINE_FILE") when missing, unreadable, truncated or corrupt.
+  // Throws EngineError(ErrorCode::kEngineFile) when missing, unreadable, truncated or corrupt.
   explicit SafetensorsFile(const std::string& path);
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool has(const std::string& name) const { return tensors_.count(name) > 0; }

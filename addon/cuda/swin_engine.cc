@@ -24,9 +24,10 @@
 #include <mutex>
 #include <type_traits>
 
-#include "check.h"
+#include <nlohmann/json.hpp>
+
+#include "common/cuda_check.h"
 #include "gemm.h"
-#include "json.h"
 #include "kernels.h"
 #include "safetensors.h"
 #include "swin_engine.h"
@@ -58,58 +59,61 @@ ModelSpec parseSpec(const SafetensorsFile& f, const std::string& path) {
   const auto& md = f.metadata();
   auto it = md.find("swin_engine");
   if (it == md.end())
-    throw EngineError("ERR_ENGINE_KIND", path + ": not a CUDA Swin engine (no 'swin_engine' metadata)");
+    throw EngineError(ErrorCode::kEngineKind, path + ": not a CUDA Swin engine (no 'swin_engine' metadata)");
   ModelSpec s;
   try {
-    const json::Value m = json::parse(it->second);
-    if (!m.has("format") || m.at("format").string() != "swin-cuda-engine")
-      throw EngineError("ERR_ENGINE_KIND", path + ": metadata format is not 'swin-cuda-engine'");
-    const int version = m.at("format_version").integer();
+    const nlohmann::json m = nlohmann::json::parse(it->second);
+    if (!m.is_object() || m.value("format", "") != "swin-cuda-engine")
+      throw EngineError(ErrorCode::kEngineKind, path + ": metadata format is not 'swin-cuda-engine'");
+    const int version = m.at("format_version").get<int>();
     if (version != kFormatVersion)
-      throw EngineError("ERR_ENGINE_KIND", path + ": engine format version " + std::to_string(version) +
-                                               ", this build reads version " + std::to_string(kFormatVersion));
-    s.family = m.at("family").string();
+      throw EngineError(ErrorCode::kEngineKind, path + ": engine format version " + std::to_string(version) +
+                                                    ", this build reads version " + std::to_string(kFormatVersion));
+    s.family = m.at("family").get<std::string>();
     if (s.family != "swin" && s.family != "swinv2")
-      throw EngineError("ERR_ENGINE_KIND", path + ": unknown family '" + s.family + "'");
+      throw EngineError(ErrorCode::kEngineKind, path + ": unknown family '" + s.family + "'");
     s.v2 = s.family == "swinv2";
-    s.name = m.has("name") ? m.at("name").string() : s.family;
-    s.variant = m.at("variant").string();
+    s.name = m.value("name", s.family);
+    s.variant = m.at("variant").get<std::string>();
     if (s.variant != "fold" && s.variant != "unfold")
-      throw EngineError("ERR_ENGINE_KIND", path + ": unknown variant '" + s.variant + "'");
-    s.precision = m.at("precision").string();
+      throw EngineError(ErrorCode::kEngineKind, path + ": unknown variant '" + s.variant + "'");
+    s.precision = m.at("precision").get<std::string>();
     if (s.precision != "fp16" && s.precision != "fp32")
-      throw EngineError("ERR_ENGINE_KIND", path + ": unknown precision '" + s.precision + "'");
-    s.imgH = m.at("img_size").at(0).integer();
-    s.imgW = m.at("img_size").at(1).integer();
-    s.patch = m.at("patch_size").integer();
-    s.embed = m.at("embed_dim").integer();
-    s.classes = m.at("num_classes").integer();
-    s.eps = static_cast<float>(m.at("ln_eps").number());
-    s.patchNorm = m.at("patch_norm").boolean();
-    s.maxBatch = m.has("max_batch") ? m.at("max_batch").integer() : 128;
+      throw EngineError(ErrorCode::kEngineKind, path + ": unknown precision '" + s.precision + "'");
+    s.imgH = m.at("img_size").at(0).get<int>();
+    s.imgW = m.at("img_size").at(1).get<int>();
+    s.patch = m.at("patch_size").get<int>();
+    s.embed = m.at("embed_dim").get<int>();
+    s.classes = m.at("num_classes").get<int>();
+    s.eps = m.at("ln_eps").get<float>();
+    s.patchNorm = m.at("patch_norm").get<bool>();
+    s.maxBatch = m.value("max_batch", 128);
     for (int c = 0; c < 3; ++c) {
-      s.mean[c] = static_cast<float>(m.at("preprocess").at("mean").at(c).number());
-      s.std[c] = static_cast<float>(m.at("preprocess").at("std").at(c).number());
+      s.mean[c] = m.at("preprocess").at("mean").at(c).get<float>();
+      s.std[c] = m.at("preprocess").at("std").at(c).get<float>();
     }
-    for (const auto& st : m.at("stages").arr) {
+    for (const auto& st : m.at("stages").get_ref<const nlohmann::json::array_t&>()) {
       StageSpec g;
-      g.dim = st.at("dim").integer();
-      g.depth = st.at("depth").integer();
-      g.heads = st.at("heads").integer();
-      g.H = st.at("resolution").at(0).integer();
-      g.W = st.at("resolution").at(1).integer();
-      g.ws = st.at("window").integer();
-      g.downsample = st.at("downsample").boolean();
-      for (const auto& sh : st.at("shifts").arr) g.shifts.push_back(sh.integer());
+      g.dim = st.at("dim").get<int>();
+      g.depth = st.at("depth").get<int>();
+      g.heads = st.at("heads").get<int>();
+      g.H = st.at("resolution").at(0).get<int>();
+      g.W = st.at("resolution").at(1).get<int>();
+      g.ws = st.at("window").get<int>();
+      g.downsample = st.at("downsample").get<bool>();
+      g.shifts = st.at("shifts").get<std::vector<int>>();
       if (static_cast<int>(g.shifts.size()) != g.depth) throw std::runtime_error("shifts/depth mismatch");
       s.stages.push_back(g);
     }
+  } catch (const EngineError&) {
+    throw;
+  } catch (const nlohmann::json::exception& e) {  // malformed JSON, missing key, wrong type
+    throw EngineError(ErrorCode::kEngineFile, path + ": bad engine metadata: " + e.what());
   } catch (const std::runtime_error& e) {
-    if (dynamic_cast<const EngineError*>(&e)) throw;
-    throw EngineError("ERR_ENGINE_FILE", path + ": bad engine metadata: " + e.what());
+    throw EngineError(ErrorCode::kEngineFile, path + ": bad engine metadata: " + e.what());
   }
   if (s.stages.empty() || s.imgH % s.patch || s.imgW % s.patch)
-    throw EngineError("ERR_ENGINE_FILE", path + ": inconsistent geometry in engine metadata");
+    throw EngineError(ErrorCode::kEngineFile, path + ": inconsistent geometry in engine metadata");
   return s;
 }
 
@@ -140,7 +144,7 @@ std::vector<T> convert(const HostTensor& t, const std::string& name) {
       }
     }
   } else {
-    throw EngineError("ERR_ENGINE_FILE", "tensor " + name + " has dtype " + t.dtype + ", expected F16 or F32");
+    throw EngineError(ErrorCode::kEngineFile, "tensor " + name + " has dtype " + t.dtype + ", expected F16 or F32");
   }
   return out;
 }
@@ -162,7 +166,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
     info_.height = spec_.imgH;
     info_.width = spec_.imgW;
     info_.num_classes = spec_.classes;
-    if (info_.max_batch < 1) throw EngineError("ERR_BATCH_RANGE", "max_batch must be >= 1");
+    if (info_.max_batch < 1) throw EngineError(ErrorCode::kBatchRange, "max_batch must be >= 1");
     try {
       loadWeights(file, path);
       const int instances = std::max(1, opt.instances);
@@ -185,8 +189,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
     SWIN_CUDA_CHECK(cudaSetDevice(opt_.device_index));
     SWIN_CUDA_CHECK(cudaMemcpyAsync(c.input, images, inputBytes(n), cudaMemcpyHostToDevice, c.stream));
     forward(c, n);
-    SWIN_CUDA_CHECK(cudaMemcpyAsync(logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToHost,
-                                    c.stream));
+    SWIN_CUDA_CHECK(
+        cudaMemcpyAsync(logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToHost, c.stream));
     SWIN_CUDA_CHECK(cudaStreamSynchronize(c.stream));
   }
 
@@ -199,8 +203,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
     SWIN_CUDA_CHECK(cudaStreamWaitEvent(c.stream, c.evIn, 0));
     SWIN_CUDA_CHECK(cudaMemcpyAsync(c.input, d_images, inputBytes(n), cudaMemcpyDeviceToDevice, c.stream));
     forward(c, n);
-    SWIN_CUDA_CHECK(cudaMemcpyAsync(d_logits, c.logits, sizeof(float) * n * spec_.classes,
-                                    cudaMemcpyDeviceToDevice, c.stream));
+    SWIN_CUDA_CHECK(
+        cudaMemcpyAsync(d_logits, c.logits, sizeof(float) * n * spec_.classes, cudaMemcpyDeviceToDevice, c.stream));
     SWIN_CUDA_CHECK(cudaEventRecord(c.evOut, c.stream));
     SWIN_CUDA_CHECK(cudaStreamWaitEvent(stream, c.evOut, 0));
   }
@@ -235,7 +239,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
     StageSpec spec;
     int inDim = 0;
     const T *mnw = nullptr, *mnb = nullptr, *mred = nullptr;  // patch merging
-    const T* mask = nullptr;                                   // [nW, N, N] shared by the stage's shifted blocks
+    const T* mask = nullptr;                                  // [nW, N, N] shared by the stage's shifted blocks
     std::vector<BlockW> blocks;
   };
   struct Context {
@@ -267,7 +271,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
 
   void checkBatch(int n) const {
     if (n < 1 || n > info_.max_batch)
-      throw EngineError("ERR_BATCH_RANGE",
+      throw EngineError(ErrorCode::kBatchRange,
                         "batch " + std::to_string(n) + " outside [1, " + std::to_string(info_.max_batch) + "]");
   }
   size_t inputBytes(int n) const { return static_cast<size_t>(n) * spec_.imgH * spec_.imgW * 3; }
@@ -296,7 +300,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
   }
   int32_t* upI32(const SafetensorsFile& f, const std::string& name, std::vector<int64_t> shape) {
     const HostTensor& t = f.get(name, shape);
-    if (t.dtype != "I32") throw EngineError("ERR_ENGINE_FILE", "tensor " + name + " must be I32");
+    if (t.dtype != "I32") throw EngineError(ErrorCode::kEngineFile, "tensor " + name + " must be I32");
     return uploadRaw(reinterpret_cast<const int32_t*>(t.data), static_cast<size_t>(t.numel()));
   }
 
@@ -330,7 +334,7 @@ class SwinEngineImpl final : public CudaSwinEngine {
         st.mnb = up(f, sp + "downsample.norm.bias", {normDim});
         st.mred = up(f, sp + "downsample.reduction.weight", {C, 4 * prevDim});
       } else if (C != prevDim) {
-        throw EngineError("ERR_ENGINE_FILE", "stage " + std::to_string(si) + " changes width without merging");
+        throw EngineError(ErrorCode::kEngineFile, "stage " + std::to_string(si) + " changes width without merging");
       }
       const int nW = (st.spec.H / ws) * (st.spec.W / ws);
       const bool anyShift = std::any_of(st.spec.shifts.begin(), st.spec.shifts.end(), [](int v) { return v > 0; });
@@ -339,8 +343,8 @@ class SwinEngineImpl final : public CudaSwinEngine {
           st.mask = up(f, sp + "attn_mask", {nW, N, N});
         } else {
           T* m = alloc<T>(static_cast<size_t>(nW) * N * N);
-          launchShiftMask<T>(m, st.spec.H, st.spec.W, ws, *std::max_element(st.spec.shifts.begin(),
-                                                                              st.spec.shifts.end()), s);
+          launchShiftMask<T>(m, st.spec.H, st.spec.W, ws,
+                             *std::max_element(st.spec.shifts.begin(), st.spec.shifts.end()), s);
           st.mask = m;
         }
       }
@@ -348,11 +352,11 @@ class SwinEngineImpl final : public CudaSwinEngine {
         BlockW w;
         const std::string bp = sp + "blocks." + std::to_string(b) + ".";
         w.shift = st.spec.shifts[b];
-        if (w.shift > 0 && std::count_if(st.spec.shifts.begin(), st.spec.shifts.end(),
-                                         [&](int v) { return v > 0 && v != w.shift; }))
-          throw EngineError("ERR_ENGINE_FILE", "one stage with two different shifts");
+        if (w.shift > 0 &&
+            std::count_if(st.spec.shifts.begin(), st.spec.shifts.end(), [&](int v) { return v > 0 && v != w.shift; }))
+          throw EngineError(ErrorCode::kEngineFile, "one stage with two different shifts");
         const HostTensor& fc1 = f.get(bp + "fc1.weight");
-        if (fc1.shape.size() != 2) throw EngineError("ERR_ENGINE_FILE", bp + "fc1.weight must be 2-D");
+        if (fc1.shape.size() != 2) throw EngineError(ErrorCode::kEngineFile, bp + "fc1.weight must be 2-D");
         w.hidden = static_cast<int>(fc1.shape[0]);
         w.n1w = up(f, bp + "norm1.weight", {C});
         w.n1b = up(f, bp + "norm1.bias", {C});
@@ -486,16 +490,20 @@ class SwinEngineImpl final : public CudaSwinEngine {
         const int Cin = st.inDim;
         if (!spec_.v2) {
           launchPatchMergeGather<T>(c.x, c.y, st.mnw, st.mnb, n, H, W, Cin, eps, s);
-          H /= 2; W /= 2; rows = n * H * W;
+          H /= 2;
+          W /= 2;
+          rows = n * H * W;
           g.run<T>(c.y, st.mred, nullptr, c.x, rows, C, 4 * Cin, Epilogue::None, false, s);
         } else {
           launchPatchMergeGather<T>(c.x, c.y, nullptr, nullptr, n, H, W, Cin, eps, s);
-          H /= 2; W /= 2; rows = n * H * W;
+          H /= 2;
+          W /= 2;
+          rows = n * H * W;
           g.run<T>(c.y, st.mred, nullptr, c.x, rows, C, 4 * Cin, Epilogue::None, false, s);
           launchLayerNorm<T>(c.x, c.x, st.mnw, st.mnb, rows, C, eps, false, s);
         }
       }
-      if (H != st.spec.H || W != st.spec.W) throw EngineError("ERR_ENGINE_FILE", "stage resolution mismatch");
+      if (H != st.spec.H || W != st.spec.W) throw EngineError(ErrorCode::kEngineFile, "stage resolution mismatch");
       const float scale = 1.f / std::sqrt(static_cast<float>(C / heads));
       for (const BlockW& b : st.blocks) {
         const T* mask = b.shift > 0 ? st.mask : nullptr;
@@ -563,16 +571,16 @@ class SwinEngineImpl final : public CudaSwinEngine {
 std::unique_ptr<CudaSwinEngine> openCudaSwinEngine(const std::string& path, const EngineOptions& options) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
-    throw EngineError("ERR_NO_DEVICE", "no CUDA device available");
+    throw EngineError(ErrorCode::kNoDevice, "no CUDA device available");
   if (options.device_index < 0 || options.device_index >= count)
-    throw EngineError("ERR_NO_DEVICE", "CUDA device " + std::to_string(options.device_index) + " does not exist (" +
-                                           std::to_string(count) + " present)");
+    throw EngineError(ErrorCode::kNoDevice, "CUDA device " + std::to_string(options.device_index) +
+                                                " does not exist (" + std::to_string(count) + " present)");
   SafetensorsFile file(path);
   ModelSpec spec = parseSpec(file, path);
   const std::string precision = options.precision.empty() ? spec.precision : options.precision;
   if (precision == "fp32") return std::make_unique<SwinEngineImpl<float>>(file, spec, options, path);
   if (precision == "fp16") return std::make_unique<SwinEngineImpl<__half>>(file, spec, options, path);
-  throw EngineError("ERR_ENGINE_KIND", "unknown precision '" + precision + "' (expected fp16 or fp32)");
+  throw EngineError(ErrorCode::kEngineKind, "unknown precision '" + precision + "' (expected fp16 or fp32)");
 }
 
 std::unique_ptr<Engine> createCudaSwinEngine(const std::string& path, const EngineOptions& options) {

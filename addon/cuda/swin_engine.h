@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "../src/engine.h"
+#include "common/engine.h"
 
 namespace swin {
 

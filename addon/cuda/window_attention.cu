@@ -29,8 +29,8 @@
 #include <cstdint>
 #include <string>
 
-#include "check.h"
 #include "common.cuh"
+#include "common/cuda_check.h"
 #include "kernels.h"
 
 namespace swin {
@@ -98,8 +98,8 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
     const int r = isK ? slot : slot - NP;
     uint4 raw[4];
     if (r < N) {
-      const uint4* src = reinterpret_cast<const uint4*>(a.qkv + tokenRow(a, win, r) * C3 + (isK ? a.C : 2 * a.C) +
-                                                        h * HD);
+      const uint4* src =
+          reinterpret_cast<const uint4*>(a.qkv + tokenRow(a, win, r) * C3 + (isK ? a.C : 2 * a.C) + h * HD);
 #pragma unroll
       for (int u = 0; u < 4; ++u) raw[u] = src[u];
     } else {
@@ -146,17 +146,24 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
         const int slot = kk * 4 + half * 2;
         float2 v0 = p0 ? __half22float2(*reinterpret_cast<const __half2*>(p0 + col)) : make_float2(0.f, 0.f);
         float2 v1 = p1 ? __half22float2(*reinterpret_cast<const __half2*>(p1 + col)) : make_float2(0.f, 0.f);
-        q0[slot] = v0.x; q0[slot + 1] = v0.y;
-        q1[slot] = v1.x; q1[slot + 1] = v1.y;
+        q0[slot] = v0.x;
+        q0[slot + 1] = v0.y;
+        q1[slot] = v1.x;
+        q1[slot + 1] = v1.y;
       }
     }
     float s0 = a.scale, s1 = a.scale;
     if (cosine) {
       float ss0 = 0.f, ss1 = 0.f;
 #pragma unroll
-      for (int u = 0; u < HD / 4; ++u) { ss0 += q0[u] * q0[u]; ss1 += q1[u] * q1[u]; }
-      ss0 += __shfl_xor_sync(0xffffffffu, ss0, 1); ss0 += __shfl_xor_sync(0xffffffffu, ss0, 2);
-      ss1 += __shfl_xor_sync(0xffffffffu, ss1, 1); ss1 += __shfl_xor_sync(0xffffffffu, ss1, 2);
+      for (int u = 0; u < HD / 4; ++u) {
+        ss0 += q0[u] * q0[u];
+        ss1 += q1[u] * q1[u];
+      }
+      ss0 += __shfl_xor_sync(0xffffffffu, ss0, 1);
+      ss0 += __shfl_xor_sync(0xffffffffu, ss0, 2);
+      ss1 += __shfl_xor_sync(0xffffffffu, ss1, 1);
+      ss1 += __shfl_xor_sync(0xffffffffu, ss1, 2);
       const float ls = a.logit_scale[h];
       s0 = ls / fmaxf(sqrtf(ss0), 1e-12f);
       s1 = ls / fmaxf(sqrtf(ss1), 1e-12f);
@@ -205,7 +212,10 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
         const int j = kc + nt * 8 + 2 * t + e;
         if (j < N) {
           float b0v = __half2float(bias0[j]), b1v = __half2float(bias1[j]);
-          if (mask0) { b0v += __half2float(mask0[j]); b1v += __half2float(mask1[j]); }
+          if (mask0) {
+            b0v += __half2float(mask0[j]);
+            b1v += __half2float(mask1[j]);
+          }
           s[nt][e] += b0v;
           s[nt][2 + e] += b1v;
         } else {
@@ -228,8 +238,10 @@ __global__ void __launch_bounds__(NP * 2) windowAttentionMmaKernel(AttnArgs<__ha
     l1 *= al1;
 #pragma unroll
     for (int nd = 0; nd < HD / 8; ++nd) {
-      o[nd][0] *= al0; o[nd][1] *= al0;
-      o[nd][2] *= al1; o[nd][3] *= al1;
+      o[nd][0] *= al0;
+      o[nd][1] *= al0;
+      o[nd][2] *= al1;
+      o[nd][3] *= al1;
     }
 #pragma unroll
     for (int nt = 0; nt < KC / 8; ++nt) {
@@ -281,10 +293,10 @@ __global__ void __launch_bounds__(kF32Warps * 32) windowAttentionF32Kernel(AttnA
   constexpr int HD = kHeadDim, KS = HD + 1;
   extern __shared__ float sm[];
   const int N = a.ws * a.ws;
-  float* Ks = sm;                    // [N][KS]
-  float* Vs = Ks + N * KS;           // [N][KS]
-  float* Ps = Vs + N * KS;           // [warps][N]
-  float* Qs = Ps + kF32Warps * N;    // [warps][HD]
+  float* Ks = sm;                  // [N][KS]
+  float* Vs = Ks + N * KS;         // [N][KS]
+  float* Ps = Vs + N * KS;         // [warps][N]
+  float* Qs = Ps + kF32Warps * N;  // [warps][HD]
   const int win = blockIdx.x, h = blockIdx.y, wIn = win % a.nW;
   const int C3 = 3 * a.C;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -341,14 +353,14 @@ __global__ void __launch_bounds__(kF32Warps * 32) windowAttentionF32Kernel(AttnA
 }
 
 template <typename T>
-AttnArgs<T> makeArgs(const T* qkv, T* out, const T* bias, const T* mask, const float* logit_scale, float scale,
-                     int H, int W, int C, int heads, int ws, int shift) {
+AttnArgs<T> makeArgs(const T* qkv, T* out, const T* bias, const T* mask, const float* logit_scale, float scale, int H,
+                     int W, int C, int heads, int ws, int shift) {
   if (C != heads * kHeadDim)
-    throw EngineError("ERR_CUDA", "window attention supports head dim 32 only (C=" + std::to_string(C) +
-                                      ", heads=" + std::to_string(heads) + ")");
+    throw EngineError(ErrorCode::kCuda, "window attention supports head dim 32 only (C=" + std::to_string(C) +
+                                            ", heads=" + std::to_string(heads) + ")");
   if (ws * ws > 256 || H % ws || W % ws)
-    throw EngineError("ERR_CUDA", "window " + std::to_string(ws) + " does not tile " + std::to_string(H) + "x" +
-                                      std::to_string(W) + " or exceeds 16");
+    throw EngineError(ErrorCode::kCuda, "window " + std::to_string(ws) + " does not tile " + std::to_string(H) + "x" +
+                                            std::to_string(W) + " or exceeds 16");
   AttnArgs<T> a{qkv, out, bias, mask, logit_scale, scale, H, W, C, heads, ws, shift, W / ws, (H / ws) * (W / ws)};
   return a;
 }
@@ -357,8 +369,8 @@ AttnArgs<T> makeArgs(const T* qkv, T* out, const T* bias, const T* mask, const f
 
 template <>
 void launchWindowAttention<__half>(const __half* qkv, __half* out, const __half* bias, const __half* mask,
-                                   const float* logit_scale, float scale, int B, int H, int W, int C, int heads,
-                                   int ws, int shift, cudaStream_t s) {
+                                   const float* logit_scale, float scale, int B, int H, int W, int C, int heads, int ws,
+                                   int shift, cudaStream_t s) {
   const AttnArgs<__half> a = makeArgs(qkv, out, bias, mask, logit_scale, scale, H, W, C, heads, ws, shift);
   const int np = (ws * ws + 15) / 16 * 16;
   // One CTA per (window, head) holds NP/16 warps. When that gives fewer than ~2 CTAs per SM
@@ -371,7 +383,8 @@ void launchWindowAttention<__half>(const __half* qkv, __half* out, const __half*
     SWIN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   }
   int splits = 1;
-  if (static_cast<long long>(B) * a.nW * heads < 2LL * sms) splits = np == 256 ? 4 : (np == 144 ? 3 : (np == 64 ? 2 : 1));
+  if (static_cast<long long>(B) * a.nW * heads < 2LL * sms)
+    splits = np == 256 ? 4 : (np == 144 ? 3 : (np == 64 ? 2 : 1));
   const dim3 grid(B * a.nW, heads, splits);
   const int threads = np / splits / 16 * 32;
   switch (np) {
@@ -381,8 +394,8 @@ void launchWindowAttention<__half>(const __half* qkv, __half* out, const __half*
     case 144: windowAttentionMmaKernel<144, 48><<<grid, threads, 0, s>>>(a); break;
     case 256: windowAttentionMmaKernel<256, 64><<<grid, threads, 0, s>>>(a); break;
     default:
-      throw EngineError("ERR_CUDA", "no fp16 window-attention kernel for window " + std::to_string(ws) +
-                                        " (supported: 4, 7, 8, 12, 16)");
+      throw EngineError(ErrorCode::kCuda, "no fp16 window-attention kernel for window " + std::to_string(ws) +
+                                              " (supported: 4, 7, 8, 12, 16)");
   }
   SWIN_CUDA_CHECK_LAUNCH();
 }
@@ -396,8 +409,8 @@ void launchWindowAttention<float>(const float* qkv, float* out, const float* bia
   const size_t smem = (2 * N * (kHeadDim + 1) + kF32Warps * N + kF32Warps * kHeadDim) * sizeof(float);
   static bool raised = false;  // the attribute is per function, not per stream: set it once
   if (!raised) {
-    SWIN_CUDA_CHECK(cudaFuncSetAttribute(windowAttentionF32Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         100 * 1024));
+    SWIN_CUDA_CHECK(
+        cudaFuncSetAttribute(windowAttentionF32Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024));
     raised = true;
   }
   windowAttentionF32Kernel<<<dim3(B * a.nW, heads), kF32Warps * 32, smem, s>>>(a);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the tensorrt backend against TensorRT headers where TensorRT itself
 # cannot be installed (docs/tensorrt.md):
-#   1. compiles addon/src/tensorrt_engine.cc against the headers (-Werror);
+#   1. compiles addon/tensorrt/tensorrt_engine.cc against the headers (-Werror);
 #   2. builds the whole addon with the backend enabled, linked against a STUB
 #      libnvinfer.so made here that only defines the two symbols the backend
 #      imports (createInferRuntime_INTERNAL -> nullptr, getInferLibVersion), and
@@ -22,7 +22,7 @@ ver=$(sed -nE 's/^#define (NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE) ([0-9]+).*/\2
 echo "== 1. compile tensorrt_engine.cc against TensorRT $ver headers in $trt_inc"
 set -x
 g++ -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -DSWIN_HAVE_CUDA -DSWIN_HAVE_TENSORRT \
-  -Iaddon/src -isystem "$trt_inc" -isystem "$cuda/include" -c addon/src/tensorrt_engine.cc -o "$work/tensorrt_engine.o"
+  -Iaddon -isystem "$trt_inc" -isystem "$cuda/include" -c addon/tensorrt/tensorrt_engine.cc -o "$work/tensorrt_engine.o"
 { set +x; } 2>/dev/null
 echo "TensorRT symbols the backend imports:"
 nm -u "$work/tensorrt_engine.o" | grep -E 'Infer|nvinfer'

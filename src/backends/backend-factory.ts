@@ -1,10 +1,12 @@
 // Creates the engine for one model variant on one backend kind. onnxruntime is
-// built in; tensorrt and cuda come from the native addon through
-// ./native-backend.js, which is optional: when it is missing or cannot load
-// (no GPU, addon not built) those kinds are simply unavailable, and why is logged.
+// built in; tensorrt and cuda come from the native addon (./native-backend.js over
+// src/native/addon.ts), which is optional: where it cannot load (no GPU, addon
+// not built) those kinds are simply unavailable, and why is logged.
 import path from 'node:path';
 import type { Backend, BackendChoice, BackendKind, Variant } from './backend.js';
 import type { ModelConfig } from '../model-config.js';
+import { nativeCapabilities, type NativeCapabilities } from '../native/addon.js';
+import { createNativeBackend } from './native-backend.js';
 import { OnnxRuntimeBackend } from './onnxruntime-backend.js';
 
 export interface BackendOptions {
@@ -27,41 +29,6 @@ export interface BackendRequest {
 
 export type BackendFactory = (req: BackendRequest) => Promise<Backend>;
 
-export interface NativeCapabilities {
-  tensorrt: boolean;
-  cuda: boolean;
-  reason?: string;
-}
-
-/** What src/backends/native-backend.ts exports (written by the native-addon work). */
-interface NativeModule {
-  createNativeBackend(kind: 'tensorrt' | 'cuda', path: string, cfg: ModelConfig, variant: Variant, opts: BackendOptions): Promise<Backend>;
-  nativeCapabilities(): NativeCapabilities;
-}
-
-let native: Promise<NativeModule | { error: string }> | undefined;
-
-function loadNative(): Promise<NativeModule | { error: string }> {
-  // A variable specifier: the module may not exist in this checkout, and tsc must not insist on it.
-  const spec = './native-backend.js';
-  native ??= import(spec).then(
-    (m: NativeModule) => m,
-    (err: Error) => ({ error: `native backends unavailable: ${err.message.split('\n')[0]}` }),
-  );
-  return native;
-}
-
-/** Which native kinds can run here, and if not, why. */
-export async function nativeCapabilities(): Promise<NativeCapabilities> {
-  const m = await loadNative();
-  if ('error' in m) return { tensorrt: false, cuda: false, reason: m.error };
-  try {
-    return m.nativeCapabilities();
-  } catch (err) {
-    return { tensorrt: false, cuda: false, reason: `nativeCapabilities() failed: ${(err as Error).message}` };
-  }
-}
-
 /**
  * Backend kinds to try for a variant, best first: `auto` means tensorrt, cuda,
  * then onnxruntime, keeping those with an artifact in model.json and (for the
@@ -83,7 +50,7 @@ export async function candidateKinds(
       continue;
     }
     if (kind !== 'onnxruntime') {
-      caps ??= await nativeCapabilities();
+      caps ??= nativeCapabilities();
       if (!caps[kind]) {
         skipped.push(`${kind}: ${caps.reason ?? 'not supported by this build'}`);
         continue;
@@ -104,9 +71,7 @@ export const createBackend: BackendFactory = async (req) => {
       intraOpThreads: opts.ort.intraOpThreads, interOpThreads: opts.ort.interOpThreads,
     });
   }
-  const m = await loadNative();
-  if ('error' in m) throw new Error(m.error);
-  return m.createNativeBackend(kind, req.path, config, variant, opts);
+  return createNativeBackend(kind, req.path, config, variant, opts);
 };
 
 /** Artifact path of a variant on a backend, resolved against the model folder. */

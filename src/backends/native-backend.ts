@@ -5,20 +5,13 @@
 // run() never blocks the event loop. Each GPU's engine is also a Backend of its
 // own (perDevice) so that every device is self-tested on its own, and one that
 // fails is taken out (removeDevices) while the others serve. The addon is loaded
-// on first use; where it is missing, nativeCapabilities() says why and the
-// factory falls back to onnxruntime.
+// on first use (src/native/addon.ts); where it is missing, nativeCapabilities()
+// there says why and the factory falls back to onnxruntime.
 import path from 'node:path';
 import type { Backend, Variant } from './backend.js';
 import type { ModelConfig } from '../model-config.js';
-import { loadAddon, type NativeEngine, type NativeGpuInfo, type NativeLoadOptions } from './native-addon.js';
-
-export interface NativeCapabilities {
-  tensorrt: boolean;
-  cuda: boolean;
-  gpus: number;
-  /** Why a kind is unavailable, when one is. */
-  reason?: string;
-}
+import { normaliseGpuInfo, setGpuInfoSource } from '../metrics.js';
+import { gpuInfo, loadAddon, type NativeEngine, type NativeLoadOptions } from '../native/addon.js';
 
 export interface NativeBackendOptions {
   /** Batches in flight per GPU (execution contexts / streams per engine). */
@@ -48,28 +41,9 @@ export class NativeBackendError extends Error {
   }
 }
 
-export function nativeCapabilities(): NativeCapabilities {
-  const load = loadAddon();
-  if (!load.addon) return { tensorrt: false, cuda: false, gpus: 0, reason: load.reason };
-  const caps = load.addon.capabilities();
-  const reasons = [
-    caps.reasons.tensorrt && `tensorrt: ${caps.reasons.tensorrt}`,
-    caps.reasons.cuda && `cuda: ${caps.reasons.cuda}`,
-  ].filter(Boolean);
-  return {
-    tensorrt: caps.backends.tensorrt,
-    cuda: caps.backends.cuda,
-    gpus: caps.gpus,
-    ...(reasons.length ? { reason: reasons.join('; ') } : {}),
-  };
-}
-
-/** Per-GPU memory and load for metrics; [] without the addon or a GPU. */
-export async function gpuInfo(): Promise<NativeGpuInfo[]> {
-  const load = loadAddon();
-  if (!load.addon || load.addon.capabilities().gpus === 0) return [];
-  return load.addon.gpuInfo();
-}
+// The GPU gauges of src/metrics.ts read the addon through this source: metrics is the
+// bottom layer and imports nothing above it, so the native side registers itself.
+setGpuInfoSource(async () => normaliseGpuInfo(await gpuInfo()));
 
 /**
  * The arithmetic of the artifact actually loaded, which picks the self-test

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { loadAddon, type SwinAddon } from '../../src/backends/native-addon.js';
-import { createNativeBackend, gpuInfo } from '../../src/backends/native-backend.js';
+import { gpuInfo, loadAddon, type SwinAddon } from '../../src/native/addon.js';
+import { createNativeBackend } from '../../src/backends/native-backend.js';
 import type { ModelConfig } from '../../src/model-config.js';
 
 const load = loadAddon();

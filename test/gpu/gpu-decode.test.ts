@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { loadAddon } from '../../src/backends/native-addon.js';
+import { loadAddon } from '../../src/native/addon.js';
 import { GpuDecodeRouter, openAddonDecoder, type GpuDecodeSpec, type JpegDecoderLike } from '../../src/gpu-decode.js';
 import { Preprocessor } from '../../src/preprocess.js';
 import type { ModelConfig } from '../../src/model-config.js';
@@ -26,15 +26,15 @@ function report(r: Record<string, unknown>): void {
   if (process.env.SWIN_GPU_DECODE_OUT) writeFileSync(process.env.SWIN_GPU_DECODE_OUT, JSON.stringify(results, null, 1));
 }
 
-const addon = loadAddon().addon as unknown as { JpegDecoder?: { built: boolean; buildStatus: string } } | null;
+const addon = loadAddon().addon;
 const gpus = (() => {
   try {
-    return (loadAddon().addon as unknown as { capabilities(): { gpus: number } } | null)?.capabilities().gpus ?? 0;
+    return addon?.capabilities().gpus ?? 0;
   } catch {
     return 0;
   }
 })();
-const skip = !addon?.JpegDecoder?.built ? `addon without nvJPEG (${addon?.JpegDecoder?.buildStatus ?? 'not loaded'})`
+const skip = !addon?.JpegDecoder.built ? `addon without nvJPEG (${addon?.JpegDecoder.buildStatus ?? 'not loaded'})`
   : gpus < 1 ? 'no GPU visible' : false;
 
 const fmnistModel: ModelConfig = JSON.parse(readFileSync('engines/models/swin-fmnist/model.json', 'utf8'));
@@ -168,8 +168,7 @@ test('GPU JPEG decoding against sharp', { skip }, async (t) => {
     const row: Record<string, unknown> = { what: 'fmnist', images: jpegs.length, maxAbsDiff: d.max, meanAbsDiff: d.mean, fractionOver2: d.over2 };
     const enginePath = process.env.SWIN_TEST_CUDA_ENGINE;
     if (enginePath) {
-      const a = loadAddon().addon as unknown as { loadEngine(k: string, p: string, o: object): Promise<{ infer(x: Uint8Array, n: number): Promise<Float32Array>; dispose(): Promise<void> }> };
-      const engine = await a.loadEngine('cuda', enginePath, { maxBatch: B });
+      const engine = await addon!.loadEngine('cuda', enginePath, { maxBatch: B });
       const C = fmnistModel.architecture.num_classes;
       const top1 = async (px: Uint8Array) => {
         const out: number[] = [];
@@ -213,7 +212,7 @@ test('GPU JPEG decoding against sharp', { skip }, async (t) => {
     }
     {
       // Four decoders (four streams, four worker threads), each with its own batch in flight.
-      const cls = (loadAddon().addon as unknown as { JpegDecoder: new (o: object) => JpegDecoderLike & { open(): Promise<unknown> } }).JpegDecoder;
+      const cls = addon!.JpegDecoder;
       const ds = [new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 }), new cls({ deviceIndex: 0 })];
       await Promise.all(ds.map((d) => d.open()));
       const set = Array.from({ length: 128 }, (_, i) => imgs[i % imgs.length]);

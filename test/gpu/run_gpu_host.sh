@@ -42,6 +42,11 @@ step host "$OUT/host.log" 20 bash -c "nvidia-smi --query-gpu=name,driver_version
 
 stamp "build"
 mkdir -p build
+# addon/cuda reads engine files with nlohmann/json: the host's package where it has one,
+# else the headers bench/gpu-prepare-carry.sh puts in .carry/bench-node (carry that folder).
+if [ -z "${NLOHMANN_JSON_ROOT:-}" ] && [ -f .carry/bench-node/nlohmann-json/include/nlohmann/json.hpp ]; then
+  export NLOHMANN_JSON_ROOT=$PWD/.carry/bench-node/nlohmann-json
+fi
 if ! step build "$OUT/build.log" 40 timeout 300 bash -c 'cmake -S addon/cuda -B build/cuda -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release && cmake --build build/cuda -j16 -- VERBOSE=0 && ls -la build/cuda/*.so build/cuda/*.a'; then
   verdict   # nothing below can run without the engine
 fi
