@@ -11,16 +11,17 @@
 //   npx tsx bench/cost-abuse.ts kserve [--env BODY_MEMORY_BUDGET_BYTES=268435456 ...]
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
-import { agentFor, destroyAgents, percentile, request, startServer } from '../test/reliability-harness.js';
+import { agentFor, destroyAgents, percentile, request, startServer } from '../test/helpers/reliability-harness.js';
 import { stripPng } from '../test/helpers/strip-png.js';
 
 const args = process.argv.slice(2);
 const phase = args[0];
 const env: Record<string, string> = {};
-for (let i = 0; i < args.length; i++) if (args[i] === '--env') {
-  const [k, ...v] = args[++i].split('=');
-  env[k] = v.join('=');
-}
+for (let i = 0; i < args.length; i++)
+  if (args[i] === '--env') {
+    const [k, ...v] = args[++i].split('=');
+    env[k] = v.join('=');
+  }
 const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 20;
 
 function hwmMiB(pid: number): number {
@@ -34,7 +35,9 @@ async function strips(): Promise<void> {
   const timeoutMs = Number(env.REQUEST_TIMEOUT_MS ?? 30_000);
   const server = await startServer({ LOG_LEVEL: 'warn', ...env });
   const strip = await stripPng(1, 25_000_000);
-  const normal = await sharp({ create: { width: 28, height: 28, channels: 3, background: '#666' } }).png().toBuffer();
+  const normal = await sharp({ create: { width: 28, height: 28, channels: 3, background: '#666' } })
+    .png()
+    .toBuffer();
   const agent = agentFor(server.url);
   const end = Date.now() + seconds * 1000;
   const stripReplies: Record<string, number> = {};
@@ -62,14 +65,23 @@ async function strips(): Promise<void> {
     }
   })();
   await Promise.all([...attackers, victim]);
-  console.log(JSON.stringify({
-    phase: 'strips', env, seconds,
-    strips: stripReplies,
-    normal: normalReplies,
-    normal_ms: { n: normalMs.length, p50: Math.round(percentile(normalMs, 50)), p99: Math.round(percentile(normalMs, 99)), max: Math.round(Math.max(...normalMs)) },
-    worst_reply_after_deadline_ms: Math.round(worstOverDeadline),
-    rss_peak_mib: Math.round(hwmMiB(server.proc.pid!)),
-  }));
+  console.log(
+    JSON.stringify({
+      phase: 'strips',
+      env,
+      seconds,
+      strips: stripReplies,
+      normal: normalReplies,
+      normal_ms: {
+        n: normalMs.length,
+        p50: Math.round(percentile(normalMs, 50)),
+        p99: Math.round(percentile(normalMs, 99)),
+        max: Math.round(Math.max(...normalMs)),
+      },
+      worst_reply_after_deadline_ms: Math.round(worstOverDeadline),
+      rss_peak_mib: Math.round(hwmMiB(server.proc.pid!)),
+    }),
+  );
   destroyAgents();
   server.proc.kill('SIGTERM');
   await server.exited;
@@ -85,21 +97,40 @@ async function kserve(): Promise<void> {
   const before = server.rssKiB() / 1024;
   const replies: Record<string, number> = {};
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    try {
-      const r = await request(server.url, { path: '/v2/models/swin-fmnist/infer', body, contentType: 'application/json', timeoutMs: 120_000 });
-      count(replies, r.status === 200 ? '200' : `${r.status} ${r.headers['swin-code'] ?? ''}${r.status === 503 ? ` retry-after=${r.headers['retry-after']}` : ''}`);
-    } catch (err) {
-      count(replies, `client ${(err as Error).message}`);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      try {
+        const r = await request(server.url, {
+          path: '/v2/models/swin-fmnist/infer',
+          body,
+          contentType: 'application/json',
+          timeoutMs: 120_000,
+        });
+        count(
+          replies,
+          r.status === 200
+            ? '200'
+            : `${r.status} ${r.headers['swin-code'] ?? ''}${r.status === 503 ? ` retry-after=${r.headers['retry-after']}` : ''}`,
+        );
+      } catch (err) {
+        count(replies, `client ${(err as Error).message}`);
+      }
+    }),
+  );
   const status = readFileSync(`/proc/${server.proc.pid}/status`, 'utf8');
-  console.log(JSON.stringify({
-    phase: 'kserve', env, body_mb: +(body.length / 1e6).toFixed(1), requests: 32, replies,
-    seconds: +((performance.now() - t0) / 1000).toFixed(1),
-    rss_before_mib: Math.round(before), rss_peak_mib: Math.round(hwmMiB(server.proc.pid!)),
-    rss_after_mib: Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024),
-  }));
+  console.log(
+    JSON.stringify({
+      phase: 'kserve',
+      env,
+      body_mb: +(body.length / 1e6).toFixed(1),
+      requests: 32,
+      replies,
+      seconds: +((performance.now() - t0) / 1000).toFixed(1),
+      rss_before_mib: Math.round(before),
+      rss_peak_mib: Math.round(hwmMiB(server.proc.pid!)),
+      rss_after_mib: Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) / 1024),
+    }),
+  );
   server.proc.kill('SIGTERM');
   await server.exited;
 }

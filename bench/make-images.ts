@@ -71,7 +71,10 @@ async function makePhotos(outDir: string, count: number): Promise<number> {
       .jpeg({ quality: 95, chromaSubsampling: '4:2:0' })
       .toBuffer();
     bytes += jpeg.length;
-    const base = src.split('/').pop()!.replace(/\.\w+$/, '');
+    const base = src
+      .split('/')
+      .pop()!
+      .replace(/\.\w+$/, '');
     await writeFile(join(outDir, `${String(i).padStart(3, '0')}-${base}-${ow}x${oh}.jpg`), jpeg);
   }
   console.log(`photos: ${count} JPEGs from ${sources.length} photographs in ${outDir}, mean ${Math.round(bytes / count / 1024)} KiB`);

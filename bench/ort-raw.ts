@@ -42,7 +42,8 @@ async function main(): Promise<void> {
   const per = h * w * 3;
   // cpu_s: process CPU time (all threads) over the timed runs: images per CPU-second
   // compares with the service's on a machine where other work steals cores.
-  const rows: Array<{ batch: number; images_per_s: number; ms_per_batch: number; runs: number; cpu_s: number; images_per_cpu_s: number }> = [];
+  const rows: Array<{ batch: number; images_per_s: number; ms_per_batch: number; runs: number; cpu_s: number; images_per_cpu_s: number }> =
+    [];
   console.log(`raw onnxruntime-node ${dir} (${variant}), intra-op ${intra || 'default'}, inter-op ${inter}, ${seconds}s per batch size`);
   for (const b of batches) {
     const pixels = new Uint8Array(b * per);
@@ -60,15 +61,35 @@ async function main(): Promise<void> {
     const cpu = process.cpuUsage(cpu0);
     const cpuS = (cpu.user + cpu.system) / 1e6;
     rows.push({
-      batch: b, images_per_s: Math.round((b * 1000 * 100) / ms) / 100, ms_per_batch: Math.round(ms * 1000) / 1000, runs,
-      cpu_s: Math.round(cpuS * 100) / 100, images_per_cpu_s: Math.round(((b * runs) / cpuS) * 100) / 100,
+      batch: b,
+      images_per_s: Math.round((b * 1000 * 100) / ms) / 100,
+      ms_per_batch: Math.round(ms * 1000) / 1000,
+      runs,
+      cpu_s: Math.round(cpuS * 100) / 100,
+      images_per_cpu_s: Math.round(((b * runs) / cpuS) * 100) / 100,
     });
-    console.log(`batch ${String(b).padStart(3)}: ${(b * 1000 / ms).toFixed(1).padStart(8)} images/s  ${ms.toFixed(2)} ms/batch  (${runs} runs)`);
+    console.log(
+      `batch ${String(b).padStart(3)}: ${((b * 1000) / ms).toFixed(1).padStart(8)} images/s  ${ms.toFixed(2)} ms/batch  (${runs} runs)`,
+    );
   }
   const out = flag('--json', '');
   if (out) {
     await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, JSON.stringify({ kind: 'batch-sweep', label: flag('--label', `onnxruntime-node ${cfg.name} ${variant}`), host: hostInfo(), model: cfg.name, variant, rows }, null, 1) + '\n');
+    await writeFile(
+      out,
+      JSON.stringify(
+        {
+          kind: 'batch-sweep',
+          label: flag('--label', `onnxruntime-node ${cfg.name} ${variant}`),
+          host: hostInfo(),
+          model: cfg.name,
+          variant,
+          rows,
+        },
+        null,
+        1,
+      ) + '\n',
+    );
   }
   await session.release();
 }

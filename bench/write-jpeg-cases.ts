@@ -11,7 +11,12 @@ import { hostileCorpus, unusualValidImages } from '../test/fixtures/hostile/gene
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--out');
   const out = i >= 0 ? process.argv[i + 1] : 'bench/.images/jpeg-cases';
-  const corpus = await hostileCorpus({ canaryUrl: 'http://127.0.0.1:1/', canaryFile: '/nonexistent', maxBodyBytes: 16 << 20, maxImagesPerRequest: 64 });
+  const corpus = await hostileCorpus({
+    canaryUrl: 'http://127.0.0.1:1/',
+    canaryFile: '/nonexistent',
+    maxBodyBytes: 16 << 20,
+    maxImagesPerRequest: 64,
+  });
   const cases = [...corpus, ...(await unusualValidImages())].filter((c) => c.contentType === 'image/jpeg' && !c.query);
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { readModelConfig } from '../src/model-json.js';
+import { readModelConfig } from '../src/models/model-json.js';
 import { fashionMnistAvailable, readFashionMnistTest } from '../test/helpers/fashion-mnist.js';
 
 const { values: args } = parseArgs({
@@ -40,12 +40,15 @@ function pct(sorted: number[], p: number): number {
 async function rawOrt(file: string, inputName: string, size: number, batch: number): Promise<{ imgPerS: number; msPerBatch: number }> {
   // The service's session options (src/backends/onnxruntime-worker.ts), so the two rows compare like with like.
   const session = await ort.InferenceSession.create(file, {
-    intraOpNumThreads: 0, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+    intraOpNumThreads: 0,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   });
   const x = new ort.Tensor('uint8', new Uint8Array(batch * size * size * 3).fill(90), [batch, size, size, 3]);
   await session.run({ [inputName]: x });
-  const until = performance.now() + seconds * 1000 / 2;
+  const until = performance.now() + (seconds * 1000) / 2;
   let runs = 0;
   const t0 = performance.now();
   while (performance.now() < until || runs < 3) {
@@ -69,23 +72,33 @@ async function waitReady(base: string): Promise<void> {
   throw new Error('server did not become ready in 60 s');
 }
 
-async function load(base: string, bodies: Buffer[], concurrency: number): Promise<{ n: number; errors: number; imgPerS: number; p50: number; p90: number; p99: number; batch: number }> {
+async function load(
+  base: string,
+  bodies: Buffer[],
+  concurrency: number,
+): Promise<{ n: number; errors: number; imgPerS: number; p50: number; p90: number; p99: number; batch: number }> {
   const lat: number[] = [];
   let errors = 0;
   let next = 0;
   const metricsBefore = await batchStats(base);
   const until = performance.now() + seconds * 1000;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < until) {
-      const body = bodies[next++ % bodies.length];
-      const s = performance.now();
-      const res = await fetch(`${base}/classify?top_k=1`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(body) });
-      await res.arrayBuffer();
-      if (res.status === 200) lat.push(performance.now() - s);
-      else errors++;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const body = bodies[next++ % bodies.length];
+        const s = performance.now();
+        const res = await fetch(`${base}/classify?top_k=1`, {
+          method: 'POST',
+          headers: { 'content-type': 'image/png' },
+          body: new Uint8Array(body),
+        });
+        await res.arrayBuffer();
+        if (res.status === 200) lat.push(performance.now() - s);
+        else errors++;
+      }
+    }),
+  );
   const elapsed = (performance.now() - t0) / 1000;
   const after = await batchStats(base);
   lat.sort((a, b) => a - b);
@@ -112,16 +125,32 @@ async function main(): Promise<void> {
   const size = cfg.architecture.img_size;
   const batch = cfg.batching.max_batch_size;
   const { images } = readFashionMnistTest(256);
-  const bodies = await Promise.all(images.map((raw) => sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toBuffer()));
+  const bodies = await Promise.all(
+    images.map((raw) =>
+      sharp(raw, { raw: { width: 28, height: 28, channels: 1 } })
+        .toColourspace('b-w')
+        .png()
+        .toBuffer(),
+    ),
+  );
 
   const lines: string[] = [];
   const out = (s: string) => {
     lines.push(s);
     console.log(s);
   };
-  out(`Model ${cfg.name} (${cfg.architecture.family}, ${size}x${size}, ${cfg.description ?? ''}), variant ${variant}, onnxruntime-node ${ort.env.versions?.node ?? ''} on the CPU.`);
-  out(`Machine: ${os.cpus()[0]?.model ?? 'cpu'} x ${os.availableParallelism()}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average before: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.`);
-  out(`Batching from model.json: max_batch_size ${batch}, max_queue_delay_ms ${cfg.batching.max_queue_delay_ms}, instances ${cfg.batching.instances}. ${seconds} s per level.`);
+  out(
+    `Model ${cfg.name} (${cfg.architecture.family}, ${size}x${size}, ${cfg.description ?? ''}), variant ${variant}, onnxruntime-node ${ort.env.versions?.node ?? ''} on the CPU.`,
+  );
+  out(
+    `Machine: ${os.cpus()[0]?.model ?? 'cpu'} x ${os.availableParallelism()}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average before: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}.`,
+  );
+  out(
+    `Batching from model.json: max_batch_size ${batch}, max_queue_delay_ms ${cfg.batching.max_queue_delay_ms}, instances ${cfg.batching.instances}. ${seconds} s per level.`,
+  );
   out('');
   const file = path.join(modelDir, cfg.artifacts[variant]!.onnxruntime!);
   out('| raw onnxruntime (one session, in-process) | images/s | ms per batch |');
@@ -132,8 +161,29 @@ async function main(): Promise<void> {
   }
   out('');
 
-  const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--port', String(port), '--grpc-port', String(port + 1),
-    '--log-level', 'warn', '--models', cfg.name, '--models-dir', path.dirname(modelDir), '--backend', 'onnxruntime', '--variant', variant], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const server = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'src/main.ts',
+      '--port',
+      String(port),
+      '--grpc-port',
+      String(port + 1),
+      '--log-level',
+      'warn',
+      '--models',
+      cfg.name,
+      '--models-dir',
+      path.dirname(modelDir),
+      '--backend',
+      'onnxruntime',
+      '--variant',
+      variant,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitReady(base);
@@ -143,14 +193,21 @@ async function main(): Promise<void> {
     out('|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of levels) {
       const r = await load(base, bodies, c);
-      out(`| ${c} | ${r.imgPerS.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p90.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.batch.toFixed(2)} | ${r.n} | ${r.errors} |`);
+      out(
+        `| ${c} | ${r.imgPerS.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p90.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.batch.toFixed(2)} | ${r.n} | ${r.errors} |`,
+      );
     }
   } finally {
     server.kill('SIGTERM');
     await new Promise((r) => server.once('exit', r));
   }
   out('');
-  out(`Load average after: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.`);
+  out(
+    `Load average after: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}.`,
+  );
 }
 
 main().catch((err) => {

@@ -34,7 +34,9 @@ const size = model.architecture.img_size;
 const raw = readFileSync(`${dir}/swin-fmnist.selftest.u8`).subarray(0, size * size * 3);
 const expected = (JSON.parse(readFileSync(`${dir}/swin-fmnist.selftest.logits.json`, 'utf8')) as number[][])[0];
 const want = model.labels[expected.indexOf(Math.max(...expected))];
-const png = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+const png = await sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+  .png()
+  .toBuffer();
 const res = await fetch(`${base}/classify?top_k=1`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
 const body = (await res.json()) as { model?: string; backend?: string; predictions?: { label: string; score: number }[][] };
 if (res.status !== 200) fail(`POST /classify: ${res.status} ${JSON.stringify(body)}`);
@@ -46,7 +48,9 @@ const def = loadSync(healthProtoPath, { keepCase: true, longs: String, enums: St
 const Health = (grpc.loadPackageDefinition(def) as any).grpc.health.v1.Health;
 const client = new Health(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
 const status = await new Promise<string>((resolve, reject) =>
-  client.Check({ service: '' }, { deadline: Date.now() + 10_000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))),
+  client.Check({ service: '' }, { deadline: Date.now() + 10_000 }, (err: Error | null, r: { status: string }) =>
+    err ? reject(err) : resolve(r.status),
+  ),
 ).catch((err: Error) => fail(`gRPC health: ${err.message}`));
 client.close();
 if (status !== 'SERVING') fail(`gRPC health: ${status}`);

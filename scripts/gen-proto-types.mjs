@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Generates TypeScript types for proto/**/*.proto into src/generated/ with
 // @grpc/proto-loader's proto-loader-gen-types. The options here must match
-// PROTO_LOADER_OPTIONS in src/grpc/proto-loader-options.ts, which loads the
+// PROTO_LOADER_OPTIONS in src/api/grpc/proto-loader-options.ts, which loads the
 // same files at run time: the types describe the objects that loader yields.
 //
 //   npm run gen:proto                 regenerate src/generated/

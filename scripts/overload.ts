@@ -10,7 +10,7 @@
 // Only loopback targets are allowed; every loop ends by itself.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { percentile, request, samplePng, startServer, type ServerProcess } from '../test/reliability-harness.js';
+import { percentile, request, samplePng, startServer, type ServerProcess } from '../test/helpers/reliability-harness.js';
 
 const { values } = parseArgs({
   options: {

@@ -9,7 +9,7 @@
 // Loopback only; the run ends after --minutes (at most 24 h).
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { percentile, request, samplePng, startServer } from '../test/reliability-harness.js';
+import { percentile, request, samplePng, startServer } from '../test/helpers/reliability-harness.js';
 
 const { values } = parseArgs({
   options: {

@@ -80,6 +80,10 @@ cuda_root=$("$tools/bin/python" -c 'import os, sysconfig; print(os.path.join(sys
 phase "addon: CUDA engine, nvJPEG and GPU host code compiled against CUDA 13 headers"
 NVCC=1 bash addon/tools/ci-cuda-compile.sh "$cuda_root"
 
+phase "lint and format: TypeScript (ESLint, Prettier)"
+npx eslint .
+npx prettier --check 'src/**/*.ts' 'test/**/*.ts' 'bench/**/*.ts' 'scripts/**/*.ts'
+
 phase "lint and format: Python (ruff, ruff.toml)"
 py_files=$(git ls-files '*.py')
 .venv/bin/ruff check $py_files

@@ -28,7 +28,14 @@ export function helpText(): string {
     'Settings:',
   ];
   for (const s of SETTINGS) {
-    const value = s.kind.type === 'enum' ? `<${s.kind.values.join('|')}>` : s.kind.type === 'int' ? '<n>' : s.kind.type === 'list' ? '<a,b,...>' : '<value>';
+    const value =
+      s.kind.type === 'enum'
+        ? `<${s.kind.values.join('|')}>`
+        : s.kind.type === 'int'
+          ? '<n>'
+          : s.kind.type === 'list'
+            ? '<a,b,...>'
+            : '<value>';
     const def = s.def === undefined || s.def === '' ? (s.unset ?? 'unset') : s.def;
     lines.push(`  --${s.flag} ${value}`);
     lines.push(`      ${s.help}`);

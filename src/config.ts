@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { accessConfigFromEnv, type AccessConfig } from './access/access-config.js';
+import { accessConfigFromEnv, type AccessConfig } from './api/access/access-config.js';
 import type { BackendChoice, Variant } from './backends/backend.js';
-import type { DecodeMode } from './gpu-decode.js';
+import type { DecodeMode } from './decode/gpu-decode.js';
 
 export interface Config {
   port: number;
@@ -23,9 +23,9 @@ export interface Config {
   /** poll mode: seconds between rescans of modelsDir. */
   repositoryPollSecs: number;
   backend: BackendChoice;
-  /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/gpu-decode.ts). */
+  /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/decode/gpu-decode.ts). */
   decode: DecodeMode;
-  /** Child processes that run sharp for the CPU decode path (src/decode-pool.ts); 0 = in this process. */
+  /** Child processes that run sharp for the CPU decode path (src/decode/decode-pool.ts); 0 = in this process. */
   decodeProcesses: number;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
   variant?: Variant;
@@ -37,7 +37,7 @@ export interface Config {
     maxQueueSize?: number;
     instances?: number;
   };
-  /** Override model.json's priority levels and default queue policy (src/queue-policy.ts). */
+  /** Override model.json's priority levels and default queue policy (src/batching/queue-policy.ts). */
   queuePolicy: {
     priorityLevels?: number;
     defaultPriorityLevel?: number;
@@ -53,17 +53,17 @@ export interface Config {
     maxImagePixels: number;
     maxImagesPerRequest: number;
   };
-  /** Decode admission by cost (src/decode-gate.ts): per-image limit and the budget of expensive decodes at once, estimated ms. */
+  /** Decode admission by cost (src/decode/decode-gate.ts): per-image limit and the budget of expensive decodes at once, estimated ms. */
   decodeCost: { maxImageMs: number; budgetMs: number };
   /** Decoder warnings (damaged images) refuse the image with 400 SWIN_IMAGE_DAMAGED instead of being reported. */
   decodeStrict: boolean;
-  /** Bytes of request bodies (HTTP bodies, gRPC messages) held at once; over it: 503 / UNAVAILABLE SWIN_MEMORY_BUDGET (src/body-budget.ts). */
+  /** Bytes of request bodies (HTTP bodies, gRPC messages) held at once; over it: 503 / UNAVAILABLE SWIN_MEMORY_BUDGET (src/api/body-budget.ts). */
   bodyMemoryBudgetBytes: number;
   /** Accepted image formats as sharp names them (svg only when listed explicitly). */
   acceptedFormats: string[];
   /** Per-request deadline, ms from receipt; 504 after it. */
   requestTimeoutMs: number;
-  /** HTTP slow-client limits, ms (src/http/http-timeouts.ts). */
+  /** HTTP slow-client limits, ms (src/api/http/http-timeouts.ts). */
   http: { headersTimeoutMs: number; bodyTimeoutMs: number; idleTimeoutMs: number };
   /** SIGTERM: keep serving (not ready) this long before closing the listeners, ms (a pre-stop hook's sleep). */
   shutdownDelayMs: number;
@@ -76,7 +76,7 @@ export interface Config {
   /** Default top_k when the request names none (capped at the model's class count). */
   defaultTopK: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** Auth, TLS, rate limiting, CORS: environment only (src/access/access-config.ts). */
+  /** Auth, TLS, rate limiting, CORS: environment only (src/api/access/access-config.ts). */
   access: AccessConfig;
 }
 
@@ -89,11 +89,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind =
-  | { type: 'int'; min: number; max: number }
-  | { type: 'string' }
-  | { type: 'enum'; values: readonly string[] }
-  | { type: 'list' };
+type Kind = { type: 'int'; min: number; max: number } | { type: 'string' } | { type: 'enum'; values: readonly string[] } | { type: 'list' };
 
 interface Setting {
   /** Unprefixed variable name; SWIN_<env> is accepted too and wins over it. */
@@ -117,49 +113,267 @@ const NON_NEGATIVE = (max: number): Kind => ({ type: 'int', min: 0, max });
 /** The table behind docs/configuration.md. */
 export const SETTINGS: readonly Setting[] = [
   { env: 'PORT', flag: 'port', kind: PORT, def: '8080', help: 'HTTP port (REST, KServe v2 REST, /metrics)' },
-  { env: 'GRPC_PORT', flag: 'grpc-port', kind: PORT, def: '8081', help: 'gRPC port (swin.v1.Classifier, KServe v2 gRPC, health, reflection)' },
+  {
+    env: 'GRPC_PORT',
+    flag: 'grpc-port',
+    kind: PORT,
+    def: '8081',
+    help: 'gRPC port (swin.v1.Classifier, KServe v2 gRPC, health, reflection)',
+  },
   { env: 'HOST', flag: 'host', kind: { type: 'string' }, def: '0.0.0.0', help: 'address both servers bind' },
-  { env: 'MODELS_DIR', flag: 'models-dir', kind: { type: 'string' }, def: 'engines/models', help: 'model repository: one folder per model with a model.json' },
-  { env: 'MODELS', flag: 'models', kind: { type: 'list' }, def: '', help: 'comma-separated model folders to load at startup', unset: 'all' },
-  { env: 'MODEL_CONTROL_MODE', flag: 'model-control-mode', kind: { type: 'enum', values: ['none', 'explicit', 'poll'] }, def: 'none', help: 'none: models fixed at start; explicit: /v2/repository load and unload; poll: rescan the models folder' },
-  { env: 'REPOSITORY_POLL_SECS', flag: 'repository-poll-secs', kind: POSITIVE(86_400), def: '15', help: 'poll mode: seconds between rescans of the models folder' },
-  { env: 'BACKEND', flag: 'backend', kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] }, def: 'auto', help: 'engine per variant: auto tries tensorrt, cuda, then onnxruntime' },
-  { env: 'DECODE', flag: 'decode', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, def: 'auto', help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu' },
-  { env: 'DECODE_PROCESSES', flag: 'decode-processes', kind: NON_NEGATIVE(256), def: '0', help: 'child processes running sharp; 0 decodes in this process' },
-  { env: 'VARIANT', flag: 'variant', kind: { type: 'enum', values: ['fold', 'unfold'] }, help: 'variant served first (fold or unfold)', unset: 'model.json default_variant' },
-  { env: 'DEVICES', flag: 'devices', kind: { type: 'list' }, def: '', help: 'comma-separated GPU ordinals a model runs on', unset: 'every visible GPU' },
+  {
+    env: 'MODELS_DIR',
+    flag: 'models-dir',
+    kind: { type: 'string' },
+    def: 'engines/models',
+    help: 'model repository: one folder per model with a model.json',
+  },
+  {
+    env: 'MODELS',
+    flag: 'models',
+    kind: { type: 'list' },
+    def: '',
+    help: 'comma-separated model folders to load at startup',
+    unset: 'all',
+  },
+  {
+    env: 'MODEL_CONTROL_MODE',
+    flag: 'model-control-mode',
+    kind: { type: 'enum', values: ['none', 'explicit', 'poll'] },
+    def: 'none',
+    help: 'none: models fixed at start; explicit: /v2/repository load and unload; poll: rescan the models folder',
+  },
+  {
+    env: 'REPOSITORY_POLL_SECS',
+    flag: 'repository-poll-secs',
+    kind: POSITIVE(86_400),
+    def: '15',
+    help: 'poll mode: seconds between rescans of the models folder',
+  },
+  {
+    env: 'BACKEND',
+    flag: 'backend',
+    kind: { type: 'enum', values: ['auto', 'tensorrt', 'cuda', 'onnxruntime'] },
+    def: 'auto',
+    help: 'engine per variant: auto tries tensorrt, cuda, then onnxruntime',
+  },
+  {
+    env: 'DECODE',
+    flag: 'decode',
+    kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] },
+    def: 'auto',
+    help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu',
+  },
+  {
+    env: 'DECODE_PROCESSES',
+    flag: 'decode-processes',
+    kind: NON_NEGATIVE(256),
+    def: '0',
+    help: 'child processes running sharp; 0 decodes in this process',
+  },
+  {
+    env: 'VARIANT',
+    flag: 'variant',
+    kind: { type: 'enum', values: ['fold', 'unfold'] },
+    help: 'variant served first (fold or unfold)',
+    unset: 'model.json default_variant',
+  },
+  {
+    env: 'DEVICES',
+    flag: 'devices',
+    kind: { type: 'list' },
+    def: '',
+    help: 'comma-separated GPU ordinals a model runs on',
+    unset: 'every visible GPU',
+  },
   { env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: POSITIVE(4096), help: 'images per engine run, at most', unset: 'model.json' },
-  { env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: NON_NEGATIVE(60_000), help: 'longest an image waits for others before a partial batch runs', unset: 'model.json' },
-  { env: 'MAX_QUEUE_SIZE', flag: 'max-queue-size', kind: POSITIVE(1_000_000), help: 'images waiting per model variant before 503 SWIN_QUEUE_FULL', unset: 'model.json' },
+  {
+    env: 'MAX_QUEUE_DELAY_MS',
+    flag: 'max-queue-delay-ms',
+    kind: NON_NEGATIVE(60_000),
+    help: 'longest an image waits for others before a partial batch runs',
+    unset: 'model.json',
+  },
+  {
+    env: 'MAX_QUEUE_SIZE',
+    flag: 'max-queue-size',
+    kind: POSITIVE(1_000_000),
+    help: 'images waiting per model variant before 503 SWIN_QUEUE_FULL',
+    unset: 'model.json',
+  },
   { env: 'INSTANCES', flag: 'instances', kind: POSITIVE(64), help: 'batches in flight at once per variant', unset: 'model.json' },
-  { env: 'PRIORITY_LEVELS', flag: 'priority-levels', kind: POSITIVE(16), help: 'priority levels of every model (1 runs first)', unset: 'model.json' },
-  { env: 'DEFAULT_PRIORITY_LEVEL', flag: 'default-priority-level', kind: POSITIVE(16), help: 'level of a request that names none', unset: 'model.json' },
-  { env: 'DEFAULT_TIMEOUT_MS', flag: 'default-timeout-ms', kind: NON_NEGATIVE(3_600_000), help: 'queue-policy timeout of a request that names none, ms', unset: 'model.json' },
-  { env: 'MAX_TIMEOUT_MS', flag: 'max-timeout-ms', kind: NON_NEGATIVE(3_600_000), help: 'largest timeout a request may ask for, ms', unset: 'model.json' },
-  { env: 'TIMEOUT_ACTION', flag: 'timeout-action', kind: { type: 'enum', values: ['reject', 'delay'] }, help: 'what a timed-out queued request gets: reject (504) or delay', unset: 'model.json' },
-  { env: 'ORT_INTRA_OP_THREADS', flag: 'ort-intra-op-threads', kind: NON_NEGATIVE(1024), def: '0', help: 'onnxruntime threads inside one operator per session; 0 = cores / instances' },
-  { env: 'ORT_INTER_OP_THREADS', flag: 'ort-inter-op-threads', kind: NON_NEGATIVE(1024), def: '1', help: 'onnxruntime threads across operators' },
-  { env: 'MAX_BODY_BYTES', flag: 'max-body-bytes', kind: POSITIVE(1 << 30), def: String(16 * 1024 * 1024), help: 'largest request body in bytes (also the gRPC message limit)' },
-  { env: 'MAX_IMAGE_PIXELS', flag: 'max-image-pixels', kind: POSITIVE(1_000_000_000), def: '25000000', help: 'largest image, width x height, checked before decoding' },
-  { env: 'MAX_DECODE_COST_MS', flag: 'max-decode-cost-ms', kind: POSITIVE(3_600_000), def: '2000', help: 'largest estimated decode cost of one image, ms of one core (413 SWIN_IMAGE_TOO_COSTLY)' },
-  { env: 'DECODE_COST_BUDGET_MS', flag: 'decode-cost-budget-ms', kind: POSITIVE(3_600_000), help: 'estimated ms of expensive decodes running at once; more wait their turn per client', unset: '1000 per core, less one core' },
-  { env: 'DECODE_STRICT', flag: 'decode-strict', kind: { type: 'enum', values: ['false', 'true'] }, def: 'false', help: 'true: images the decoder warns about get 400 SWIN_IMAGE_DAMAGED instead of warnings in the reply' },
-  { env: 'BODY_MEMORY_BUDGET_BYTES', flag: 'body-memory-budget-bytes', kind: POSITIVE(2 ** 50), help: 'bytes of request bodies in flight at once; over it 503 SWIN_MEMORY_BUDGET', unset: 'a quarter of the memory limit' },
+  {
+    env: 'PRIORITY_LEVELS',
+    flag: 'priority-levels',
+    kind: POSITIVE(16),
+    help: 'priority levels of every model (1 runs first)',
+    unset: 'model.json',
+  },
+  {
+    env: 'DEFAULT_PRIORITY_LEVEL',
+    flag: 'default-priority-level',
+    kind: POSITIVE(16),
+    help: 'level of a request that names none',
+    unset: 'model.json',
+  },
+  {
+    env: 'DEFAULT_TIMEOUT_MS',
+    flag: 'default-timeout-ms',
+    kind: NON_NEGATIVE(3_600_000),
+    help: 'queue-policy timeout of a request that names none, ms',
+    unset: 'model.json',
+  },
+  {
+    env: 'MAX_TIMEOUT_MS',
+    flag: 'max-timeout-ms',
+    kind: NON_NEGATIVE(3_600_000),
+    help: 'largest timeout a request may ask for, ms',
+    unset: 'model.json',
+  },
+  {
+    env: 'TIMEOUT_ACTION',
+    flag: 'timeout-action',
+    kind: { type: 'enum', values: ['reject', 'delay'] },
+    help: 'what a timed-out queued request gets: reject (504) or delay',
+    unset: 'model.json',
+  },
+  {
+    env: 'ORT_INTRA_OP_THREADS',
+    flag: 'ort-intra-op-threads',
+    kind: NON_NEGATIVE(1024),
+    def: '0',
+    help: 'onnxruntime threads inside one operator per session; 0 = cores / instances',
+  },
+  {
+    env: 'ORT_INTER_OP_THREADS',
+    flag: 'ort-inter-op-threads',
+    kind: NON_NEGATIVE(1024),
+    def: '1',
+    help: 'onnxruntime threads across operators',
+  },
+  {
+    env: 'MAX_BODY_BYTES',
+    flag: 'max-body-bytes',
+    kind: POSITIVE(1 << 30),
+    def: String(16 * 1024 * 1024),
+    help: 'largest request body in bytes (also the gRPC message limit)',
+  },
+  {
+    env: 'MAX_IMAGE_PIXELS',
+    flag: 'max-image-pixels',
+    kind: POSITIVE(1_000_000_000),
+    def: '25000000',
+    help: 'largest image, width x height, checked before decoding',
+  },
+  {
+    env: 'MAX_DECODE_COST_MS',
+    flag: 'max-decode-cost-ms',
+    kind: POSITIVE(3_600_000),
+    def: '2000',
+    help: 'largest estimated decode cost of one image, ms of one core (413 SWIN_IMAGE_TOO_COSTLY)',
+  },
+  {
+    env: 'DECODE_COST_BUDGET_MS',
+    flag: 'decode-cost-budget-ms',
+    kind: POSITIVE(3_600_000),
+    help: 'estimated ms of expensive decodes running at once; more wait their turn per client',
+    unset: '1000 per core, less one core',
+  },
+  {
+    env: 'DECODE_STRICT',
+    flag: 'decode-strict',
+    kind: { type: 'enum', values: ['false', 'true'] },
+    def: 'false',
+    help: 'true: images the decoder warns about get 400 SWIN_IMAGE_DAMAGED instead of warnings in the reply',
+  },
+  {
+    env: 'BODY_MEMORY_BUDGET_BYTES',
+    flag: 'body-memory-budget-bytes',
+    kind: POSITIVE(2 ** 50),
+    help: 'bytes of request bodies in flight at once; over it 503 SWIN_MEMORY_BUDGET',
+    unset: 'a quarter of the memory limit',
+  },
   { env: 'MAX_IMAGES_PER_REQUEST', flag: 'max-images-per-request', kind: POSITIVE(4096), def: '64', help: 'images in one request' },
-  { env: 'ACCEPTED_FORMATS', flag: 'accepted-formats', kind: { type: 'list' }, def: 'jpeg,png,webp,gif,tiff,avif', help: 'image formats decoded (svg only when listed)' },
-  { env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'deadline of a request, ms (504 after it)' },
-  { env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: POSITIVE(3_600_000), def: '10000', help: 'time a client has to send the request headers, ms (408)' },
-  { env: 'BODY_TIMEOUT_MS', flag: 'body-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'time a client has to send the whole request, ms (408)' },
-  { env: 'IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: POSITIVE(3_600_000), def: '72000', help: 'idle keep-alive connections close after this, ms' },
-  { env: 'SHUTDOWN_DELAY_MS', flag: 'shutdown-delay-ms', kind: NON_NEGATIVE(3_600_000), def: '0', help: 'after SIGTERM, keep serving (readiness 503) this long before closing listeners, ms' },
-  { env: 'DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'how long SIGTERM/SIGINT waits for accepted work, ms' },
-  { env: 'SELFTEST_RETRY_MS', flag: 'selftest-retry-ms', kind: POSITIVE(3_600_000), def: '30000', help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)' },
-  { env: 'GRPC_MAX_CONNECTION_AGE_MS', flag: 'grpc-max-connection-age-ms', kind: NON_NEGATIVE(2_147_483_647), def: '0', help: 'gRPC connections get GOAWAY after this, ms, so clients re-balance; 0 = never' },
-  { env: 'DEFAULT_TOP_K', flag: 'default-top-k', kind: POSITIVE(100_000), def: '5', help: 'classes per image when the request names no top_k' },
-  { env: 'LOG_LEVEL', flag: 'log-level', kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, def: 'info', help: 'pino log level' },
+  {
+    env: 'ACCEPTED_FORMATS',
+    flag: 'accepted-formats',
+    kind: { type: 'list' },
+    def: 'jpeg,png,webp,gif,tiff,avif',
+    help: 'image formats decoded (svg only when listed)',
+  },
+  {
+    env: 'REQUEST_TIMEOUT_MS',
+    flag: 'request-timeout-ms',
+    kind: POSITIVE(3_600_000),
+    def: '30000',
+    help: 'deadline of a request, ms (504 after it)',
+  },
+  {
+    env: 'HEADERS_TIMEOUT_MS',
+    flag: 'headers-timeout-ms',
+    kind: POSITIVE(3_600_000),
+    def: '10000',
+    help: 'time a client has to send the request headers, ms (408)',
+  },
+  {
+    env: 'BODY_TIMEOUT_MS',
+    flag: 'body-timeout-ms',
+    kind: POSITIVE(3_600_000),
+    def: '30000',
+    help: 'time a client has to send the whole request, ms (408)',
+  },
+  {
+    env: 'IDLE_TIMEOUT_MS',
+    flag: 'idle-timeout-ms',
+    kind: POSITIVE(3_600_000),
+    def: '72000',
+    help: 'idle keep-alive connections close after this, ms',
+  },
+  {
+    env: 'SHUTDOWN_DELAY_MS',
+    flag: 'shutdown-delay-ms',
+    kind: NON_NEGATIVE(3_600_000),
+    def: '0',
+    help: 'after SIGTERM, keep serving (readiness 503) this long before closing listeners, ms',
+  },
+  {
+    env: 'DRAIN_TIMEOUT_MS',
+    flag: 'drain-timeout-ms',
+    kind: POSITIVE(3_600_000),
+    def: '30000',
+    help: 'how long SIGTERM/SIGINT waits for accepted work, ms',
+  },
+  {
+    env: 'SELFTEST_RETRY_MS',
+    flag: 'selftest-retry-ms',
+    kind: POSITIVE(3_600_000),
+    def: '30000',
+    help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)',
+  },
+  {
+    env: 'GRPC_MAX_CONNECTION_AGE_MS',
+    flag: 'grpc-max-connection-age-ms',
+    kind: NON_NEGATIVE(2_147_483_647),
+    def: '0',
+    help: 'gRPC connections get GOAWAY after this, ms, so clients re-balance; 0 = never',
+  },
+  {
+    env: 'DEFAULT_TOP_K',
+    flag: 'default-top-k',
+    kind: POSITIVE(100_000),
+    def: '5',
+    help: 'classes per image when the request names no top_k',
+  },
+  {
+    env: 'LOG_LEVEL',
+    flag: 'log-level',
+    kind: { type: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    def: 'info',
+    help: 'pino log level',
+  },
 ];
 
-/** Read by src/access/access-config.ts from the environment only; listed here for --help and the SWIN_ prefix. */
+/** Read by src/api/access/access-config.ts from the environment only; listed here for --help and the SWIN_ prefix. */
 export const ENV_ONLY: ReadonlyArray<{ env: string; def: string; help: string }> = [
   { env: 'AUTH_API_KEYS', def: '(none: auth off)', help: 'comma-separated API keys (Authorization: Bearer or x-api-key)' },
   { env: 'AUTH_API_KEYS_FILE', def: '(none)', help: 'file with one API key per line, re-read on SIGHUP' },
@@ -207,7 +421,10 @@ function check(setting: Setting, raw: string, source: string): string | number |
       if (!k.values.includes(raw)) throw new ConfigError(`${where}: must be one of ${k.values.join(', ')}`);
       return raw;
     case 'list':
-      return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0);
     case 'string':
       if (raw.length === 0) throw new ConfigError(`${where}: must not be empty`);
       return raw;

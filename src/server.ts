@@ -1,27 +1,27 @@
 // Starts the service: configuration, models, HTTP and gRPC listeners, and
 // graceful shutdown (SIGTERM/SIGINT: not ready, SHUTDOWN_DELAY_MS of normal
 // service, then stop accepting, answer every request already written (HTTP:
-// src/http/graceful-close.ts; gRPC: tryShutdown, forceShutdown at the drain
+// src/api/http/graceful-close.ts; gRPC: tryShutdown, forceShutdown at the drain
 // timeout), release engines, exit 0; exit 1 if that takes longer than
 // DRAIN_TIMEOUT_MS).
 import { existsSync } from 'node:fs';
 import type https from 'node:https';
 import path from 'node:path';
 import { pino } from 'pino';
-import { AccessController } from './access/access-control.js';
-import { grpcAccessInterceptor } from './access/grpc-access.js';
-import { LOG_REDACT_PATHS } from './access/http-access.js';
-import { accessConfigFromEnv } from './access/access-config.js';
-import { grpcServerTls, httpsServerOptions, readTlsFiles } from './access/tls.js';
+import { AccessController } from './api/access/access-control.js';
+import { grpcAccessInterceptor } from './api/access/grpc-access.js';
+import { LOG_REDACT_PATHS } from './api/access/http-access.js';
+import { accessConfigFromEnv } from './api/access/access-config.js';
+import { grpcServerTls, httpsServerOptions, readTlsFiles } from './api/access/tls.js';
 import { ConfigError, loadConfig, resolveEnv } from './config.js';
-import { BodyBudget } from './body-budget.js';
-import { grpcBodyBudgetInterceptor } from './grpc/grpc-body-budget.js';
-import { startGrpcServer } from './grpc/grpc-server.js';
-import { buildApp } from './http/app.js';
-import { CoreInferenceService } from './inference-service.js';
-import { ModelRepository } from './model-repository.js';
-import { ModelConfigError } from './model-json.js';
-import { initTracing, shutdownTracing } from './tracing.js';
+import { BodyBudget } from './api/body-budget.js';
+import { grpcBodyBudgetInterceptor } from './api/grpc/grpc-body-budget.js';
+import { startGrpcServer } from './api/grpc/grpc-server.js';
+import { buildApp } from './api/http/app.js';
+import { CoreInferenceService } from './service/inference-service.js';
+import { ModelRepository } from './models/model-repository.js';
+import { ModelConfigError } from './models/model-json.js';
+import { initTracing, shutdownTracing } from './observability/tracing.js';
 import { packageInfo } from './package-info.js';
 
 export async function startServer(argv = process.argv.slice(2), env = process.env): Promise<void> {
@@ -37,7 +37,8 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   // `npx swin-serve` from another folder: the default repository is the one shipped in the package.
   const shipped = packageInfo().root;
-  if (config.modelsDir === 'engines/models' && !existsSync(config.modelsDir) && shipped) config.modelsDir = path.join(shipped, 'engines/models');
+  if (config.modelsDir === 'engines/models' && !existsSync(config.modelsDir) && shipped)
+    config.modelsDir = path.join(shipped, 'engines/models');
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
   logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
   // Before the models load: the batchers are built with or without batch spans.
@@ -56,9 +57,13 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   const service = new CoreInferenceService(repo, config, {
     onDecodeFallback: (reason) => logger.warn({ reason }, 'JPEG decoded with sharp instead of on the GPU'),
-    onDecodeProcessExit: (info) => (info.retired
-      ? logger.info(info, 'a decode process was retired: its request was gone and its decode dear; its other images were handed to another')
-      : logger.error(info, 'a decode process exited; its images were handed to another')),
+    onDecodeProcessExit: (info) =>
+      info.retired
+        ? logger.info(
+            info,
+            'a decode process was retired: its request was gone and its decode dear; its other images were handed to another',
+          )
+        : logger.error(info, 'a decode process exited; its images were handed to another'),
   });
   if (service.decodePool) {
     await service.decodePool.ready();
@@ -74,14 +79,18 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   await app.listen({ port: config.port, host: config.host });
 
   const grpcTls = grpcServerTls(config.access);
-  const grpc = await startGrpcServer(service, {
-    host: config.host,
-    port: config.grpcPort,
-    maxMessageBytes: config.limits.maxBodyBytes,
-    maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
-    credentials: grpcTls.credentials,
-    interceptors: [grpcAccessInterceptor(access), grpcBodyBudgetInterceptor(bodyBudget)],
-  }, logger);
+  const grpc = await startGrpcServer(
+    service,
+    {
+      host: config.host,
+      port: config.grpcPort,
+      maxMessageBytes: config.limits.maxBodyBytes,
+      maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
+      credentials: grpcTls.credentials,
+      interceptors: [grpcAccessInterceptor(access), grpcBodyBudgetInterceptor(bodyBudget)],
+    },
+    logger,
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -92,7 +101,10 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     // served, so load balancers stop sending before the listeners close (a pre-stop hook's sleep).
     service.beginDrain();
     if (config.shutdownDelayMs > 0) {
-      logger.info({ signal, shutdownDelayMs: config.shutdownDelayMs }, 'shutdown requested: not ready; serving until the shutdown delay has passed');
+      logger.info(
+        { signal, shutdownDelayMs: config.shutdownDelayMs },
+        'shutdown requested: not ready; serving until the shutdown delay has passed',
+      );
       await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
     }
     logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'shutting down: no new connections; finishing accepted requests');

@@ -15,9 +15,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { fashionMnistAvailable, readFashionMnistTest } from './helpers/fashion-mnist.js';
 
 const MODEL_DIR = path.resolve('engines/models/swin-fmnist');
@@ -43,63 +43,95 @@ function readReference(labels: number[]): Reference {
   const sha = createHash('sha256').update(readFileSync(weights)).digest('hex');
   const regenerate = '(cd engines && python -m swintools.reference_predictions): see engines/README.md';
   assert.equal(ref.weights_sha256, sha, `${REFERENCE} was made from other weights than ${weights}; regenerate it ${regenerate}`);
-  assert.ok(labels.length <= ref.count, `the reference covers ${ref.count} images, ACCURACY_IMAGES asks for ${labels.length}; regenerate it with --count ${regenerate}`);
+  assert.ok(
+    labels.length <= ref.count,
+    `the reference covers ${ref.count} images, ACCURACY_IMAGES asks for ${labels.length}; regenerate it with --count ${regenerate}`,
+  );
   assert.deepEqual(ref.labels.slice(0, labels.length), labels, 'the reference was made for other images');
   return ref;
 }
 
 async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
 }
 
 const available = fashionMnistAvailable();
 // scripts/test.sh sets SWIN_REQUIRE_TOOLS: there a missing data set is a failure, not a skip.
 const skip = !available && !process.env.SWIN_REQUIRE_TOOLS ? 'Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)' : false;
 
-test(`top-1 over HTTP on ${COUNT} Fashion-MNIST test images (PNG and JPEG q90) agrees with PyTorch fp32 on the same images`, { skip, timeout: 20 * 60_000 }, async () => {
-  assert.ok(available, 'Fashion-MNIST is required here (SWIN_REQUIRE_TOOLS): apt-get install dataset-fashion-mnist');
-  const { images, labels } = readFashionMnistTest(COUNT);
-  const reference = readReference(labels);
-  // CPU-friendly batching (docs/benchmarks.md section 5) keeps this test to a few minutes on 2 cores;
-  // batches of up to 4 still mix different requests' images in one engine run.
-  const config = loadConfig([], {
-    MODELS_DIR: path.dirname(MODEL_DIR), MODELS: 'swin-fmnist', BACKEND: 'onnxruntime', LOG_LEVEL: 'silent',
-    MAX_BATCH_SIZE: '4', INSTANCES: '2', ORT_INTRA_OP_THREADS: '1',
-  });
-  const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }) });
-  const service = new CoreInferenceService(repo, config);
-  const app = await buildApp(config, service, { logger: false });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  try {
-    const encode = (raw: Buffer) => sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w');
-    const png = await Promise.all(images.map((r) => encode(r).png().toBuffer()));
-    const jpeg = await Promise.all(images.map((r) => encode(r).jpeg({ quality: 90 }).toBuffer()));
+test(
+  `top-1 over HTTP on ${COUNT} Fashion-MNIST test images (PNG and JPEG q90) agrees with PyTorch fp32 on the same images`,
+  { skip, timeout: 20 * 60_000 },
+  async () => {
+    assert.ok(available, 'Fashion-MNIST is required here (SWIN_REQUIRE_TOOLS): apt-get install dataset-fashion-mnist');
+    const { images, labels } = readFashionMnistTest(COUNT);
+    const reference = readReference(labels);
+    // CPU-friendly batching (docs/benchmarks.md section 5) keeps this test to a few minutes on 2 cores;
+    // batches of up to 4 still mix different requests' images in one engine run.
+    const config = loadConfig([], {
+      MODELS_DIR: path.dirname(MODEL_DIR),
+      MODELS: 'swin-fmnist',
+      BACKEND: 'onnxruntime',
+      LOG_LEVEL: 'silent',
+      MAX_BATCH_SIZE: '4',
+      INSTANCES: '2',
+      ORT_INTRA_OP_THREADS: '1',
+    });
+    const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }) });
+    const service = new CoreInferenceService(repo, config);
+    const app = await buildApp(config, service, { logger: false });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      const encode = (raw: Buffer) => sharp(raw, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w');
+      const png = await Promise.all(images.map((r) => encode(r).png().toBuffer()));
+      const jpeg = await Promise.all(images.map((r) => encode(r).jpeg({ quality: 90 }).toBuffer()));
 
-    for (const [name, encoded] of [['png', png], ['jpeg', jpeg]] as const) {
-      const served: number[] = new Array(COUNT);
-      const started = Date.now();
-      await pool(encoded.map((body, i) => ({ body, i })), CONCURRENCY, async ({ body, i }) => {
-        const res = await fetch(`${base}/classify?top_k=1`, { method: 'POST', headers: { 'content-type': `image/${name}` }, body: new Uint8Array(body) });
-        const json = (await res.json()) as { predictions: Array<Array<{ index: number }>> };
-        assert.equal(res.status, 200, JSON.stringify(json));
-        served[i] = json.predictions[0][0].index;
-      });
-      const want = reference.predictions[name].slice(0, COUNT);
-      const agree = served.filter((p, i) => p === want[i]).length / COUNT;
-      const accuracy = served.filter((p, i) => p === labels[i]).length / COUNT;
-      const refAccuracy = want.filter((p, i) => p === labels[i]).length / COUNT;
-      console.log(`# ${name}: top-1 ${(100 * accuracy).toFixed(2)}% (PyTorch ${(100 * refAccuracy).toFixed(2)}%), ` +
-        `agreement ${(100 * agree).toFixed(1)}% on ${COUNT} images in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      assert.ok(agree >= MIN_AGREEMENT, `${name}: served top-1 agrees with PyTorch on ${(100 * agree).toFixed(1)}% of the images (< ${100 * MIN_AGREEMENT}%)`);
-      assert.ok(Math.abs(accuracy - refAccuracy) <= MAX_ACCURACY_GAP + 1e-9,
-        `${name}: ${(100 * accuracy).toFixed(2)}% vs PyTorch ${(100 * refAccuracy).toFixed(2)}%: off by more than ${100 * MAX_ACCURACY_GAP} points`);
+      for (const [name, encoded] of [
+        ['png', png],
+        ['jpeg', jpeg],
+      ] as const) {
+        const served: number[] = new Array(COUNT);
+        const started = Date.now();
+        await pool(
+          encoded.map((body, i) => ({ body, i })),
+          CONCURRENCY,
+          async ({ body, i }) => {
+            const res = await fetch(`${base}/classify?top_k=1`, {
+              method: 'POST',
+              headers: { 'content-type': `image/${name}` },
+              body: new Uint8Array(body),
+            });
+            const json = (await res.json()) as { predictions: Array<Array<{ index: number }>> };
+            assert.equal(res.status, 200, JSON.stringify(json));
+            served[i] = json.predictions[0][0].index;
+          },
+        );
+        const want = reference.predictions[name].slice(0, COUNT);
+        const agree = served.filter((p, i) => p === want[i]).length / COUNT;
+        const accuracy = served.filter((p, i) => p === labels[i]).length / COUNT;
+        const refAccuracy = want.filter((p, i) => p === labels[i]).length / COUNT;
+        console.log(
+          `# ${name}: top-1 ${(100 * accuracy).toFixed(2)}% (PyTorch ${(100 * refAccuracy).toFixed(2)}%), ` +
+            `agreement ${(100 * agree).toFixed(1)}% on ${COUNT} images in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
+        assert.ok(
+          agree >= MIN_AGREEMENT,
+          `${name}: served top-1 agrees with PyTorch on ${(100 * agree).toFixed(1)}% of the images (< ${100 * MIN_AGREEMENT}%)`,
+        );
+        assert.ok(
+          Math.abs(accuracy - refAccuracy) <= MAX_ACCURACY_GAP + 1e-9,
+          `${name}: ${(100 * accuracy).toFixed(2)}% vs PyTorch ${(100 * refAccuracy).toFixed(2)}%: off by more than ${100 * MAX_ACCURACY_GAP} points`,
+        );
+      }
+    } finally {
+      await app.close();
+      await service.close();
     }
-  } finally {
-    await app.close();
-    await service.close();
-  }
-});
+  },
+);

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gpuInfo, loadAddon, nativeCapabilities, type NativeEngine, type SwinAddon } from '../src/native/addon.js';
 import { createNativeBackend } from '../src/backends/native-backend.js';
-import type { ModelConfig } from '../src/model-config.js';
+import type { ModelConfig } from '../src/models/model-config.js';
 
 const load = loadAddon();
 const dir = mkdtempSync(path.join(tmpdir(), 'swin-addon-'));
@@ -53,8 +53,9 @@ function images(n: number, h = 4, w = 4): Uint8Array {
 
 describe('addon: error codes', () => {
   const root = fileURLToPath(new URL('..', import.meta.url));
-  const enumCodes = [...readFileSync(path.join(root, 'addon/common/errors.h'), 'utf8').matchAll(/return "(ERR_[A-Z_]+)";/g)]
-    .map((m) => m[1]);
+  const enumCodes = [...readFileSync(path.join(root, 'addon/common/errors.h'), 'utf8').matchAll(/return "(ERR_[A-Z_]+)";/g)].map(
+    (m) => m[1],
+  );
   const codes = [...new Set(enumCodes)].sort();
 
   it('docs/addon.md lists exactly the codes of addon/common/errors.h', () => {
@@ -66,9 +67,16 @@ describe('addon: error codes', () => {
   });
 
   it('C++ and CUDA sources take codes from the enum, never as string literals', () => {
-    const sources = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-      e.isDirectory() ? (e.name === 'build' ? [] : sources(path.join(dir, e.name)))
-        : /\.(cc|h|cu|cuh)$/.test(e.name) ? [path.join(dir, e.name)] : []);
+    const sources = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory()
+          ? e.name === 'build'
+            ? []
+            : sources(path.join(dir, e.name))
+          : /\.(cc|h|cu|cuh)$/.test(e.name)
+            ? [path.join(dir, e.name)]
+            : [],
+      );
     const literal = sources(path.join(root, 'addon'))
       .filter((f) => !f.endsWith(path.join('common', 'errors.h')) && /"ERR_[A-Z_]+"/.test(readFileSync(f, 'utf8')))
       .map((f) => path.relative(root, f));
@@ -160,7 +168,12 @@ describe('addon: loadEngine rejects bad engine files with stable codes', () => {
       await rejectsWith(addon().loadEngine('cuda', goodSafetensors), 'ERR_BACKEND_UNAVAILABLE', /cuda backend is not in this build/);
     } else {
       // Built with the CUDA engine but no GPU: the engine itself must refuse.
-      const err = await addon().loadEngine('cuda', goodSafetensors).then(() => null, (e: Error & { code: string }) => e);
+      const err = await addon()
+        .loadEngine('cuda', goodSafetensors)
+        .then(
+          () => null,
+          (e: Error & { code: string }) => e,
+        );
       assert.ok(err && err.code.startsWith('ERR_'), 'coded rejection');
     }
   });
@@ -189,8 +202,16 @@ describe('addon: worker-thread failures become rejected promises', () => {
   it('a healthy engine returns one row of logits per image', async () => {
     const e = await fault({ numClasses: 3 });
     assert.deepEqual(e.info, {
-      kind: 'fault', variant: 'fold', precision: 'fp32', device: 'fault #0', deviceIndex: 0,
-      maxBatch: 8, height: 4, width: 4, numClasses: 3, instances: 1,
+      kind: 'fault',
+      variant: 'fold',
+      precision: 'fp32',
+      device: 'fault #0',
+      deviceIndex: 0,
+      maxBatch: 8,
+      height: 4,
+      width: 4,
+      numClasses: 3,
+      instances: 1,
     });
     const logits = await e.infer(images(3), 3);
     assert.ok(logits instanceof Float32Array);
@@ -222,8 +243,11 @@ describe('addon: worker-thread failures become rejected promises', () => {
       // Real CUDA call; without a GPU the worker's cudaSetDevice fails first.
       await rejectsWith(e.infer(images(1), 1), 'ERR_NO_DEVICE', /CUDA error cuda\w+ \(\d+\): .* at .*\.cc:\d+/);
     } else {
-      await rejectsWith(e.infer(images(1), 1), 'ERR_CUDA',
-        /^CUDA error cudaErrorInvalidValue \(1\): invalid argument .* in `cudaMemcpy\(.*\)` at .*fault_engine\.cc:\d+$/);
+      await rejectsWith(
+        e.infer(images(1), 1),
+        'ERR_CUDA',
+        /^CUDA error cudaErrorInvalidValue \(1\): invalid argument .* in `cudaMemcpy\(.*\)` at .*fault_engine\.cc:\d+$/,
+      );
       const oom = await fault({ fault: 'cuda_oom' });
       await rejectsWith(oom.infer(images(1), 1), 'ERR_OUT_OF_MEMORY', /cudaErrorMemoryAllocation \(2\)/);
     }
@@ -268,7 +292,10 @@ describe('addon: worker-thread failures become rejected promises', () => {
     const disposed = e.dispose();
     await rejectsWith(e.infer(images(1), 1), 'ERR_DISPOSED');
     const results = await Promise.all(queued);
-    assert.deepEqual(results.map((r) => r[0]), [10, 10, 10]);
+    assert.deepEqual(
+      results.map((r) => r[0]),
+      [10, 10, 10],
+    );
     await disposed;
     await e.dispose(); // idempotent
     assert.equal(e.info, null);
@@ -276,7 +303,10 @@ describe('addon: worker-thread failures become rejected promises', () => {
 
   it('Engine cannot be constructed from JS', () => {
     const Engine = (addon() as unknown as { Engine: new (...args: unknown[]) => unknown }).Engine;
-    assert.throws(() => new Engine(), (err: Error & { code?: string }) => err.code === 'ERR_INVALID_ARGUMENT');
+    assert.throws(
+      () => new Engine(),
+      (err: Error & { code?: string }) => err.code === 'ERR_INVALID_ARGUMENT',
+    );
   });
 });
 
@@ -305,7 +335,10 @@ describe('addon: the process survives every injected failure', () => {
     assert.equal(r.status, 0, r.stderr);
     const codes = JSON.parse(r.stdout.trim().split('\n').pop()!) as string[];
     assert.equal(codes.length, 12);
-    assert.ok(codes.every((c) => /^ERR_[A-Z_]+$/.test(c)), codes.join(','));
+    assert.ok(
+      codes.every((c) => /^ERR_[A-Z_]+$/.test(c)),
+      codes.join(','),
+    );
   });
 });
 

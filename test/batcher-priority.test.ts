@@ -3,7 +3,7 @@
 // so orders and latencies are exact, whatever the machine's load.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Batcher, type BatcherOptions } from '../src/batcher.js';
+import { Batcher, type BatcherOptions } from '../src/batching/batcher.js';
 import { ServeError } from '../src/errors.js';
 
 const IMG = 3; // bytes per image; byte 0 carries the request id
@@ -36,9 +36,17 @@ const settle = () => new Promise<void>((r) => setImmediate(r));
 function make(over: Partial<BatcherOptions>) {
   const engine = new ManualEngine();
   const batcher = new Batcher({
-    model: 'prio', variant: 'fold', backend: 'onnxruntime',
-    maxBatchSize: 4, maxQueueDelayMs: 0, maxQueueSize: 32, instances: 1,
-    imageBytes: IMG, numClasses: 1, run: engine.run, now: () => engine.clock,
+    model: 'prio',
+    variant: 'fold',
+    backend: 'onnxruntime',
+    maxBatchSize: 4,
+    maxQueueDelayMs: 0,
+    maxQueueSize: 32,
+    instances: 1,
+    imageBytes: IMG,
+    numClasses: 1,
+    run: engine.run,
+    now: () => engine.clock,
     ...over,
   });
   return { batcher, engine };
@@ -47,7 +55,10 @@ function make(over: Partial<BatcherOptions>) {
 const image = (id: number) => new Uint8Array([id, 0, 0]);
 
 async function failure(p: Promise<unknown>): Promise<ServeError> {
-  const err = await p.then(() => assert.fail('expected a rejection'), (e: unknown) => e);
+  const err = await p.then(
+    () => assert.fail('expected a rejection'),
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof ServeError, `not a ServeError: ${err}`);
   return err;
 }
@@ -69,16 +80,18 @@ test('under a full queue, high-priority p99 is below low-priority p50; FIFO with
   const send = (cls: 'high' | 'low') => {
     const me = id++;
     const t0 = engine.clock;
-    all.push(batcher.submit(image(me % 256), 1, cls === 'high' ? { priority: 1 } : {}).then(
-      () => {
-        latency[cls].push(engine.clock - t0);
-        order[cls].push(me);
-      },
-      (err: ServeError) => {
-        assert.equal(err.code, 'SWIN_QUEUE_FULL');
-        refused[cls]++;
-      },
-    ));
+    all.push(
+      batcher.submit(image(me % 256), 1, cls === 'high' ? { priority: 1 } : {}).then(
+        () => {
+          latency[cls].push(engine.clock - t0);
+          order[cls].push(me);
+        },
+        (err: ServeError) => {
+          assert.equal(err.code, 'SWIN_QUEUE_FULL');
+          refused[cls]++;
+        },
+      ),
+    );
   };
   for (let step = 0; step < 50; step++) {
     for (let i = 0; i < 4; i++) send('low');
@@ -98,11 +111,19 @@ test('under a full queue, high-priority p99 is below low-priority p50; FIFO with
   console.log(`# manual clock: high p99 ${highP99} ms, low p50 ${lowP50} ms, low refused ${refused.low}`);
   assert.ok(highP99 < lowP50, `high p99 ${highP99} ms >= low p50 ${lowP50} ms`);
   // FIFO within a level: each level completes in submission order.
-  for (const cls of ['high', 'low'] as const) assert.deepEqual(order[cls], [...order[cls]].sort((a, b) => a - b));
+  for (const cls of ['high', 'low'] as const)
+    assert.deepEqual(
+      order[cls],
+      [...order[cls]].sort((a, b) => a - b),
+    );
 });
 
-test('timeout action reject: a request still queued when its level\'s default timeout passes is answered 504', async () => {
-  const { batcher, engine } = make({ maxBatchSize: 1, priorityLevels: 2, policies: [{}, { defaultTimeoutMs: 30, timeoutAction: 'reject' }] });
+test("timeout action reject: a request still queued when its level's default timeout passes is answered 504", async () => {
+  const { batcher, engine } = make({
+    maxBatchSize: 1,
+    priorityLevels: 2,
+    policies: [{}, { defaultTimeoutMs: 30, timeoutAction: 'reject' }],
+  });
   const running = batcher.submit(image(1), 1);
   await settle();
   const late = failure(batcher.submit(image(2), 1)); // level 2: times out 30 ms after enqueue
@@ -110,33 +131,40 @@ test('timeout action reject: a request still queued when its level\'s default ti
   engine.clock += 40; // the running batch takes 50 ms in all
   await engine.step(10);
   const err = await late;
-  assert.deepEqual([err.code, err.httpStatus, err.message], ['SWIN_DEADLINE_EXCEEDED', 504, 'Request deadline of 30 ms passed before inference finished']);
+  assert.deepEqual(
+    [err.code, err.httpStatus, err.message],
+    ['SWIN_DEADLINE_EXCEEDED', 504, 'Request deadline of 30 ms passed before inference finished'],
+  );
   await engine.step(10);
   await Promise.all([running, urgent]);
   assert.deepEqual(engine.seen, [1, 3]);
   await batcher.close();
 });
 
-test('a request\'s own timeout overrides the default, capped at the level\'s maximum; override can be refused', async () => {
+test("a request's own timeout overrides the default, capped at the level's maximum; override can be refused", async () => {
   const { batcher, engine } = make({
-    maxBatchSize: 1, priorityLevels: 2,
-    policies: [{ defaultTimeoutMs: 1000, maxTimeoutMs: 25 }, { defaultTimeoutMs: 15, allowTimeoutOverride: false }],
+    maxBatchSize: 1,
+    priorityLevels: 2,
+    policies: [
+      { defaultTimeoutMs: 1000, maxTimeoutMs: 25 },
+      { defaultTimeoutMs: 15, allowTimeoutOverride: false },
+    ],
   });
   const running = batcher.submit(image(1), 1, { priority: 1 });
   await settle();
   const capped = failure(batcher.submit(image(2), 1, { priority: 1, policyTimeoutMs: 5000 })); // asks 5 s, gets 25 ms
   const fixed = failure(batcher.submit(image(3), 1, { priority: 2, policyTimeoutMs: 5000 })); // level 2 ignores the override: 15 ms
   await engine.step(30);
-  assert.deepEqual((await Promise.all([capped, fixed])).map((e) => e.message), [
-    'Request deadline of 25 ms passed before inference finished',
-    'Request deadline of 15 ms passed before inference finished',
-  ]);
+  assert.deepEqual(
+    (await Promise.all([capped, fixed])).map((e) => e.message),
+    ['Request deadline of 25 ms passed before inference finished', 'Request deadline of 15 ms passed before inference finished'],
+  );
   await running;
   assert.deepEqual(engine.seen, [1]);
   await batcher.close();
 });
 
-test('timeout action delay: a timed-out request runs after its level\'s others, still before lower levels', async () => {
+test("timeout action delay: a timed-out request runs after its level's others, still before lower levels", async () => {
   const { batcher, engine } = make({ maxBatchSize: 1, priorityLevels: 2, policies: [{ defaultTimeoutMs: 30, timeoutAction: 'delay' }] });
   const running = batcher.submit(image(1), 1, { priority: 1 });
   await settle();
@@ -153,17 +181,27 @@ test('timeout action delay: a timed-out request runs after its level\'s others, 
   await batcher.close();
 });
 
-test('priority out of range is a bad request, before any queueing or decoding; each level\'s limit applies to reserve()', async () => {
+test("priority out of range is a bad request, before any queueing or decoding; each level's limit applies to reserve()", async () => {
   const { batcher, engine } = make({ priorityLevels: 3, policies: [{ maxQueueSize: 2 }] });
   for (const p of [0, 4, 1.5]) {
     const err = await failure(batcher.submit(image(1), 1, { priority: p }));
-    assert.deepEqual([err.code, err.httpStatus, err.message], ['SWIN_BAD_REQUEST', 400, `Bad request: priority must be an integer from 1 to 3 (1 runs first), got ${p}`]);
-    assert.throws(() => batcher.reserve(1, p), (e: ServeError) => e.code === 'SWIN_BAD_REQUEST');
+    assert.deepEqual(
+      [err.code, err.httpStatus, err.message],
+      ['SWIN_BAD_REQUEST', 400, `Bad request: priority must be an integer from 1 to 3 (1 runs first), got ${p}`],
+    );
+    assert.throws(
+      () => batcher.reserve(1, p),
+      (e: ServeError) => e.code === 'SWIN_BAD_REQUEST',
+    );
   }
   const release = batcher.reserve(2, 1);
-  assert.throws(() => batcher.reserve(1, 1), (e: ServeError) =>
-    e.code === 'SWIN_QUEUE_FULL' && e.message === 'Queue of model prio at priority 1 is full (2 requests); retry later' &&
-    JSON.stringify(e.metadata) === JSON.stringify({ model: 'prio', priority: '1', max_queue_size: '2' }));
+  assert.throws(
+    () => batcher.reserve(1, 1),
+    (e: ServeError) =>
+      e.code === 'SWIN_QUEUE_FULL' &&
+      e.message === 'Queue of model prio at priority 1 is full (2 requests); retry later' &&
+      JSON.stringify(e.metadata) === JSON.stringify({ model: 'prio', priority: '1', max_queue_size: '2' }),
+  );
   batcher.reserve(1, 2)(); // other levels still admit
   release();
   assert.deepEqual(engine.seen, []);

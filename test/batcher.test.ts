@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Batcher, type BatcherOptions } from '../src/batcher.js';
+import { Batcher, type BatcherOptions } from '../src/batching/batcher.js';
 import { ServeError } from '../src/errors.js';
-import { droppedRequests } from '../src/metrics.js';
+import { droppedRequests } from '../src/observability/metrics.js';
 import { FakeBackend, uniformImages } from './helpers/fake-backend.js';
 
 const IMG = 12; // bytes per image: 2 x 2 x 3
@@ -10,9 +10,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function make(over: Partial<BatcherOptions> = {}, backend = new FakeBackend({ imageBytes: IMG })) {
   const batcher = new Batcher({
-    model: 'test-model', variant: 'fold', backend: 'onnxruntime',
-    maxBatchSize: 4, maxQueueDelayMs: 20, maxQueueSize: 100, instances: 1,
-    imageBytes: IMG, numClasses: 10, run: (x, n) => backend.run(x, n),
+    model: 'test-model',
+    variant: 'fold',
+    backend: 'onnxruntime',
+    maxBatchSize: 4,
+    maxQueueDelayMs: 20,
+    maxQueueSize: 100,
+    instances: 1,
+    imageBytes: IMG,
+    numClasses: 10,
+    run: (x, n) => backend.run(x, n),
     ...over,
   });
   return { batcher, backend };
@@ -26,7 +33,10 @@ function argmax(row: Float32Array): number {
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<ServeError> {
-  const err = await p.then(() => assert.fail(`expected ${code}`), (e: unknown) => e);
+  const err = await p.then(
+    () => assert.fail(`expected ${code}`),
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof ServeError, `not a ServeError: ${err}`);
   assert.equal(err.code, code);
   return err;
@@ -64,8 +74,14 @@ test('every caller gets its own rows, in submission order', async () => {
   const { batcher, backend } = make({ maxBatchSize: 8, maxQueueDelayMs: 10 });
   const classes = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
   const results = await Promise.all(classes.map((c) => batcher.submit(uniformImages([25 * c], IMG), 1)));
-  assert.deepEqual(results.map((r) => argmax(r.logits)), classes);
-  assert.deepEqual(backend.seen, classes.map((c) => 25 * c));
+  assert.deepEqual(
+    results.map((r) => argmax(r.logits)),
+    classes,
+  );
+  assert.deepEqual(
+    backend.seen,
+    classes.map((c) => 25 * c),
+  );
   assert.deepEqual(backend.calls, [8, 2]);
   for (const r of results) assert.equal(r.logits.length, 10);
 });
@@ -73,7 +89,13 @@ test('every caller gets its own rows, in submission order', async () => {
 test('a multi-image request larger than max_batch_size is split and reassembled in order', async () => {
   const { batcher, backend } = make({ maxBatchSize: 4, maxQueueDelayMs: 0 });
   const classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const r = await batcher.submit(uniformImages(classes.map((c) => 25 * c), IMG), classes.length);
+  const r = await batcher.submit(
+    uniformImages(
+      classes.map((c) => 25 * c),
+      IMG,
+    ),
+    classes.length,
+  );
   assert.deepEqual(backend.calls, [4, 4, 2]);
   const got = classes.map((_, i) => argmax(r.logits.subarray(i * 10, (i + 1) * 10)));
   assert.deepEqual(got, classes);
@@ -91,7 +113,7 @@ test('an expired request is answered 504 and never reaches the engine', async ()
   await first;
   await sleep(10);
   assert.deepEqual(backend.seen, [1]);
-  assert.equal(await dropped('deadline') - before, 1);
+  assert.equal((await dropped('deadline')) - before, 1);
   await rejectsWith(batcher.submit(uniformImages([3], IMG), 1, { deadline: Date.now() - 1 }), 'SWIN_DEADLINE_EXCEEDED');
   assert.deepEqual(backend.seen, [1]);
 });
@@ -126,7 +148,7 @@ test('aborting the signal takes a queued request out of the queue', async () => 
   backend.release();
   await Promise.all([running, stays]);
   assert.deepEqual(backend.seen, [7, 9]);
-  assert.equal(await dropped('cancelled') - before, 1);
+  assert.equal((await dropped('cancelled')) - before, 1);
 });
 
 test('`instances` bounds the batches in flight', async () => {
@@ -181,7 +203,10 @@ test('withdrawQueued rejects waiting requests and leaves running ones alone', as
   const running = batcher.submit(uniformImages([1], IMG), 1);
   await sleep(5);
   const waiting = batcher.submit(uniformImages([2], IMG), 1);
-  assert.equal(batcher.withdrawQueued(() => new ServeError('SWIN_MODEL_NOT_READY', 'm', 'withdrawn')), 1);
+  assert.equal(
+    batcher.withdrawQueued(() => new ServeError('SWIN_MODEL_NOT_READY', 'm', 'withdrawn')),
+    1,
+  );
   await rejectsWith(waiting, 'SWIN_MODEL_NOT_READY');
   backend.release();
   await running;

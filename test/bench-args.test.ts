@@ -19,7 +19,18 @@ test('defaults: closed-loop HTTP sweep against loopback', () => {
 });
 
 test('open loop with rates, arrival and = syntax', () => {
-  const o = parseBenchArgs(['--mode', 'open', '--rate=50,100.5', '--arrival', 'constant', '--duration', '1500ms', '--warmup=0', '--json', 'x.json']);
+  const o = parseBenchArgs([
+    '--mode',
+    'open',
+    '--rate=50,100.5',
+    '--arrival',
+    'constant',
+    '--duration',
+    '1500ms',
+    '--warmup=0',
+    '--json',
+    'x.json',
+  ]);
   assert.equal(o.mode, 'open');
   assert.deepEqual(o.rates, [50, 100.5]);
   assert.equal(o.arrival, 'constant');
@@ -30,7 +41,18 @@ test('open loop with rates, arrival and = syntax', () => {
 });
 
 test('gRPC target, model, top-k, trailing slash of the URL dropped', () => {
-  const o = parseBenchArgs(['--api', 'grpc', '--grpc-target', 'localhost:9000', '--model', 'swin-fmnist', '--top-k', '3', '--url', 'http://localhost:1234/']);
+  const o = parseBenchArgs([
+    '--api',
+    'grpc',
+    '--grpc-target',
+    'localhost:9000',
+    '--model',
+    'swin-fmnist',
+    '--top-k',
+    '3',
+    '--url',
+    'http://localhost:1234/',
+  ]);
   assert.equal(o.api, 'grpc');
   assert.equal(o.grpcTarget, 'localhost:9000');
   assert.equal(o.model, 'swin-fmnist');
@@ -60,7 +82,12 @@ test('refusals name the flag', () => {
     [['--url', 'https://127.0.0.1'], /only http/],
     [['--check=yes'], /takes no value/],
   ];
-  for (const [argv, msg] of bad) assert.throws(() => parseBenchArgs(argv), (e: unknown) => e instanceof UsageError && msg.test(e.message), argv.join(' '));
+  for (const [argv, msg] of bad)
+    assert.throws(
+      () => parseBenchArgs(argv),
+      (e: unknown) => e instanceof UsageError && msg.test(e.message),
+      argv.join(' '),
+    );
 });
 
 test('--allow-remote lets a remote URL through', () => {
@@ -68,9 +95,34 @@ test('--allow-remote lets a remote URL through', () => {
 });
 
 test('--help documents every flag the parser accepts', () => {
-  const flags = ['--api', '--url', '--path', '--grpc-target', '--proto', '--model', '--top-k', '--allow-remote', '--images',
-    '--max-images', '--mode', '--concurrency', '--rate', '--arrival', '--max-in-flight', '--connections', '--warmup',
-    '--duration', '--timeout', '--json', '--csv', '--label', '--progress', '--check', '--seed', '--help'];
+  const flags = [
+    '--api',
+    '--url',
+    '--path',
+    '--grpc-target',
+    '--proto',
+    '--model',
+    '--top-k',
+    '--allow-remote',
+    '--images',
+    '--max-images',
+    '--mode',
+    '--concurrency',
+    '--rate',
+    '--arrival',
+    '--max-in-flight',
+    '--connections',
+    '--warmup',
+    '--duration',
+    '--timeout',
+    '--json',
+    '--csv',
+    '--label',
+    '--progress',
+    '--check',
+    '--seed',
+    '--help',
+  ];
   for (const f of flags) assert.ok(HELP.includes(f), `${f} missing from --help`);
   assert.equal(parseBenchArgs(['-h']).help, true);
 });

@@ -13,10 +13,22 @@ test('sizes: single values and ranges; bad ones are refused', () => {
 
 test('rows: first latency over the p50 of the steady-state runs of the same size', () => {
   assert.equal(p50([5, 1, 3, 2]), 2);
-  assert.deepEqual(rows(new Map([[1, 30], [2, 10]]), new Map([[1, [10, 11, 9]], [2, [20, 20, 30]]])), [
-    { batch: 1, first_ms: 30, p50_ms: 10, ratio: 3 },
-    { batch: 2, first_ms: 10, p50_ms: 20, ratio: 0.5 },
-  ]);
+  assert.deepEqual(
+    rows(
+      new Map([
+        [1, 30],
+        [2, 10],
+      ]),
+      new Map([
+        [1, [10, 11, 9]],
+        [2, [20, 20, 30]],
+      ]),
+    ),
+    [
+      { batch: 1, first_ms: 30, p50_ms: 10, ratio: 3 },
+      { batch: 2, first_ms: 10, p50_ms: 20, ratio: 0.5 },
+    ],
+  );
 });
 
 test('options: the server command follows --', () => {

@@ -65,7 +65,10 @@ after(async () => {
 
 test('images: only image files, sorted, with their content type', async () => {
   const imgs = await loadImages(dir);
-  assert.deepEqual(imgs.map((i) => i.name), ['img0.jpg', 'img1.jpg', 'img2.jpg']);
+  assert.deepEqual(
+    imgs.map((i) => i.name),
+    ['img0.jpg', 'img1.jpg', 'img2.jpg'],
+  );
   assert.equal(imgs[1].data.length, 1100);
   assert.equal(imgs[0].mime, 'image/jpeg');
   await assert.rejects(loadImages(join(dir, 'missing')), /cannot read image folder/);
@@ -100,7 +103,15 @@ test('open loop: constant arrivals send rate x window requests, latency from sch
   const images = await loadImages(dir);
   const target = new HttpTarget({ url: `http://127.0.0.1:${port}`, path: '/classify', timeoutMs: 5000, check: false });
   target.setConnections(64);
-  const r = await runStep(target, images, { mode: 'open', rate: 200, arrival: 'constant', warmupS: 0.2, durationS: 1, timeoutMs: 5000, seed: 1 });
+  const r = await runStep(target, images, {
+    mode: 'open',
+    rate: 200,
+    arrival: 'constant',
+    warmupS: 0.2,
+    durationS: 1,
+    timeoutMs: 5000,
+    seed: 1,
+  });
   await target.close();
   assert.ok(r.requests >= 190 && r.requests <= 210, `requests ${r.requests}`);
   assert.ok(r.latency.min_ms >= DELAY_MS * 0.9, `min ${r.latency.min_ms}`);
@@ -112,7 +123,16 @@ test('open loop: requests beyond --max-in-flight are not sent and counted as cli
   const images = await loadImages(dir);
   const target = new HttpTarget({ url: `http://127.0.0.1:${port}`, path: '/classify', timeoutMs: 5000, check: false });
   target.setConnections(2);
-  const r = await runStep(target, images, { mode: 'open', rate: 2000, arrival: 'poisson', maxInFlight: 2, warmupS: 0, durationS: 0.5, timeoutMs: 5000, seed: 3 });
+  const r = await runStep(target, images, {
+    mode: 'open',
+    rate: 2000,
+    arrival: 'poisson',
+    maxInFlight: 2,
+    warmupS: 0,
+    durationS: 0.5,
+    timeoutMs: 5000,
+    seed: 3,
+  });
   await target.close();
   assert.ok((r.errors.client_overload ?? 0) > 500, JSON.stringify(r.errors));
   assert.ok(r.ok < 0.5 * (2 / (DELAY_MS / 1000)) + 20, `ok ${r.ok}`);
@@ -134,13 +154,34 @@ test('a refused connection is an error code, not a crash', async () => {
 test('runBench writes JSON and CSV with one row per step', async () => {
   const json = join(dir, 'out', 'r.json');
   const csv = join(dir, 'out', 'r.csv');
-  const o = parseBenchArgs(['--url', `http://127.0.0.1:${port}`, '--images', dir, '--concurrency', '1,2', '--warmup', '100ms',
-    '--duration', '300ms', '--json', json, '--csv', csv, '--progress', '0', '--label', 'fake']);
+  const o = parseBenchArgs([
+    '--url',
+    `http://127.0.0.1:${port}`,
+    '--images',
+    dir,
+    '--concurrency',
+    '1,2',
+    '--warmup',
+    '100ms',
+    '--duration',
+    '300ms',
+    '--json',
+    json,
+    '--csv',
+    csv,
+    '--progress',
+    '0',
+    '--label',
+    'fake',
+  ]);
   const report = await runBench(o, sink);
   assert.equal(report.steps.length, 2);
   const parsed = JSON.parse(await readFile(json, 'utf8'));
   assert.equal(parsed.label, 'fake');
-  assert.deepEqual(parsed.steps.map((s: { concurrency: number }) => s.concurrency), [1, 2]);
+  assert.deepEqual(
+    parsed.steps.map((s: { concurrency: number }) => s.concurrency),
+    [1, 2],
+  );
   assert.equal(parsed.images.count, 3);
   assert.ok(parsed.steps[1].histogram_us.length > 0);
   const lines = (await readFile(csv, 'utf8')).trim().split('\n');
@@ -172,8 +213,27 @@ test('gRPC Predict: replies and status codes with the swin-code trailer', async 
     gserver.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
   );
   try {
-    const o = parseBenchArgs(['--api', 'grpc', '--grpc-target', `127.0.0.1:${gport}`, '--images', dir, '--model', 'mm', '--top-k', '3',
-      '--concurrency', '3', '--warmup', '100ms', '--duration', '500ms', '--progress', '0', '--check']);
+    const o = parseBenchArgs([
+      '--api',
+      'grpc',
+      '--grpc-target',
+      `127.0.0.1:${gport}`,
+      '--images',
+      dir,
+      '--model',
+      'mm',
+      '--top-k',
+      '3',
+      '--concurrency',
+      '3',
+      '--warmup',
+      '100ms',
+      '--duration',
+      '500ms',
+      '--progress',
+      '0',
+      '--check',
+    ]);
     const report = await runBench(o, sink);
     const s = report.steps[0];
     assert.ok(s.ok > 20, `ok ${s.ok}`);

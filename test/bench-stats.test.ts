@@ -81,5 +81,8 @@ test('error counts merge and sort by count', () => {
   b.add('timeout', 4);
   a.merge(b);
   assert.equal(a.total, 8);
-  assert.deepEqual(Object.entries(a.toObject()), [['timeout', 5], ['HTTP 503 SWIN_QUEUE_FULL', 3]]);
+  assert.deepEqual(Object.entries(a.toObject()), [
+    ['timeout', 5],
+    ['HTTP 503 SWIN_QUEUE_FULL', 3],
+  ]);
 });

@@ -1,26 +1,28 @@
 // Memory of request bodies (issue 15): BODY_MEMORY_BUDGET_BYTES bounds the
 // bytes of bodies in flight (503 SWIN_MEMORY_BUDGET with Retry-After beyond
 // it, charged before the body is read), and KServe JSON UINT8 data is read
-// straight into bytes (src/kserve/json-uint8-data.ts) instead of JS arrays.
+// straight into bytes (src/api/kserve/json-uint8-data.ts) instead of JS arrays.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildApp } from '../src/http/app.js';
-import { BodyBudget } from '../src/body-budget.js';
-import { bodyCharge } from '../src/http/body-budget.js';
-import { PLACEHOLDER, extractUint8Data } from '../src/kserve/json-uint8-data.js';
+import { buildApp } from '../src/api/http/app.js';
+import { BodyBudget } from '../src/api/body-budget.js';
+import { bodyCharge } from '../src/api/http/body-budget.js';
+import { PLACEHOLDER, extractUint8Data } from '../src/api/kserve/json-uint8-data.js';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
-import { grpcBodyBudgetInterceptor, messageBytes } from '../src/grpc/grpc-body-budget.js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
+import { grpcBodyBudgetInterceptor, messageBytes } from '../src/api/grpc/grpc-body-budget.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
 import { fakeService } from './helpers/fake-service.js';
-import { FakeService } from './kserve-fake-service.js';
+import { FakeService } from './helpers/kserve-fake-service.js';
 
 /** JSON.parse of the extracted text, with the placeholders put back as flat number arrays. */
 function viaExtract(json: string): unknown {
   const { text, arrays } = extractUint8Data(Buffer.from(json), 0);
-  return JSON.parse(text, (_k, v) => (typeof v === 'string' && v.startsWith(PLACEHOLDER) ? Array.from(arrays[Number(v.slice(PLACEHOLDER.length))]) : v));
+  return JSON.parse(text, (_k, v) =>
+    typeof v === 'string' && v.startsWith(PLACEHOLDER) ? Array.from(arrays[Number(v.slice(PLACEHOLDER.length))]) : v,
+  );
 }
 
 /** JSON.parse with every "data" array flattened, as parseInferBody flattens it. */
@@ -52,10 +54,19 @@ test('a large KServe JSON UINT8 request is served as its binary-extension twin',
     const size = 8; // the fake model's input side
     const n = 60; // 60 x 8 x 8 x 3 = 11,520 elements, about 46 KB of JSON: past the 16 KiB extraction threshold
     const flat = Array.from({ length: n * size * size * 3 }, (_, i) => (i < size * size * 3 ? 125 : 50));
-    const json = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [n, size, size, 3], data: flat }] } });
-    const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [n, size, size, 3], parameters: { binary_data_size: flat.length } }] }));
+    const json = await s.app.inject({
+      method: 'POST',
+      url: '/v2/models/fake/infer',
+      payload: { inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [n, size, size, 3], data: flat }] },
+    });
+    const head = Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [n, size, size, 3], parameters: { binary_data_size: flat.length } }],
+      }),
+    );
     const binary = await s.app.inject({
-      method: 'POST', url: '/v2/models/fake/infer',
+      method: 'POST',
+      url: '/v2/models/fake/infer',
       headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(head.length) },
       payload: Buffer.concat([head, Buffer.from(flat)]),
     });
@@ -81,10 +92,21 @@ test('bodies in flight stay within BODY_MEMORY_BUDGET_BYTES; the excess gets 503
   try {
     const url = await app.listen({ port: 0, host: '127.0.0.1' });
     const size = 8;
-    const body = JSON.stringify({ inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, size, size, 3], data: Array(size * size * 3).fill(125) }], parameters: { pad: 'x'.repeat(150_000) } });
+    const body = JSON.stringify({
+      inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, size, size, 3], data: Array(size * size * 3).fill(125) }],
+      parameters: { pad: 'x'.repeat(150_000) },
+    });
     assert.equal(bodyCharge({ 'content-length': String(body.length), 'content-type': 'application/json' }, 1 << 30), 2 * body.length);
-    const replies = await Promise.all(Array.from({ length: 8 }, () => fetch(`${url}/v2/models/fake/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-      .then(async (r) => ({ status: r.status, code: r.headers.get('swin-code'), retry: r.headers.get('retry-after'), text: await r.text() }))));
+    const replies = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        fetch(`${url}/v2/models/fake/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }).then(async (r) => ({
+          status: r.status,
+          code: r.headers.get('swin-code'),
+          retry: r.headers.get('retry-after'),
+          text: await r.text(),
+        })),
+      ),
+    );
     const ok = replies.filter((r) => r.status === 200).length;
     const refused = replies.filter((r) => r.status === 503);
     assert.equal(ok + refused.length, 8, JSON.stringify(replies.map((r) => r.status)));
@@ -107,13 +129,29 @@ test('gRPC calls are charged their message: over the budget, UNAVAILABLE SWIN_ME
   service.delayMs = 300;
   // One byte: a call is admitted only when nothing else is in flight (one body larger than the budget goes alone).
   const budget = new BodyBudget(1);
-  const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, interceptors: [grpcBodyBudgetInterceptor(budget)] }, pino({ level: 'silent' }));
-  const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as ClassifierClient;
+  const server = await startGrpcServer(
+    service,
+    { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, interceptors: [grpcBodyBudgetInterceptor(budget)] },
+    pino({ level: 'silent' }),
+  );
+  const client = new (loadProtos().classifier.swin.v1.Classifier)(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as ClassifierClient;
   try {
     const image = Buffer.from('rgb:200,0,0');
     assert.equal(messageBytes({ images: [image, Buffer.alloc(100)], model: 'ab', top_k: 3, n: [1, 2] }), 11 + 100 + 2 + 8 + 16);
-    const calls = await Promise.all(Array.from({ length: 6 }, () => new Promise<{ code: grpc.status; swin?: string }>((resolve) =>
-      client.Predict({ images: [image] }, (err) => resolve(err ? { code: err.code, swin: String(err.metadata.get('swin-code')[0]) } : { code: grpc.status.OK })))));
+    const calls = await Promise.all(
+      Array.from(
+        { length: 6 },
+        () =>
+          new Promise<{ code: grpc.status; swin?: string }>((resolve) =>
+            client.Predict({ images: [image] }, (err) =>
+              resolve(err ? { code: err.code, swin: String(err.metadata.get('swin-code')[0]) } : { code: grpc.status.OK }),
+            ),
+          ),
+      ),
+    );
     const ok = calls.filter((c) => c.code === grpc.status.OK).length;
     const refused = calls.filter((c) => c.code === grpc.status.UNAVAILABLE && c.swin === 'SWIN_MEMORY_BUDGET').length;
     assert.equal(ok + refused, 6, JSON.stringify(calls));

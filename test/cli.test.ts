@@ -20,8 +20,14 @@ test('--help lists every setting with its flag, both variable names and its defa
     if (s.def) assert.ok(lines[at + 2].endsWith(`default: ${s.def}`), `${s.env}: default ${s.def} not listed`);
   }
   for (const e of ENV_ONLY) assert.ok(help.includes(`\n  SWIN_${e.env} or ${e.env}\n`), `${e.env} missing`);
-  assert.match(help, /\n  --backend <auto\|tensorrt\|cuda\|onnxruntime>\n      engine per variant: auto tries tensorrt, cuda, then onnxruntime\n      env SWIN_BACKEND or BACKEND; default: auto\n/);
-  assert.match(help, /\n  --max-batch-size <n>\n      images per engine run, at most\n      env SWIN_MAX_BATCH_SIZE or MAX_BATCH_SIZE; default: model.json\n/);
+  assert.match(
+    help,
+    /\n {2}--backend <auto\|tensorrt\|cuda\|onnxruntime>\n {6}engine per variant: auto tries tensorrt, cuda, then onnxruntime\n {6}env SWIN_BACKEND or BACKEND; default: auto\n/,
+  );
+  assert.match(
+    help,
+    /\n {2}--max-batch-size <n>\n {6}images per engine run, at most\n {6}env SWIN_MAX_BATCH_SIZE or MAX_BATCH_SIZE; default: model.json\n/,
+  );
 });
 
 test('--help and --version are recognised before any setting is parsed', () => {
@@ -33,7 +39,8 @@ test('--help and --version are recognised before any setting is parsed', () => {
 });
 
 test('the entry point prints help and version and exits 0; package.json has a bin entry', () => {
-  const run = (arg: string) => execFileSync(process.execPath, ['--import', 'tsx', 'src/main.ts', arg], { encoding: 'utf8', timeout: 60_000 });
+  const run = (arg: string) =>
+    execFileSync(process.execPath, ['--import', 'tsx', 'src/main.ts', arg], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(run('--version'), `swin-serve ${pkg.version}\n`);
   assert.equal(run('--help'), helpText());
   assert.deepEqual(pkg.bin, { 'swin-serve': 'dist/src/main.js' });
@@ -48,6 +55,12 @@ test('SWIN_ names are read, win over the plain names, and errors name the variab
   assert.equal(c.access.rateLimitRps, 5);
   assert.equal(loadConfig(['--port', '1'], { SWIN_PORT: '9000' }).port, 1);
   assert.equal(loadConfig([], { SWIN_PORT: '', PORT: '7000' }).port, 7000);
-  assert.throws(() => loadConfig([], { SWIN_PORT: 'http' }), (e: unknown) => e instanceof ConfigError && e.message === 'SWIN_PORT="http": expected an integer');
-  assert.throws(() => loadConfig([], { PORT: 'http' }), (e: unknown) => e instanceof ConfigError && e.message === 'PORT="http": expected an integer');
+  assert.throws(
+    () => loadConfig([], { SWIN_PORT: 'http' }),
+    (e: unknown) => e instanceof ConfigError && e.message === 'SWIN_PORT="http": expected an integer',
+  );
+  assert.throws(
+    () => loadConfig([], { PORT: 'http' }),
+    (e: unknown) => e instanceof ConfigError && e.message === 'PORT="http": expected an integer',
+  );
 });

@@ -18,7 +18,12 @@ test('defaults', () => {
 });
 
 test('flags win over environment variables, which win over defaults', () => {
-  const c = loadConfig(['--port', '9000', '--max-batch-size=16', '--models', 'a, b'], { PORT: '7000', GRPC_PORT: '7001', BACKEND: 'onnxruntime', VARIANT: 'fold' });
+  const c = loadConfig(['--port', '9000', '--max-batch-size=16', '--models', 'a, b'], {
+    PORT: '7000',
+    GRPC_PORT: '7001',
+    BACKEND: 'onnxruntime',
+    VARIANT: 'fold',
+  });
   assert.equal(c.port, 9000);
   assert.equal(c.grpcPort, 7001);
   assert.equal(c.batching.maxBatchSize, 16);
@@ -40,7 +45,11 @@ test('bad values are refused with the setting named', () => {
     [[], { RATE_LIMIT_RPS: '-1' }, /RATE_LIMIT_RPS/],
   ];
   for (const [argv, env, re] of bad) {
-    assert.throws(() => loadConfig(argv, env), (e: unknown) => e instanceof ConfigError && re.test(e.message), `${argv} ${JSON.stringify(env)}`);
+    assert.throws(
+      () => loadConfig(argv, env),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      `${argv} ${JSON.stringify(env)}`,
+    );
   }
 });
 

@@ -9,9 +9,9 @@ import sharp from 'sharp';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
 import type { GRPCInferenceServiceClient } from '../src/generated/inference/GRPCInferenceService.js';
 import { ERRORS, type ErrorCode } from '../src/errors.js';
-import { startGrpcServer, type GrpcServerHandle } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/grpc/status-details.js';
+import { startGrpcServer, type GrpcServerHandle } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/api/grpc/status-details.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 
 let svc: FakeService;
@@ -29,7 +29,9 @@ before(async () => {
   const target = `127.0.0.1:${grpcServer.port}`;
   classifier = new protos.classifier.swin.v1.Classifier(target, grpc.credentials.createInsecure());
   kserve = new protos.kserve.inference.GRPCInferenceService(target, grpc.credentials.createInsecure());
-  png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
+  png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .png()
+    .toBuffer();
 });
 
 after(async () => {
@@ -119,7 +121,10 @@ async function expectEverywhere(r: BadRequest, code: ErrorCode): Promise<void> {
 
 test('a good request succeeds on all four protocols (the harness itself works)', async () => {
   const answers = await Promise.all([viaPredict({ images: [png] }), viaModelInfer({ images: [png] })]);
-  assert.deepEqual(answers.map((a) => a.status), ['OK', 'OK']);
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    ['OK', 'OK'],
+  );
   for (const via of [viaClassify, viaKserveRest]) assert.equal((await via({ images: [png] })).status, 200);
 });
 

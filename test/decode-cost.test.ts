@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { requestClient } from '../src/access/access-control.js';
-import { estimateDecodeCost } from '../src/decode-cost.js';
+import { requestClient } from '../src/api/access/access-control.js';
+import { estimateDecodeCost } from '../src/decode/decode-cost.js';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { CHEAP_MS, DecodeGate } from '../src/decode-gate.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { CHEAP_MS, DecodeGate } from '../src/decode/decode-gate.js';
 import { ServeError } from '../src/errors.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng } from './helpers/http-bodies.js';
@@ -29,7 +29,9 @@ after(() => s.close());
 
 test('the estimate tells a photo from a 1 x 25,000,000 strip, from the header alone', async () => {
   const meta = async (img: Buffer) => sharp(img).metadata();
-  const photo = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#777' } }).jpeg().toBuffer();
+  const photo = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#777' } })
+    .jpeg()
+    .toBuffer();
   assert.ok(estimateDecodeCost(await meta(photo)) < CHEAP_MS, 'a VGA JPEG is cheap');
   assert.ok(estimateDecodeCost(await meta(strip)) > 2000, 'the strip is above the default limit');
   const progressive = estimateDecodeCost({ format: 'jpeg', width: 4000, height: 3000, isProgressive: true });
@@ -40,7 +42,8 @@ test('the estimate tells a photo from a 1 x 25,000,000 strip, from the header al
 test('16 concurrent 1 x 25 Mpx PNGs are refused up front; a normal request beside them is served at once', async () => {
   const normal = await greyPng(125);
   const started = Date.now();
-  const post = (body: Buffer) => s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: body });
+  const post = (body: Buffer) =>
+    s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: body });
   const strips = Array.from({ length: 16 }, () => post(strip).then((r) => ({ r, ms: Date.now() - started })));
   const ok = await post(normal).then((r) => ({ r, ms: Date.now() - started }));
   const refused = await Promise.all(strips);
@@ -65,9 +68,14 @@ test('KServe REST with a BYTES input gets the same code', async () => {
 test('gRPC Predict gets INVALID_ARGUMENT with the same code in swin-code', async () => {
   const server = await startGrpcServer(s.service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
   const protos = loadProtos();
-  const client = new protos.classifier.swin.v1.Classifier(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as ClassifierClient;
+  const client = new protos.classifier.swin.v1.Classifier(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as ClassifierClient;
   try {
-    const err = await new Promise<grpc.ServiceError>((resolve, reject) => client.Predict({ images: [strip] }, (e) => (e ? resolve(e) : reject(new Error('no error')))));
+    const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+      client.Predict({ images: [strip] }, (e) => (e ? resolve(e) : reject(new Error('no error')))),
+    );
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
     assert.deepEqual(err.metadata.get('swin-code'), ['SWIN_IMAGE_TOO_COSTLY']);
     assert.match(err.details, /^Image 0 costs too much to decode/);
@@ -86,7 +94,9 @@ test('admitted strips take turns within the budget: a normal request is served b
     const strip3m = await stripPng(1, 3_000_000);
     const post = (body: Buffer) => {
       const started = Date.now();
-      return t.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: body }).then((r) => ({ status: r.statusCode, code: r.json().code as string | undefined, ms: Date.now() - started }));
+      return t.app
+        .inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: body })
+        .then((r) => ({ status: r.statusCode, code: r.json().code as string | undefined, ms: Date.now() - started }));
     };
     const strips = Array.from({ length: 16 }, () => post(strip3m));
     await new Promise((r) => setTimeout(r, 100));
@@ -128,13 +138,21 @@ function gateRun(budgetMs: number) {
   const gate = new DecodeGate({ maxImageCostMs: 10_000, budgetMs });
   const order: string[] = [];
   const releases = new Map<string, () => void>();
-  const ask = (name: string, cost: number, client: string, window = { deadline: Date.now() + 60_000, timeoutMs: 60_000 } as { deadline: number; timeoutMs: number; signal?: AbortSignal }) =>
-    gate.acquire(cost, client, window).then((release) => {
-      order.push(name);
-      releases.set(name, release);
-    }, (err: ServeError) => {
-      order.push(`${name}:${err.code}`);
-    });
+  const ask = (
+    name: string,
+    cost: number,
+    client: string,
+    window = { deadline: Date.now() + 60_000, timeoutMs: 60_000 } as { deadline: number; timeoutMs: number; signal?: AbortSignal },
+  ) =>
+    gate.acquire(cost, client, window).then(
+      (release) => {
+        order.push(name);
+        releases.set(name, release);
+      },
+      (err: ServeError) => {
+        order.push(`${name}:${err.code}`);
+      },
+    );
   return { gate, order, releases, ask };
 }
 
@@ -146,7 +164,7 @@ test('expensive decodes take turns per client within the budget; cheap ones neve
   assert.equal(gate.waiting, 3);
   releases.get('a1')!();
   await new Promise((r) => setImmediate(r));
-  assert.deepEqual(order.slice(2), ['b1'], 'client B goes before A\'s second image');
+  assert.deepEqual(order.slice(2), ['b1'], "client B goes before A's second image");
   releases.get('b1')!();
   await new Promise((r) => setImmediate(r));
   releases.get('a2')!();

@@ -47,10 +47,18 @@ test('a decode that outlasts the deadline is answered 504 at the deadline; a dis
   const res = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png });
   const ms = Date.now() - started;
   t.diagnostic(`504 after ${ms} ms with REQUEST_TIMEOUT_MS=300`);
-  assert.deepEqual({ status: res.statusCode, body: res.json() }, {
-    status: 504,
-    body: { statusCode: 504, code: 'SWIN_DEADLINE_EXCEEDED', error: 'Gateway Timeout', message: 'Request deadline of 300 ms passed before inference finished' },
-  });
+  assert.deepEqual(
+    { status: res.statusCode, body: res.json() },
+    {
+      status: 504,
+      body: {
+        statusCode: 504,
+        code: 'SWIN_DEADLINE_EXCEEDED',
+        error: 'Gateway Timeout',
+        message: 'Request deadline of 300 ms passed before inference finished',
+      },
+    },
+  );
   assert.ok(ms < 1300, `answered after ${ms} ms`);
 
   const ac = new AbortController();

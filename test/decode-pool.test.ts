@@ -1,4 +1,4 @@
-// DECODE_PROCESSES: sharp in child processes (src/decode-pool.ts) must give the
+// DECODE_PROCESSES: sharp in child processes (src/decode/decode-pool.ts) must give the
 // in-process path's bytes and errors, lose no accepted image when a child dies,
 // and serve /classify with the same answers.
 import { after, test } from 'node:test';
@@ -7,13 +7,13 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config.js';
-import { DecodePool } from '../src/decode-pool.js';
+import { DecodePool } from '../src/decode/decode-pool.js';
 import { ServeError } from '../src/errors.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
-import { decodedImages, registry } from '../src/metrics.js';
-import { Preprocessor } from '../src/preprocess.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
+import { decodedImages, registry } from '../src/observability/metrics.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
 const ACCEPTED = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
@@ -28,9 +28,11 @@ async function picture(w: number, h: number, seed: number, format: 'jpeg' | 'png
   let s = seed;
   for (let i = 0; i < px.length; i++) {
     s = (s * 1103515245 + 12345) & 0x7fffffff;
-    px[i] = ((i % (w * 3)) * 255 / (w * 3) + (s % 40)) & 0xff;
+    px[i] = (((i % (w * 3)) * 255) / (w * 3) + (s % 40)) & 0xff;
   }
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } })[format]().toBuffer();
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    [format]()
+    .toBuffer();
 }
 
 const pools: DecodePool[] = [];
@@ -49,7 +51,10 @@ test('children give the in-process bytes for every format and both preprocessing
   assert.equal(p.pids.length, 2);
   assert.ok(p.pids.every((pid) => pid > 0 && pid !== process.pid));
   const images = await Promise.all([
-    picture(40, 30, 1, 'jpeg'), picture(31, 47, 2, 'png'), picture(64, 20, 3, 'webp'), picture(9, 9, 4, 'jpeg'),
+    picture(40, 30, 1, 'jpeg'),
+    picture(31, 47, 2, 'png'),
+    picture(64, 20, 3, 'webp'),
+    picture(9, 9, 4, 'jpeg'),
   ]);
   for (const local of [squash, crop]) {
     const usable = local === crop ? images.filter((_, i) => i !== 2) : images;
@@ -72,8 +77,17 @@ test('errors come back as the in-process ServeErrors: code, status, message', as
     [new Preprocessor(fakeModelConfig({ size: 8 }), { maxImagePixels: 100, acceptedFormats: ACCEPTED }), jpeg], // too many pixels: 413
   ];
   for (const [local, input] of cases) {
-    const want = await local.one(input, 3).then(() => null, (e: unknown) => e);
-    const got = await p.preprocessor(local).one(input, 3).then(() => null, (e: unknown) => e);
+    const want = await local.one(input, 3).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    const got = await p
+      .preprocessor(local)
+      .one(input, 3)
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     assert.ok(want instanceof ServeError, String(want));
     assert.ok(got instanceof ServeError, String(got));
     assert.equal(got.code, want.code);
@@ -137,19 +151,27 @@ test('/classify with DECODE_PROCESSES=2 answers as in process, and counts the im
   const spread = await run({ DECODE_PROCESSES: '2' });
   assert.equal(inProcess.service.decodePool, null);
   assert.equal(spread.service.decodePool?.size, 2);
-  const counted = async () => (await decodedImages.get()).values
-    .filter((v) => v.labels.model === 'swin-fmnist' && v.labels.decoder === 'sharp').reduce((a, v) => a + v.value, 0);
+  const counted = async () =>
+    (await decodedImages.get()).values
+      .filter((v) => v.labels.model === 'swin-fmnist' && v.labels.decoder === 'sharp')
+      .reduce((a, v) => a + v.value, 0);
   const before = await counted();
   const images = await Promise.all([picture(28, 28, 20, 'png'), picture(120, 90, 21, 'jpeg'), picture(64, 64, 22, 'webp')]);
   for (const img of images) {
-    const ask = (app: typeof spread.app) => app.inject({ method: 'POST', url: '/classify?top_k=10', headers: { 'content-type': 'application/octet-stream' }, payload: img });
+    const ask = (app: typeof spread.app) =>
+      app.inject({ method: 'POST', url: '/classify?top_k=10', headers: { 'content-type': 'application/octet-stream' }, payload: img });
     const [a, b] = await Promise.all([ask(inProcess.app), ask(spread.app)]);
     assert.equal(a.statusCode, 200, a.body);
     assert.equal(b.statusCode, 200, b.body);
     assert.deepEqual(b.json().predictions, a.json().predictions);
   }
-  assert.equal(await counted() - before, 2 * images.length);
-  const bad = await spread.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/jpeg' }, payload: Buffer.from([0xff, 0xd8, 0xff, 0, 1, 2]) });
+  assert.equal((await counted()) - before, 2 * images.length);
+  const bad = await spread.app.inject({
+    method: 'POST',
+    url: '/classify',
+    headers: { 'content-type': 'image/jpeg' },
+    payload: Buffer.from([0xff, 0xd8, 0xff, 0, 1, 2]),
+  });
   assert.equal(bad.statusCode, 400, bad.body);
   assert.equal(bad.json().code, 'SWIN_IMAGE_DECODE_FAILED');
   assert.match(await registry.metrics(), /swin_decoded_images_total\{model="swin-fmnist",decoder="sharp"\}/);

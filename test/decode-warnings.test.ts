@@ -6,9 +6,9 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { DecodePool, RETIRE_COST_MS } from '../src/decode-pool.js';
-import { registry } from '../src/metrics.js';
-import { Preprocessor } from '../src/preprocess.js';
+import { DecodePool, RETIRE_COST_MS } from '../src/decode/decode-pool.js';
+import { registry } from '../src/observability/metrics.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng } from './helpers/http-bodies.js';
@@ -17,7 +17,11 @@ import { stripPng } from './helpers/strip-png.js';
 let clean: Buffer;
 let damaged: Buffer;
 before(async () => {
-  clean = await sharp({ create: { width: 320, height: 240, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+  clean = await sharp({
+    create: { width: 320, height: 240, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+  })
+    .jpeg()
+    .toBuffer();
   // Two marker bytes in the middle of the entropy-coded data: libjpeg warns "premature end of data segment".
   damaged = Buffer.from(clean);
   const mid = damaged.length >> 1;
@@ -27,13 +31,17 @@ before(async () => {
 
 /**
  * The warning for `damaged`: libjpeg's words, or, when a concurrent decode took them from
- * libvips' one error buffer, the marker scan's (src/preprocess.ts warningText).
+ * libvips' one error buffer, the marker scan's (src/decode/preprocess.ts warningText).
  */
-const DAMAGE = /^(VipsJpeg: Corrupt JPEG data: premature end of data segment|damaged JPEG: marker 0xffd3 inside entropy-coded data at byte \d+)$/;
+const DAMAGE =
+  /^(VipsJpeg: Corrupt JPEG data: premature end of data segment|damaged JPEG: marker 0xffd3 inside entropy-coded data at byte \d+)$/;
 
 function assertWarnings(actual: Array<{ image: number; warning: string }> | undefined, image: number): void {
   assert.ok(actual, 'warnings present');
-  assert.deepEqual(actual.map((w) => w.image), [image]);
+  assert.deepEqual(
+    actual.map((w) => w.image),
+    [image],
+  );
   assert.match(actual[0].warning, DAMAGE);
 }
 
@@ -45,9 +53,13 @@ async function warningsCounted(): Promise<number> {
 function post(s: FakeService, images: Buffer[]) {
   const boundary = 'b0undary';
   const parts = images.flatMap((img, i) => [
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`), img, Buffer.from('\r\n')]);
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${i}.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`),
+    img,
+    Buffer.from('\r\n'),
+  ]);
   return s.app.inject({
-    method: 'POST', url: '/classify',
+    method: 'POST',
+    url: '/classify',
     headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
     payload: Buffer.concat([...parts, Buffer.from(`--${boundary}--\r\n`)]),
   });
@@ -74,14 +86,20 @@ for (const processes of ['0', '1']) {
   });
 }
 
-test('KServe REST: BYTES images\' warnings in the reply parameters, as JSON', async () => {
+test("KServe REST: BYTES images' warnings in the reply parameters, as JSON", async () => {
   const s = await fakeService();
   try {
-    const body = { inputs: [{ name: 'pixels', shape: [2], datatype: 'BYTES', data: [damaged.toString('base64'), clean.toString('base64')] }] };
+    const body = {
+      inputs: [{ name: 'pixels', shape: [2], datatype: 'BYTES', data: [damaged.toString('base64'), clean.toString('base64')] }],
+    };
     const r = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: body });
     assert.equal(r.statusCode, 200, r.body);
     assertWarnings(JSON.parse(r.json().parameters.swin_image_warnings), 0);
-    const plain = await s.app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: { inputs: [{ ...body.inputs[0], shape: [1], data: [clean.toString('base64')] }] } });
+    const plain = await s.app.inject({
+      method: 'POST',
+      url: '/v2/models/fake/infer',
+      payload: { inputs: [{ ...body.inputs[0], shape: [1], data: [clean.toString('base64')] }] },
+    });
     assert.equal(plain.json().parameters, undefined);
   } finally {
     await s.close();
@@ -101,7 +119,10 @@ test('DECODE_STRICT=true refuses the damaged image with 400 SWIN_IMAGE_DAMAGED; 
   try {
     const r = await post(s, [clean, damaged]);
     const body = r.json();
-    assert.deepEqual({ ...body, message: undefined }, { statusCode: 400, code: 'SWIN_IMAGE_DAMAGED', error: 'Bad Request', message: undefined });
+    assert.deepEqual(
+      { ...body, message: undefined },
+      { statusCode: 400, code: 'SWIN_IMAGE_DAMAGED', error: 'Bad Request', message: undefined },
+    );
     const m = /^Image 1 is damaged \(the decoder warned: (.*)\); DECODE_STRICT refuses damaged images$/.exec(body.message);
     assert.ok(m, body.message);
     assert.match(m[1], DAMAGE);
@@ -118,7 +139,9 @@ test('a decode process whose dear decode lost its request is retired and replace
   const pool = new DecodePool(1, { onExit: (info) => exits.push(info) });
   try {
     await pool.ready();
-    const pre = pool.preprocessor(new Preprocessor(fakeModelConfig({ size: 8 }), { maxImagePixels: 30_000_000, acceptedFormats: ['png', 'jpeg'] }));
+    const pre = pool.preprocessor(
+      new Preprocessor(fakeModelConfig({ size: 8 }), { maxImagePixels: 30_000_000, acceptedFormats: ['png', 'jpeg'] }),
+    );
     const strip = await stripPng(1, 6_000_000); // about a second of decoding
     const [pid] = pool.pids;
     const ac = new AbortController();
@@ -129,10 +152,12 @@ test('a decode process whose dear decode lost its request is retired and replace
     // Replaced: a new child decodes the next image.
     const pixels = await pre.one(await greyPng(40), 0);
     assert.equal(pixels.length, 8 * 8 * 3);
-    assert.deepEqual(exits.map((e) => ({ retired: e.retired, replaced: e.replaced })), [{ retired: true, replaced: true }]);
+    assert.deepEqual(
+      exits.map((e) => ({ retired: e.retired, replaced: e.replaced })),
+      [{ retired: true, replaced: true }],
+    );
     assert.notEqual(pool.pids[0], pid);
   } finally {
     await pool.close();
   }
 });
-

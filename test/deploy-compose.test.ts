@@ -15,7 +15,10 @@ const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI =
 const FILE = 'deploy/docker-compose.yml';
 
 function compose(file: string, ...args: string[]) {
-  return spawnSync('docker-compose', ['-f', file, ...args], { encoding: 'utf8', env: { ...process.env, COMPOSE_PROJECT_NAME: 'swin-serve' } });
+  return spawnSync('docker-compose', ['-f', file, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, COMPOSE_PROJECT_NAME: 'swin-serve' },
+  });
 }
 
 function haveCompose(t: { skip: (m: string) => void }): boolean {
@@ -26,12 +29,22 @@ function haveCompose(t: { skip: (m: string) => void }): boolean {
 }
 
 const raw = parseYaml(readFileSync(FILE, 'utf8'), { merge: true }) as {
-  services: Record<string, {
-    profiles?: string[]; image?: string; build?: { target: string }; environment?: Record<string, string>;
-    ports?: string[]; depends_on?: Record<string, { condition: string }>; volumes?: string[]; networks?: { default: { aliases: string[] } };
-    stop_grace_period?: string; command?: string[];
-    deploy?: { resources: { reservations: { devices: { driver: string; count: number; capabilities: string[] }[] } } };
-  }>;
+  services: Record<
+    string,
+    {
+      profiles?: string[];
+      image?: string;
+      build?: { target: string };
+      environment?: Record<string, string>;
+      ports?: string[];
+      depends_on?: Record<string, { condition: string }>;
+      volumes?: string[];
+      networks?: { default: { aliases: string[] } };
+      stop_grace_period?: string;
+      command?: string[];
+      deploy?: { resources: { reservations: { devices: { driver: string; count: number; capabilities: string[] }[] } } };
+    }
+  >;
   volumes: Record<string, unknown>;
 };
 const svc = raw.services;
@@ -69,9 +82,10 @@ test('docker-compose config rejects a broken variant of the file (the check has 
 // Go >= 1.24 and the Go module proxy are needed to build it (the CI machine's image has Go;
 // scripts/test.sh installs Debian's golang-go where there is none). Without Go it is skipped
 // outside CI and fails in CI (SWIN_REQUIRE_TOOLS).
-test('compose-go, the loader of docker compose v2, accepts the file and selects each profile\'s services', { timeout: 300_000 }, (t) => {
+test("compose-go, the loader of docker compose v2, accepts the file and selects each profile's services", { timeout: 300_000 }, (t) => {
   if (spawnSync('go', ['version']).status !== 0) {
-    if (REQUIRE_TOOLS) assert.fail('go not found: the Compose v2 loader check needs Go >= 1.24 (scripts/test.sh installs golang-go where none is present)');
+    if (REQUIRE_TOOLS)
+      assert.fail('go not found: the Compose v2 loader check needs Go >= 1.24 (scripts/test.sh installs golang-go where none is present)');
     return t.skip('go not installed: the Compose v2 loader check needs it');
   }
   const dir = mkdtempSync(join(tmpdir(), 'compose-go-'));

@@ -14,8 +14,16 @@ import { SETTINGS } from '../src/config.js';
 const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI === 'true';
 const HADOLINT = existsSync('.venv/bin/hadolint') ? '.venv/bin/hadolint' : 'hadolint';
 
-interface Instr { op: string; args: string; line: number }
-interface Stage { base: string; name: string; instrs: Instr[] }
+interface Instr {
+  op: string;
+  args: string;
+  line: number;
+}
+interface Stage {
+  base: string;
+  name: string;
+  instrs: Instr[];
+}
 
 /** Dockerfile -> instructions (continuations joined, comments dropped) -> stages. */
 function parseDockerfile(text: string): { args: Map<string, string>; stages: Stage[] } {
@@ -64,12 +72,25 @@ const expand = (s: string): string => {
 
 /** .dockerignore patterns -> predicate "is this path sent to the builder". */
 function contextFilter(): (path: string) => boolean {
-  const pats = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const pats = readFileSync('.dockerignore', 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const res = pats.map((p) => {
     const neg = p.startsWith('!');
     const body = (neg ? p.slice(1) : p).replace(/\/$/, '');
-    const re = body.split('/').map((seg) => seg === '**' ? '.*' : seg.replace(/[.+^$()|[\]{}]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]'))
-      .join('/').replace(/\.\*\//g, '(?:.*/)?');
+    const re = body
+      .split('/')
+      .map((seg) =>
+        seg === '**'
+          ? '.*'
+          : seg
+              .replace(/[.+^$()|[\]{}]/g, '\\$&')
+              .replace(/\*/g, '[^/]*')
+              .replace(/\?/g, '[^/]'),
+      )
+      .join('/')
+      .replace(/\.\*\//g, '(?:.*/)?');
     return { neg, re: new RegExp(`^${re}(?:/.*)?$`) };
   });
   return (path) => {
@@ -101,7 +122,8 @@ test('the image has gpu, cpu and trt-plans targets built in several stages', () 
   assert.match(expand(stage('cpu').base), /^node:\d+\.\d+\.\d+-bookworm-slim$/);
   // runtime images take their JS and addon from build stages, not from the context
   for (const name of ['gpu', 'cpu']) {
-    const froms = stage(name).instrs.filter((i) => i.op === 'COPY' && i.args.includes('--from='))
+    const froms = stage(name)
+      .instrs.filter((i) => i.op === 'COPY' && i.args.includes('--from='))
       .map((i) => /--from=(\S+)/.exec(i.args)![1]);
     assert.ok(froms.includes('js-build'), `${name} copies dist/ from js-build`);
   }
@@ -142,15 +164,33 @@ test('runtime images run as a non-root numeric user, expose both ports and check
     assert.match(hc.args, /CMD \["node", "dist\/src\/healthcheck\.js"\]$/);
     assert.match(hc.args, /--start-period=\d+s/);
   }
-  assert.equal(stage('cpu').instrs.filter((i) => i.op === 'CMD').at(-1)?.args, '["node", "dist/src/main.js"]');
+  assert.equal(
+    stage('cpu')
+      .instrs.filter((i) => i.op === 'CMD')
+      .at(-1)?.args,
+    '["node", "dist/src/main.js"]',
+  );
   // gpu: serve.sh chooses the plan cache or the image's models, then execs dist/src/main.js
-  assert.equal(stage('gpu').instrs.filter((i) => i.op === 'ENTRYPOINT').at(-1)?.args, '["/app/serve.sh"]');
+  assert.equal(
+    stage('gpu')
+      .instrs.filter((i) => i.op === 'ENTRYPOINT')
+      .at(-1)?.args,
+    '["/app/serve.sh"]',
+  );
   assert.ok(stage('gpu').instrs.some((i) => i.op === 'COPY' && i.args === 'deploy/docker/serve.sh ./serve.sh'));
   assert.match(readFileSync('deploy/docker/serve.sh', 'utf8'), /exec node "\$\{SWIN_MAIN:-\/app\/dist\/src\/main\.js\}"/);
-  assert.equal(stage('trt-plans').instrs.filter((i) => i.op === 'ENTRYPOINT').at(-1)?.args, '["bash", "/app/build-plans.sh"]');
+  assert.equal(
+    stage('trt-plans')
+      .instrs.filter((i) => i.op === 'ENTRYPOINT')
+      .at(-1)?.args,
+    '["bash", "/app/build-plans.sh"]',
+  );
   // the gpu image reads TensorRT plans from the cache volume that trt-plans fills
   for (const name of ['gpu', 'trt-plans']) {
-    assert.ok(stage(name).instrs.some((i) => i.op === 'VOLUME' && i.args.includes('/var/cache/swin-serve/trt')), name);
+    assert.ok(
+      stage(name).instrs.some((i) => i.op === 'VOLUME' && i.args.includes('/var/cache/swin-serve/trt')),
+      name,
+    );
   }
 });
 
@@ -163,7 +203,9 @@ test('the service entry point the images run exists (tsc emits src/main.ts as di
   assert.match(build, /^tsc\b/);
   // the tsconfig the build script names is in the js-build stage
   const project = /-p\s+(\S+)/.exec(build)?.[1] ?? 'tsconfig.json';
-  const copied = stage('js-build').instrs.filter((i) => i.op === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+  const copied = stage('js-build')
+    .instrs.filter((i) => i.op === 'COPY')
+    .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
   assert.ok(copied.includes(project), `js-build does not copy ${project}`);
   const ext = JSON.parse(readFileSync(project, 'utf8')).extends as string | undefined;
   if (ext) assert.ok(copied.includes(ext.replace(/^\.\//, '')), `js-build does not copy ${ext}`);
@@ -190,12 +232,29 @@ test('every COPY source from the build context exists and survives .dockerignore
 
 test('.dockerignore keeps build output, dependencies, tests, secrets and TensorRT plans out of the context', () => {
   const sent = contextFilter();
-  for (const p of ['node_modules/fastify/package.json', '.git/HEAD', 'dist/src/main.js', 'addon/build/Release/x.node',
-    '.venv/bin/python', 'test/batcher.test.ts', 'engines/models/swin-fmnist/fold.plan', 'engines/models/m/m.fold.fp16.plan.log', 'deploy/k8s/deployment.yaml', 'tls/server.key']) {
+  for (const p of [
+    'node_modules/fastify/package.json',
+    '.git/HEAD',
+    'dist/src/main.js',
+    'addon/build/Release/x.node',
+    '.venv/bin/python',
+    'test/batcher.test.ts',
+    'engines/models/swin-fmnist/fold.plan',
+    'engines/models/m/m.fold.fp16.plan.log',
+    'deploy/k8s/deployment.yaml',
+    'tls/server.key',
+  ]) {
     assert.equal(sent(p), false, `${p} would be sent to the builder`);
   }
-  for (const p of ['src/main.ts', 'package.json', 'package-lock.json', 'addon/common/engine.h', 'proto',
-    'engines/models/swin-fmnist/model.json', 'deploy/docker/serve.sh']) {
+  for (const p of [
+    'src/main.ts',
+    'package.json',
+    'package-lock.json',
+    'addon/common/engine.h',
+    'proto',
+    'engines/models/swin-fmnist/model.json',
+    'deploy/docker/serve.sh',
+  ]) {
     assert.equal(sent(p), true, `${p} would be left out`);
   }
 });
@@ -222,85 +281,108 @@ function jsonArgs(s: string): string[] {
   return JSON.parse(s.replace(/^CMD\s+/, '')) as string[];
 }
 
-test('the cpu image, assembled from the Dockerfile without Docker, starts and passes its own HEALTHCHECK', { timeout: 600_000 }, async () => {
-  const root = mkdtempSync(join(tmpdir(), 'cpu-image-'));
-  let server: ReturnType<typeof spawn> | null = null;
-  try {
-    // build context: tracked files that .dockerignore lets through
-    const ctx = join(root, 'context');
-    const sent = contextFilter();
-    const files = spawnSync('git', ['ls-files', '-z'], { encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
-    for (const f of files) {
-      if (!sent(f) || !existsSync(f)) continue;
-      mkdirSync(join(ctx, dirname(f)), { recursive: true });
-      cpSync(f, join(ctx, f));
-    }
-    const dirs = new Map<string, string>(); // stage name -> host dir standing in for its WORKDIR
-    const workdirs = new Map<string, string>();
-    const mapPath = (p: string, stageName: string) => {
-      const wd = workdirs.get(stageName)!;
-      return p.startsWith(`${wd}/`) ? join(dirs.get(stageName)!, p.slice(wd.length + 1)) : p;
-    };
-    const env: Record<string, string> = {};
-    for (const name of ['js-build', 'cpu']) {
-      const dir = join(root, name);
-      mkdirSync(dir);
-      dirs.set(name, dir);
-      for (const ins of stage(name).instrs) {
-        if (ins.op === 'WORKDIR') workdirs.set(name, ins.args);
-        else if (ins.op === 'ENV' && name === 'cpu') {
-          for (const kv of ins.args.split(/\s+/)) {
-            const [k, v] = kv.split('=');
-            env[k] = v.startsWith(`${workdirs.get(name) ?? '/app'}/`) ? join(dir, v.slice('/app/'.length)) : v;
+test(
+  'the cpu image, assembled from the Dockerfile without Docker, starts and passes its own HEALTHCHECK',
+  { timeout: 600_000 },
+  async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cpu-image-'));
+    let server: ReturnType<typeof spawn> | null = null;
+    try {
+      // build context: tracked files that .dockerignore lets through
+      const ctx = join(root, 'context');
+      const sent = contextFilter();
+      const files = spawnSync('git', ['ls-files', '-z'], { encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
+      for (const f of files) {
+        if (!sent(f) || !existsSync(f)) continue;
+        mkdirSync(join(ctx, dirname(f)), { recursive: true });
+        cpSync(f, join(ctx, f));
+      }
+      const dirs = new Map<string, string>(); // stage name -> host dir standing in for its WORKDIR
+      const workdirs = new Map<string, string>();
+      const mapPath = (p: string, stageName: string) => {
+        const wd = workdirs.get(stageName)!;
+        return p.startsWith(`${wd}/`) ? join(dirs.get(stageName)!, p.slice(wd.length + 1)) : p;
+      };
+      const env: Record<string, string> = {};
+      for (const name of ['js-build', 'cpu']) {
+        const dir = join(root, name);
+        mkdirSync(dir);
+        dirs.set(name, dir);
+        for (const ins of stage(name).instrs) {
+          if (ins.op === 'WORKDIR') workdirs.set(name, ins.args);
+          else if (ins.op === 'ENV' && name === 'cpu') {
+            for (const kv of ins.args.split(/\s+/)) {
+              const [k, v] = kv.split('=');
+              env[k] = v.startsWith(`${workdirs.get(name) ?? '/app'}/`) ? join(dir, v.slice('/app/'.length)) : v;
+            }
+          } else if (ins.op === 'COPY') {
+            const from = /--from=(\S+)/.exec(ins.args)?.[1];
+            const parts = ins.args.split(/\s+/).filter((x) => !x.startsWith('--'));
+            const dest = join(dir, parts.at(-1)!);
+            const srcs = parts.slice(0, -1);
+            for (const src of srcs) {
+              const hostSrc = from ? mapPath(src, from) : join(ctx, src);
+              assert.ok(existsSync(hostSrc), `${name}: COPY ${src}: missing`);
+              const target = srcs.length > 1 || parts.at(-1)!.endsWith('/') ? join(dest, basename(src)) : dest;
+              mkdirSync(statSync(hostSrc).isDirectory() ? target : dirname(target), { recursive: true });
+              cpSync(hostSrc, target, { recursive: true });
+            }
+          } else if (ins.op === 'RUN') {
+            if (name === 'cpu') {
+              assert.match(ins.args, /^groupadd .* && useradd /, 'the cpu stage runs nothing but the user creation');
+              continue;
+            }
+            // `npm cache clean` would empty this machine's npm cache; the image gains nothing else from it here.
+            // RUN --mount=type=secret,id=extra_ca: no secret here, so the file it names is absent, as in a build without one.
+            const cmd = ins.args.replace(/^(--\S+\s+)+/, '').replace(/\s*&&\s*npm cache clean --force/, '');
+            const r = spawnSync('bash', ['-o', 'pipefail', '-c', cmd], { cwd: dir, encoding: 'utf8', maxBuffer: 64 << 20 });
+            assert.equal(r.status, 0, `${name}: RUN ${cmd}\n${r.stdout}${r.stderr}`.slice(-4000));
           }
-        } else if (ins.op === 'COPY') {
-          const from = /--from=(\S+)/.exec(ins.args)?.[1];
-          const parts = ins.args.split(/\s+/).filter((x) => !x.startsWith('--'));
-          const dest = join(dir, parts.at(-1)!);
-          const srcs = parts.slice(0, -1);
-          for (const src of srcs) {
-            const hostSrc = from ? mapPath(src, from) : join(ctx, src);
-            assert.ok(existsSync(hostSrc), `${name}: COPY ${src}: missing`);
-            const target = srcs.length > 1 || parts.at(-1)!.endsWith('/') ? join(dest, basename(src)) : dest;
-            mkdirSync(statSync(hostSrc).isDirectory() ? target : dirname(target), { recursive: true });
-            cpSync(hostSrc, target, { recursive: true });
-          }
-        } else if (ins.op === 'RUN') {
-          if (name === 'cpu') {
-            assert.match(ins.args, /^groupadd .* && useradd /, 'the cpu stage runs nothing but the user creation');
-            continue;
-          }
-          // `npm cache clean` would empty this machine's npm cache; the image gains nothing else from it here.
-          // RUN --mount=type=secret,id=extra_ca: no secret here, so the file it names is absent, as in a build without one.
-          const cmd = ins.args.replace(/^(--\S+\s+)+/, '').replace(/\s*&&\s*npm cache clean --force/, '');
-          const r = spawnSync('bash', ['-o', 'pipefail', '-c', cmd], { cwd: dir, encoding: 'utf8', maxBuffer: 64 << 20 });
-          assert.equal(r.status, 0, `${name}: RUN ${cmd}\n${r.stdout}${r.stderr}`.slice(-4000));
         }
       }
-    }
-    const app = dirs.get('cpu')!;
-    assert.ok(!existsSync(join(app, 'node_modules', 'typescript')), 'dev dependencies were pruned');
-    assert.ok(!existsSync(join(app, 'src')), 'no TypeScript sources in the runtime image');
+      const app = dirs.get('cpu')!;
+      assert.ok(!existsSync(join(app, 'node_modules', 'typescript')), 'dev dependencies were pruned');
+      assert.ok(!existsSync(join(app, 'src')), 'no TypeScript sources in the runtime image');
 
-    const port = await freePort();
-    const runEnv = { PATH: process.env.PATH!, HOME: root, ...env, PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
-    const cmd = jsonArgs(stage('cpu').instrs.filter((i) => i.op === 'CMD').at(-1)!.args);
-    let log = '';
-    server = spawn(cmd[0], cmd.slice(1), { cwd: app, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    server.stdout!.on('data', (d) => { log += d; });
-    server.stderr!.on('data', (d) => { log += d; });
-    const hc = stage('cpu').instrs.find((i) => i.op === 'HEALTHCHECK')!;
-    const probe = jsonArgs(/CMD\s+(\[.*\])$/.exec(hc.args)![1]);
-    let healthy = false;
-    for (let i = 0; i < 120 && !healthy; i++) {
-      healthy = spawnSync(probe[0], probe.slice(1), { cwd: app, env: runEnv }).status === 0;
-      if (!healthy) await new Promise((r) => setTimeout(r, 500));
+      const port = await freePort();
+      const runEnv = {
+        PATH: process.env.PATH!,
+        HOME: root,
+        ...env,
+        PORT: String(port),
+        GRPC_PORT: String(await freePort()),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+      };
+      const cmd = jsonArgs(
+        stage('cpu')
+          .instrs.filter((i) => i.op === 'CMD')
+          .at(-1)!.args,
+      );
+      let log = '';
+      server = spawn(cmd[0], cmd.slice(1), { cwd: app, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      server.stdout!.on('data', (d) => {
+        log += d;
+      });
+      server.stderr!.on('data', (d) => {
+        log += d;
+      });
+      const hc = stage('cpu').instrs.find((i) => i.op === 'HEALTHCHECK')!;
+      const probe = jsonArgs(/CMD\s+(\[.*\])$/.exec(hc.args)![1]);
+      let healthy = false;
+      for (let i = 0; i < 120 && !healthy; i++) {
+        healthy = spawnSync(probe[0], probe.slice(1), { cwd: app, env: runEnv }).status === 0;
+        if (!healthy) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(healthy, `HEALTHCHECK never passed; server log:\n${log.slice(-3000)}`);
+      const models = (await (await fetch(`http://127.0.0.1:${port}/models`)).json()) as { models: { name: string; ready: boolean }[] };
+      assert.deepEqual(
+        models.models.map((m) => [m.name, m.ready]),
+        [['swin-fmnist', true]],
+      );
+    } finally {
+      server?.kill('SIGTERM');
+      rmSync(root, { recursive: true, force: true });
     }
-    assert.ok(healthy, `HEALTHCHECK never passed; server log:\n${log.slice(-3000)}`);
-    const models = (await (await fetch(`http://127.0.0.1:${port}/models`)).json()) as { models: { name: string; ready: boolean }[] };
-    assert.deepEqual(models.models.map((m) => [m.name, m.ready]), [['swin-fmnist', true]]);
-  } finally {
-    server?.kill('SIGTERM');
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, startServer, type ServerProcess } from './reliability-harness.js';
-import { selfSignedCert } from './security-certs.js';
+import { ROOT, startServer, type ServerProcess } from './helpers/reliability-harness.js';
+import { selfSignedCert } from './helpers/security-certs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'swin-hc-'));
 const { certFile, keyFile } = selfSignedCert(dir);
@@ -25,7 +25,9 @@ after(async () => {
 
 function healthcheck(env: Record<string, string>): number | null {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/healthcheck.ts')], {
-    cwd: ROOT, env: { PATH: process.env.PATH!, ...env }, timeout: 30_000,
+    cwd: ROOT,
+    env: { PATH: process.env.PATH!, ...env },
+    timeout: 30_000,
   });
   return r.status;
 }

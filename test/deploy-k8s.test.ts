@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { SETTINGS } from '../src/config.js';
-import { registry } from '../src/metrics.js';
+import { registry } from '../src/observability/metrics.js';
 
 const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI === 'true';
 const DIR = 'deploy/k8s';
@@ -18,10 +18,15 @@ const KV = existsSync('.venv/bin/kubernetes-validate') ? '.venv/bin/kubernetes-v
 // Oldest Kubernetes the manifests claim to work with (deploy/k8s/README.md) and the newest schemas bundled.
 const K8S_VERSIONS = ['1.30.0', '1.37.0'];
 
-const manifestFiles = readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+const manifestFiles = readdirSync(DIR)
+  .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+  .sort();
 type Obj = any; // parsed YAML, navigated by the assertions themselves
 const objects: Obj[] = manifestFiles.flatMap((f) =>
-  parseAllDocuments(readFileSync(join(DIR, f), 'utf8')).map((d) => d.toJS()).filter((o) => o));
+  parseAllDocuments(readFileSync(join(DIR, f), 'utf8'))
+    .map((d) => d.toJS())
+    .filter((o) => o),
+);
 const find = (kind: string, name: string): Obj => {
   const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
   assert.ok(o, `${kind}/${name}`);
@@ -43,7 +48,10 @@ test('every manifest validates strictly against the Kubernetes API schemas', (t)
   if (!haveValidator(t)) return;
   assert.deepEqual(manifestFiles, ['deployment.yaml', 'hpa.yaml', 'namespace.yaml', 'pdb.yaml', 'service.yaml']);
   for (const v of K8S_VERSIONS) {
-    const r = validate(manifestFiles.map((f) => join(DIR, f)), v);
+    const r = validate(
+      manifestFiles.map((f) => join(DIR, f)),
+      v,
+    );
     assert.equal(r.status, 0, `Kubernetes ${v}:\n${r.stdout}${r.stderr}`);
     assert.equal((r.stdout.match(/passed for resource/g) ?? []).length, objects.length, r.stdout);
   }
@@ -70,9 +78,12 @@ test('kustomization lists every manifest', () => {
   const k = parseYaml(readFileSync(join(DIR, 'kustomization.yaml'), 'utf8'));
   assert.deepEqual([...k.resources].sort(), manifestFiles);
   const images = k.images.map((i: { name: string }) => i.name).sort();
-  const used = new Set(objects.filter((o) => o.kind === 'Deployment')
-    .flatMap((o) => [...o.spec.template.spec.containers, ...(o.spec.template.spec.initContainers ?? [])])
-    .map((c: { image: string }) => c.image.split(':')[0]));
+  const used = new Set(
+    objects
+      .filter((o) => o.kind === 'Deployment')
+      .flatMap((o) => [...o.spec.template.spec.containers, ...(o.spec.template.spec.initContainers ?? [])])
+      .map((c: { image: string }) => c.image.split(':')[0]),
+  );
   assert.deepEqual(images, [...used].sort());
 });
 
@@ -112,8 +123,10 @@ test('the pod asks for a GPU, probes our health endpoints and outlives its drain
   const preStop: string[] = c.lifecycle.preStop.exec.command;
   assert.equal(preStop[0], 'sleep');
   const sleepS = Number(preStop[1]);
-  assert.ok(pod.terminationGracePeriodSeconds > sleepS + drainS,
-    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} <= preStop ${sleepS} + drain ${drainS}`);
+  assert.ok(
+    pod.terminationGracePeriodSeconds > sleepS + drainS,
+    `terminationGracePeriodSeconds ${pod.terminationGracePeriodSeconds} <= preStop ${sleepS} + drain ${drainS}`,
+  );
   // zero-downtime rollout and a non-root pod
   assert.equal(dep.spec.strategy.rollingUpdate.maxUnavailable, 0);
   assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -159,7 +172,7 @@ test('the HPA scales the Deployment on metrics the Prometheus adapter rules defi
   }
   for (const r of rules) {
     const series = /^(\w+)\{/.exec(r.seriesQuery)![1];
-    assert.ok(exposed.has(series), `adapter rule reads ${series}, which src/metrics.ts does not expose`);
+    assert.ok(exposed.has(series), `adapter rule reads ${series}, which src/observability/metrics.ts does not expose`);
     assert.match(r.seriesQuery, /namespace!="",pod!=""/);
     assert.deepEqual(r.resources.overrides, { namespace: { resource: 'namespace' }, pod: { resource: 'pod' } });
     for (const tpl of ['<<.Series>>', '<<.LabelMatchers>>', '<<.GroupBy>>']) assert.ok(r.metricsQuery.includes(tpl), tpl);
@@ -176,7 +189,9 @@ test('the in-cluster scrape job gives series the namespace and pod labels the ad
   const ann = find('Deployment', 'swin-serve').spec.template.metadata.annotations;
   assert.equal(ann['prometheus.io/scrape'], 'true');
   assert.equal(ann['prometheus.io/path'], '/metrics');
-  assert.deepEqual(job.kubernetes_sd_configs[0].namespaces.names, [parseYaml(readFileSync(join(DIR, 'kustomization.yaml'), 'utf8')).namespace]);
+  assert.deepEqual(job.kubernetes_sd_configs[0].namespaces.names, [
+    parseYaml(readFileSync(join(DIR, 'kustomization.yaml'), 'utf8')).namespace,
+  ]);
 });
 
 test('README explains scaling out and names an L7 balancer for gRPC', () => {

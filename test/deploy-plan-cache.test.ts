@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readModelConfig } from '../src/model-json.js';
+import { readModelConfig } from '../src/models/model-json.js';
 
 const MODEL = 'swin-fmnist';
 const IMAGE_MODELS = resolve('engines/models');
@@ -53,16 +53,22 @@ before(() => {
   // nvidia-smi --query-gpu=name --format=csv,noheader
   writeFileSync(join(bin, 'nvidia-smi'), '#!/bin/sh\necho "$FAKE_GPU"\n');
   // trtexec: records its arguments, writes the engine file it is asked for
-  writeFileSync(join(bin, 'trtexec'), [
-    '#!/bin/sh',
-    '[ "$1" = --help ] && exit 0',
-    'echo "$@" >> "$TRTEXEC_CALLS"',
-    'for a in "$@"; do case $a in --saveEngine=*) echo "plan for $FAKE_GPU" > "${a#--saveEngine=}";; esac; done',
-  ].join('\n'));
+  writeFileSync(
+    join(bin, 'trtexec'),
+    [
+      '#!/bin/sh',
+      '[ "$1" = --help ] && exit 0',
+      'echo "$@" >> "$TRTEXEC_CALLS"',
+      'for a in "$@"; do case $a in --saveEngine=*) echo "plan for $FAKE_GPU" > "${a#--saveEngine=}";; esac; done',
+    ].join('\n'),
+  );
   chmodSync(join(bin, 'nvidia-smi'), 0o755);
   chmodSync(join(bin, 'trtexec'), 0o755);
   // stands in for dist/src/main.js: says where it would serve from
-  writeFileSync(join(work, 'main.mjs'), 'console.log(JSON.stringify({ modelsDir: process.env.MODELS_DIR, argv: process.argv.slice(2) }));\n');
+  writeFileSync(
+    join(work, 'main.mjs'),
+    'console.log(JSON.stringify({ modelsDir: process.env.MODELS_DIR, argv: process.argv.slice(2) }));\n',
+  );
 });
 
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
-import { GpuDecodeRouter, isJpeg, openAddonDecoder, type GpuDecodeSpec, type JpegDecoderLike } from '../src/gpu-decode.js';
+import { GpuDecodeRouter, isJpeg, openAddonDecoder, type GpuDecodeSpec, type JpegDecoderLike } from '../src/decode/gpu-decode.js';
 import { loadAddon } from '../src/native/addon.js';
-import { Preprocessor } from '../src/preprocess.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
 const ACCEPTED = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'];
@@ -24,7 +24,10 @@ const image = (rgb: [number, number, number]) =>
 class FakeDecoder implements JpegDecoderLike {
   calls: { n: number; spec: GpuDecodeSpec }[] = [];
   disposed = false;
-  constructor(private readonly refuse: (img: Uint8Array) => string | null, private readonly fail = false) {}
+  constructor(
+    private readonly refuse: (img: Uint8Array) => string | null,
+    private readonly fail = false,
+  ) {}
   async decode(jpegs: Uint8Array[], spec: GpuDecodeSpec) {
     this.calls.push({ n: jpegs.length, spec });
     if (this.fail) throw Object.assign(new Error('CUDA error cudaErrorLaunchFailure'), { code: 'ERR_CUDA' });
@@ -51,13 +54,18 @@ test('DECODE: auto by default, cpu/gpu by flag or environment, anything else ref
   assert.equal(loadConfig([], {}).decode, 'auto');
   assert.equal(loadConfig(['--decode', 'gpu'], {}).decode, 'gpu');
   assert.equal(loadConfig([], { DECODE: 'cpu' }).decode, 'cpu');
-  assert.throws(() => loadConfig([], { DECODE: 'nvjpeg' }), (e: unknown) => e instanceof ConfigError && /DECODE/.test(e.message));
+  assert.throws(
+    () => loadConfig([], { DECODE: 'nvjpeg' }),
+    (e: unknown) => e instanceof ConfigError && /DECODE/.test(e.message),
+  );
 });
 
 test('which backends take the GPU path in each mode', () => {
   const none = async () => ({ reason: 'unused' });
-  assert.deepEqual(['onnxruntime', 'tensorrt', 'cuda', null].map((k) => new GpuDecodeRouter('auto', { open: none }).wants(k as never)),
-    [false, true, true, false]);
+  assert.deepEqual(
+    ['onnxruntime', 'tensorrt', 'cuda', null].map((k) => new GpuDecodeRouter('auto', { open: none }).wants(k as never)),
+    [false, true, true, false],
+  );
   assert.ok(['onnxruntime', 'tensorrt', 'cuda'].every((k) => !new GpuDecodeRouter('cpu', { open: none }).wants(k as never)));
   assert.ok(['onnxruntime', 'tensorrt', 'cuda'].every((k) => new GpuDecodeRouter('gpu', { open: none }).wants(k as never)));
 });
@@ -74,7 +82,10 @@ test('auto on a GPU backend: JPEGs go to the GPU decoder, other formats and refu
   assert.equal(d.calls.length, 1);
   assert.equal(d.calls[0].n, 2, 'only the two JPEGs reach the GPU decoder');
   assert.deepEqual(d.calls[0].spec, { size: 8, mode: 'squash', resize: 8, kernel: 'nearest', maxPixels: 1_000_000 });
-  assert.ok(out.subarray(0, BYTES).every((v) => v === FILL), 'image 0 from the GPU');
+  assert.ok(
+    out.subarray(0, BYTES).every((v) => v === FILL),
+    'image 0 from the GPU',
+  );
   assert.deepEqual(Buffer.from(out.subarray(BYTES, 2 * BYTES)), await cpu.one(green), 'image 1 (PNG) from sharp');
   assert.deepEqual(Buffer.from(out.subarray(2 * BYTES)), await cpu.one(blue), 'image 2 (refused) from sharp');
   await router.many(model, cpu, [blue], 'cuda', ACCEPTED, 1_000_000);
@@ -82,13 +93,19 @@ test('auto on a GPU backend: JPEGs go to the GPU decoder, other formats and refu
   assert.deepEqual(router.counts, { gpu: 1, cpu: 3 });
 });
 
-test('a corrupt JPEG the GPU refuses gets the CPU path\'s 400', async () => {
+test("a corrupt JPEG the GPU refuses gets the CPU path's 400", async () => {
   const good = await image([10, 20, 30]).jpeg().toBuffer();
   const corrupt = Buffer.concat([good.subarray(0, 200), Buffer.alloc(50, 0x55)]);
   const d = new FakeDecoder((j) => (j.length === corrupt.length ? 'nvJPEG: NVJPEG_STATUS_BAD_JPEG' : null));
   const router = new GpuDecodeRouter('auto', { open: opener(d) });
-  const cpuErr = await cpu.many([good, corrupt]).then(() => null, (e: unknown) => e);
-  const gpuErr = await router.many(model, cpu, [good, corrupt], 'tensorrt', ACCEPTED, 1_000_000).then(() => null, (e: unknown) => e);
+  const cpuErr = await cpu.many([good, corrupt]).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  const gpuErr = await router.many(model, cpu, [good, corrupt], 'tensorrt', ACCEPTED, 1_000_000).then(
+    () => null,
+    (e: unknown) => e,
+  );
   assert.ok(cpuErr instanceof ServeError && gpuErr instanceof ServeError, `${String(cpuErr)} / ${String(gpuErr)}`);
   assert.equal(gpuErr.code, cpuErr.code);
   assert.equal(gpuErr.httpStatus, 400);
@@ -112,7 +129,10 @@ test('auto on onnxruntime, DECODE=cpu, and jpeg not accepted: the GPU decoder is
   assert.deepEqual(await new GpuDecodeRouter('auto', { open }).many(model, cpu, [jpeg], 'onnxruntime', ACCEPTED, 1e6), expect);
   assert.deepEqual(await new GpuDecodeRouter('cpu', { open }).many(model, cpu, [jpeg], 'cuda', ACCEPTED, 1e6), expect);
   const noJpeg = new Preprocessor(model, { maxImagePixels: 1e6, acceptedFormats: ['png'] });
-  const err = await new GpuDecodeRouter('gpu', { open }).many(model, noJpeg, [jpeg], 'cuda', ['png'], 1e6).then(() => null, (e: unknown) => e);
+  const err = await new GpuDecodeRouter('gpu', { open }).many(model, noJpeg, [jpeg], 'cuda', ['png'], 1e6).then(
+    () => null,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof ServeError && err.httpStatus === 415, String(err));
   assert.equal(opened, 0);
 });
@@ -121,7 +141,10 @@ test('no decoder (CPU-only host) or a failing one: sharp decodes everything, eac
   const jpeg = await image([50, 60, 70]).jpeg().toBuffer();
   const expect = await cpu.many([jpeg, jpeg]);
   const told: string[] = [];
-  const absent = new GpuDecodeRouter('gpu', { open: async () => ({ reason: 'addon built without nvJPEG' }), onFallback: (r) => told.push(r) });
+  const absent = new GpuDecodeRouter('gpu', {
+    open: async () => ({ reason: 'addon built without nvJPEG' }),
+    onFallback: (r) => told.push(r),
+  });
   assert.deepEqual(await absent.many(model, cpu, [jpeg, jpeg], 'cuda', ACCEPTED, 1e6), expect);
   assert.deepEqual(await absent.many(model, cpu, [jpeg, jpeg], 'cuda', ACCEPTED, 1e6), expect);
   assert.equal(absent.reason, 'addon built without nvJPEG');
@@ -152,7 +175,10 @@ test('concurrent requests spread over the decoders the router opened', async () 
   const outs = await Promise.all([0, 1, 2].map(() => router.many(model, cpu, [jpeg], 'cuda', ACCEPTED, 1e6)));
   assert.ok(outs.every((o) => o.every((v) => v === FILL)));
   assert.equal(made.length, 3);
-  assert.deepEqual(made.map((d) => d.calls.length), [1, 1, 1]);
+  assert.deepEqual(
+    made.map((d) => d.calls.length),
+    [1, 1, 1],
+  );
   await router.close();
   assert.ok(made.every((d) => d.disposed));
 });
@@ -183,8 +209,14 @@ test('a decoder pool per GPU: `decoders` opened on each device, requests take th
   release();
   const outs = await Promise.all(pending);
   assert.ok(outs.every((o) => o.every((v) => v === FILL)));
-  assert.deepEqual(made.map((m) => m.device), [0, 0, 1, 1]);
-  assert.deepEqual(made.map((m) => m.d.calls.length), [1, 1, 1, 1]);
+  assert.deepEqual(
+    made.map((m) => m.device),
+    [0, 0, 1, 1],
+  );
+  assert.deepEqual(
+    made.map((m) => m.d.calls.length),
+    [1, 1, 1, 1],
+  );
   assert.deepEqual(told, ['GPU JPEG decoding unavailable on one GPU: nvJPEG: no memory on GPU 2']);
   await router.close();
 });
@@ -221,30 +253,38 @@ test('isJpeg looks at the bytes', async () => {
 const addon = loadAddon().addon;
 const inspectSkip = !addon ? 'native addon not loaded here' : false;
 
-test('JpegDecoder.inspect: size, EXIF orientation, progressive, and why CMYK/corrupt JPEGs go to sharp', { skip: inspectSkip }, async () => {
-  const J = addon!.JpegDecoder;
-  const plain = J.inspect(await image([9, 9, 9]).jpeg().toBuffer());
-  assert.deepEqual(plain, { width: 20, height: 12, components: 3, progressive: false, orientation: 1, reason: null });
-  for (const o of [3, 6, 8]) {
-    const tagged = await image([9, 9, 9]).jpeg().withMetadata({ orientation: o }).toBuffer();
-    assert.equal(J.inspect(tagged).orientation, o);
-  }
-  assert.equal(J.inspect(await image([9, 9, 9]).jpeg({ progressive: true }).toBuffer()).progressive, true);
-  const grey = J.inspect(await image([9, 9, 9]).toColourspace('b-w').jpeg().toBuffer());
-  assert.equal(grey.components, 1);
-  assert.equal(grey.reason, null);
-  const cmyk = J.inspect(await image([9, 9, 9]).toColourspace('cmyk').jpeg().toBuffer());
-  assert.equal(cmyk.components, 4);
-  assert.match(cmyk.reason ?? '', /CMYK/);
-  assert.equal(J.inspect(Buffer.from('not an image')).reason, 'not a JPEG');
-  const whole = await image([9, 9, 9]).jpeg().toBuffer();
-  assert.notEqual(J.inspect(whole.subarray(0, 30)).reason, null);
-  // Cut inside the scan and padded with junk: nvJPEG decodes this without an error (H100 run), sharp refuses it.
-  const noisy = await sharp({ create: { width: 200, height: 150, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 128, sigma: 30 } } }).jpeg().toBuffer();
-  const cut = Buffer.concat([noisy.subarray(0, Math.floor(noisy.length * 2 / 3)), Buffer.alloc(200, 0x37)]);
-  assert.equal(J.inspect(cut).reason, 'truncated (no end-of-image marker)');
-  assert.equal(J.inspect(Buffer.concat([whole, Buffer.alloc(16)])).reason, null, 'bytes after the end-of-image marker are allowed');
-});
+test(
+  'JpegDecoder.inspect: size, EXIF orientation, progressive, and why CMYK/corrupt JPEGs go to sharp',
+  { skip: inspectSkip },
+  async () => {
+    const J = addon!.JpegDecoder;
+    const plain = J.inspect(await image([9, 9, 9]).jpeg().toBuffer());
+    assert.deepEqual(plain, { width: 20, height: 12, components: 3, progressive: false, orientation: 1, reason: null });
+    for (const o of [3, 6, 8]) {
+      const tagged = await image([9, 9, 9]).jpeg().withMetadata({ orientation: o }).toBuffer();
+      assert.equal(J.inspect(tagged).orientation, o);
+    }
+    assert.equal(J.inspect(await image([9, 9, 9]).jpeg({ progressive: true }).toBuffer()).progressive, true);
+    const grey = J.inspect(await image([9, 9, 9]).toColourspace('b-w').jpeg().toBuffer());
+    assert.equal(grey.components, 1);
+    assert.equal(grey.reason, null);
+    const cmyk = J.inspect(await image([9, 9, 9]).toColourspace('cmyk').jpeg().toBuffer());
+    assert.equal(cmyk.components, 4);
+    assert.match(cmyk.reason ?? '', /CMYK/);
+    assert.equal(J.inspect(Buffer.from('not an image')).reason, 'not a JPEG');
+    const whole = await image([9, 9, 9]).jpeg().toBuffer();
+    assert.notEqual(J.inspect(whole.subarray(0, 30)).reason, null);
+    // Cut inside the scan and padded with junk: nvJPEG decodes this without an error (H100 run), sharp refuses it.
+    const noisy = await sharp({
+      create: { width: 200, height: 150, channels: 3, background: { r: 0, g: 0, b: 0 }, noise: { type: 'gaussian', mean: 128, sigma: 30 } },
+    })
+      .jpeg()
+      .toBuffer();
+    const cut = Buffer.concat([noisy.subarray(0, Math.floor((noisy.length * 2) / 3)), Buffer.alloc(200, 0x37)]);
+    assert.equal(J.inspect(cut).reason, 'truncated (no end-of-image marker)');
+    assert.equal(J.inspect(Buffer.concat([whole, Buffer.alloc(16)])).reason, null, 'bytes after the end-of-image marker are allowed');
+  },
+);
 
 test('openAddonDecoder says why where the GPU decoder cannot run', { skip: inspectSkip }, async (t) => {
   if (addon!.JpegDecoder.built) return t.skip('this addon has nvJPEG (GPU host): test/gpu/gpu-decode.test.ts covers it');

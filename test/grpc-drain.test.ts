@@ -6,15 +6,18 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { FakeService } from './kserve-fake-service.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { FakeService } from './helpers/kserve-fake-service.js';
 
 async function withServer(delayMs: number, run: (client: ClassifierClient, close: (graceMs: number) => Promise<void>) => Promise<void>) {
   const service = new FakeService();
   service.delayMs = delayMs;
   const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
-  const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as unknown as ClassifierClient;
+  const client = new (loadProtos().classifier.swin.v1.Classifier)(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as ClassifierClient;
   try {
     await run(client, (g) => server.close(g));
   } finally {
@@ -23,8 +26,10 @@ async function withServer(delayMs: number, run: (client: ClassifierClient, close
   }
 }
 
-const predict = (client: ClassifierClient) => new Promise<grpc.status>((resolve) =>
-  client.Predict({ images: [Buffer.from('rgb:200,0,0')] }, (err) => resolve(err ? err.code : grpc.status.OK)));
+const predict = (client: ClassifierClient) =>
+  new Promise<grpc.status>((resolve) =>
+    client.Predict({ images: [Buffer.from('rgb:200,0,0')] }, (err) => resolve(err ? err.code : grpc.status.OK)),
+  );
 
 test('a call running at close completes OK; close resolves after it', async () => {
   await withServer(300, async (client, close) => {

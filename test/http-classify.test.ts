@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { topK } from '../src/postprocess.js';
+import { topK } from '../src/service/postprocess.js';
 import { fakeLogits, uniformImages } from './helpers/fake-backend.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng, multipart } from './helpers/http-bodies.js';
@@ -14,11 +14,22 @@ after(() => s.close());
 /** What the fake engine answers for a uniform grey image, through the same softmax/top-k. */
 function expectedTop(grey: number, k: number) {
   const bytes = 8 * 8 * 3;
-  return topK(fakeLogits(uniformImages([grey], bytes), 1, bytes, 10), 0, 10, k, Array.from({ length: 10 }, (_, i) => `class${i}`));
+  return topK(
+    fakeLogits(uniformImages([grey], bytes), 1, bytes, 10),
+    0,
+    10,
+    k,
+    Array.from({ length: 10 }, (_, i) => `class${i}`),
+  );
 }
 
 test('a raw PNG body is classified; the reply names model, version, variant, backend, predictions, timings', async () => {
-  const res = await s.app.inject({ method: 'POST', url: '/classify?top_k=3', headers: { 'content-type': 'image/png' }, payload: await greyPng(75) });
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/classify?top_k=3',
+    headers: { 'content-type': 'image/png' },
+    payload: await greyPng(75),
+  });
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
   assert.deepEqual(Object.keys(body).sort(), ['backend', 'model', 'predictions', 'timings', 'variant', 'version']);
@@ -28,14 +39,22 @@ test('a raw PNG body is classified; the reply names model, version, variant, bac
   assert.equal(body.backend, 'onnxruntime');
   assert.equal(body.predictions.length, 1);
   const want = expectedTop(75, 3);
-  assert.deepEqual(body.predictions[0].map((p: { label: string; index: number }) => [p.label, p.index]), want.map((p) => [p.label, p.index]));
+  assert.deepEqual(
+    body.predictions[0].map((p: { label: string; index: number }) => [p.label, p.index]),
+    want.map((p) => [p.label, p.index]),
+  );
   body.predictions[0].forEach((p: { score: number }, i: number) => assert.ok(Math.abs(p.score - want[i].score) < 1e-12));
   assert.deepEqual(Object.keys(body.timings).sort(), ['inference_ms', 'preprocess_ms', 'queue_ms', 'total_ms']);
   assert.match(res.headers['x-request-id'] as string, /^[\w-]+$/);
 });
 
 test('application/octet-stream is accepted as a raw image body', async () => {
-  const res = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'application/octet-stream' }, payload: await greyPng(200) });
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/classify',
+    headers: { 'content-type': 'application/octet-stream' },
+    payload: await greyPng(200),
+  });
   assert.equal(res.statusCode, 200, res.body);
   assert.equal(res.json().predictions[0][0].label, 'class8');
   assert.equal(res.json().predictions[0].length, 5, 'default top_k is 5');
@@ -53,7 +72,10 @@ test('multipart with several images answers one list per image, in order, with f
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
   assert.equal(body.variant, 'unfold');
-  assert.deepEqual(body.predictions.map((p: Array<{ label: string }>) => p.map((x) => x.label)), [['class1'], ['class9'], ['class4']]);
+  assert.deepEqual(
+    body.predictions.map((p: Array<{ label: string }>) => p.map((x) => x.label)),
+    [['class1'], ['class9'], ['class4']],
+  );
 });
 
 test('JSON with base64 images (plain and data: URL) and fields', async () => {
@@ -61,11 +83,21 @@ test('JSON with base64 images (plain and data: URL) and fields', async () => {
   const b = `data:image/png;base64,${(await greyPng(150)).toString('base64')}`;
   const res = await s.app.inject({ method: 'POST', url: '/classify', payload: { images: [a, b], model: 'fake', top_k: 2 } });
   assert.equal(res.statusCode, 200, res.body);
-  assert.deepEqual(res.json().predictions.map((p: Array<{ index: number }>) => p.map((x) => x.index)), [[2, 1], [6, 5]]);
+  assert.deepEqual(
+    res.json().predictions.map((p: Array<{ index: number }>) => p.map((x) => x.index)),
+    [
+      [2, 1],
+      [6, 5],
+    ],
+  );
 });
 
 test('a query parameter overrides the body field', async () => {
-  const res = await s.app.inject({ method: 'POST', url: '/classify?top_k=1', payload: { images: [(await greyPng(0)).toString('base64')], top_k: 4 } });
+  const res = await s.app.inject({
+    method: 'POST',
+    url: '/classify?top_k=1',
+    payload: { images: [(await greyPng(0)).toString('base64')], top_k: 4 },
+  });
   assert.equal(res.statusCode, 200, res.body);
   assert.equal(res.json().predictions[0].length, 1);
 });
@@ -113,9 +145,16 @@ test('/openapi.json documents the routes and the body types of /classify', async
   assert.equal(res.statusCode, 200);
   const doc = res.json();
   assert.equal(doc.openapi, '3.0.3');
-  for (const p of ['/classify', '/models', '/models/{name}', '/health/live', '/health/ready', '/metrics']) assert.ok(doc.paths[p], `missing ${p}`);
+  for (const p of ['/classify', '/models', '/models/{name}', '/health/live', '/health/ready', '/metrics'])
+    assert.ok(doc.paths[p], `missing ${p}`);
   const content = doc.paths['/classify'].post.requestBody.content;
-  assert.deepEqual(Object.keys(content).sort(), ['application/json', 'application/octet-stream', 'image/jpeg', 'image/png', 'multipart/form-data']);
+  assert.deepEqual(Object.keys(content).sort(), [
+    'application/json',
+    'application/octet-stream',
+    'image/jpeg',
+    'image/png',
+    'multipart/form-data',
+  ]);
   assert.ok(doc.paths['/classify'].post.responses['415']);
   assert.equal(doc.paths['/openapi.json'], undefined);
 });

@@ -44,10 +44,16 @@ function bodyOf(reply: string): unknown {
 }
 
 test('a body sent at 10 bytes/s is cut at BODY_TIMEOUT_MS with 408 SWIN_REQUEST_TIMEOUT', async (t) => {
-  const { reply, ms } = await slowClient('POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n', 'x'.repeat(1000));
+  const { reply, ms } = await slowClient(
+    'POST /classify HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n',
+    'x'.repeat(1000),
+  );
   assert.match(reply, /^HTTP\/1.1 408 Request Timeout\r\n/);
   assert.deepEqual(bodyOf(reply), {
-    statusCode: 408, code: 'SWIN_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'The request body did not arrive within 2000 ms',
+    statusCode: 408,
+    code: 'SWIN_REQUEST_TIMEOUT',
+    error: 'Request Timeout',
+    message: 'The request body did not arrive within 2000 ms',
   });
   t.diagnostic(`${ms} ms`);
   assert.ok(ms >= 1900 && ms <= 4000, `cut after ${ms} ms; configured 2000 ms`);
@@ -57,7 +63,10 @@ test('headers sent at 10 bytes/s are cut at HEADERS_TIMEOUT_MS', async (t) => {
   const { reply, ms } = await slowClient('GET /health/live HTTP/1.1\r\n', 'X-Slow: ' + 'y'.repeat(200));
   assert.match(reply, /^HTTP\/1.1 408 Request Timeout\r\n/);
   assert.deepEqual(bodyOf(reply), {
-    statusCode: 408, code: 'SWIN_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'The request headers did not arrive within 1000 ms',
+    statusCode: 408,
+    code: 'SWIN_REQUEST_TIMEOUT',
+    error: 'Request Timeout',
+    message: 'The request headers did not arrive within 1000 ms',
   });
   t.diagnostic(`${ms} ms`);
   assert.ok(ms >= 900 && ms <= 3000, `cut after ${ms} ms; configured 1000 ms`);

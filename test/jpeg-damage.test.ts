@@ -1,16 +1,17 @@
-// The GPU path's damage check (src/jpeg-damage.ts) against libjpeg itself:
+// The GPU path's damage check (src/decode/jpeg-damage.ts) against libjpeg itself:
 // a JPEG is judged damaged when sharp's decoder warns about it, so a GPU host
 // reports the same warnings as the CPU path (the damaged ones go to sharp);
 // clean JPEGs stay on the GPU decoder. One kind of damage is missed (below).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { GpuDecodeRouter, type GpuDecodeSpec, type JpegDecoderLike } from '../src/gpu-decode.js';
-import { jpegDamage, jpegLooksDamaged } from '../src/jpeg-damage.js';
-import { Preprocessor } from '../src/preprocess.js';
+import { GpuDecodeRouter, type GpuDecodeSpec, type JpegDecoderLike } from '../src/decode/gpu-decode.js';
+import { jpegDamage, jpegLooksDamaged } from '../src/decode/jpeg-damage.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
-const noise = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
+const noise = (w: number, h: number) =>
+  sharp({ create: { width: w, height: h, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } });
 
 async function cases(): Promise<Array<[string, Buffer]>> {
   const base = await noise(320, 240).jpeg().toBuffer();
@@ -36,7 +37,13 @@ async function cases(): Promise<Array<[string, Buffer]>> {
 
 /** Whether libjpeg (through sharp) warns or fails on it. */
 async function libjpegComplains(img: Buffer): Promise<boolean> {
-  return sharp(img, { failOn: 'warning' }).raw().toBuffer().then(() => false, () => true);
+  return sharp(img, { failOn: 'warning' })
+    .raw()
+    .toBuffer()
+    .then(
+      () => false,
+      () => true,
+    );
 }
 
 // Known miss, pinned so that a change shows: entropy data cut short between intact markers
@@ -46,7 +53,10 @@ const MISSED = new Set(['3000 bytes cut from the middle']);
 test('the scan names what it found', async () => {
   const all = new Map(await cases());
   assert.equal(jpegDamage(all.get('baseline')!), null);
-  assert.match(jpegDamage(all.get('RST marker in the middle (no restart interval)')!) ?? '', /^marker 0xffd3 inside entropy-coded data at byte \d+$/);
+  assert.match(
+    jpegDamage(all.get('RST marker in the middle (no restart interval)')!) ?? '',
+    /^marker 0xffd3 inside entropy-coded data at byte \d+$/,
+  );
   assert.equal(jpegDamage(all.get('truncated')!), 'no end-of-image marker (truncated)');
 });
 
@@ -58,7 +68,7 @@ test('judged damaged exactly when libjpeg complains (but for the pinned miss)', 
   }
 });
 
-test('on a GPU host, a damaged JPEG goes to sharp and gets the CPU path\'s warning; clean ones stay on the GPU', async () => {
+test("on a GPU host, a damaged JPEG goes to sharp and gets the CPU path's warning; clean ones stay on the GPU", async () => {
   const model = fakeModelConfig({ size: 8 });
   const pre = new Preprocessor(model, { maxImagePixels: 1_000_000, acceptedFormats: ['jpeg'] });
   const all = await cases();
@@ -68,17 +78,31 @@ test('on a GPU host, a damaged JPEG goes to sharp and gets the CPU path\'s warni
   const decoder: JpegDecoderLike = {
     async decode(jpegs: Uint8Array[], spec: GpuDecodeSpec) {
       seen.push(jpegs.length);
-      return { pixels: new Uint8Array(jpegs.length * spec.size * spec.size * 3), decoded: new Uint8Array(jpegs.length).fill(1), reasons: jpegs.map(() => null) };
+      return {
+        pixels: new Uint8Array(jpegs.length * spec.size * spec.size * 3),
+        decoded: new Uint8Array(jpegs.length).fill(1),
+        reasons: jpegs.map(() => null),
+      };
     },
     async dispose() {},
   };
   const router = new GpuDecodeRouter('gpu', { open: async () => ({ decoder, backend: 'hardware' }) });
   const warnings: Array<[number, string]> = [];
-  const cpu = { imageBytes: pre.imageBytes, one: (img: Buffer, i = 0) => pre.one(img, i, { onWarning: (w) => warnings.push([i, w]) }), many: (l: Buffer[]) => pre.many(l) };
+  const cpu = {
+    imageBytes: pre.imageBytes,
+    one: (img: Buffer, i = 0) => pre.one(img, i, { onWarning: (w) => warnings.push([i, w]) }),
+    many: (l: Buffer[]) => pre.many(l),
+  };
   await router.many(model, cpu, [clean, damaged, clean], 'cuda', ['jpeg'], 1_000_000);
   assert.deepEqual(seen, [2], 'the two clean JPEGs on the GPU');
-  assert.deepEqual(warnings.map(([i]) => i), [1]);
-  assert.match(warnings[0][1], /^(VipsJpeg: Corrupt JPEG data: premature end of data segment|damaged JPEG: marker 0xffd3 inside entropy-coded data at byte \d+)$/);
+  assert.deepEqual(
+    warnings.map(([i]) => i),
+    [1],
+  );
+  assert.match(
+    warnings[0][1],
+    /^(VipsJpeg: Corrupt JPEG data: premature end of data segment|damaged JPEG: marker 0xffd3 inside entropy-coded data at byte \d+)$/,
+  );
   assert.deepEqual(router.counts, { gpu: 2, cpu: 1 });
   await router.close();
 });

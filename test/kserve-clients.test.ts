@@ -13,9 +13,9 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { readModelConfig } from '../src/model-json.js';
-import { Preprocessor } from '../src/preprocess.js';
-import { ROOT, startServer, type ServerProcess } from './reliability-harness.js';
+import { readModelConfig } from '../src/models/model-json.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
+import { ROOT, startServer, type ServerProcess } from './helpers/reliability-harness.js';
 
 const run = promisify(execFile);
 const PYTHON = process.env.SWIN_PYTHON ?? join(ROOT, '.venv/bin/python');
@@ -55,10 +55,25 @@ before(async () => {
   const { images, labels } = fashionMnist(N);
   // PNG files (what users send) and the model's uint8 input made from them by
   // the server's own preprocessing code (what a UINT8 tensor client sends).
-  const pngs = await Promise.all(images.map((px) => sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer()));
+  const pngs = await Promise.all(
+    images.map((px) =>
+      sharp(px, { raw: { width: 28, height: 28, channels: 1 } })
+        .png()
+        .toBuffer(),
+    ),
+  );
   const cfg = await readModelConfig(join(ROOT, 'engines/models', MODEL));
   const pixels = await new Preprocessor(cfg, { maxImagePixels: 1e6, acceptedFormats: ['png'] }).many(pngs);
-  writeFileSync(join(data, 'images.bin'), Buffer.concat(pngs.flatMap((p) => { const len = Buffer.alloc(4); len.writeUInt32LE(p.length); return [len, p]; })));
+  writeFileSync(
+    join(data, 'images.bin'),
+    Buffer.concat(
+      pngs.flatMap((p) => {
+        const len = Buffer.alloc(4);
+        len.writeUInt32LE(p.length);
+        return [len, p];
+      }),
+    ),
+  );
   writeFileSync(join(data, 'labels.u8'), labels);
   writeFileSync(join(data, 'pixels.u8'), pixels);
   server = await startServer({ BACKEND: 'onnxruntime', LOG_LEVEL: 'warn' });
@@ -74,16 +89,30 @@ after(async () => {
 
 async function python(script: string, extra: string[] = []): Promise<any> {
   const args = [join(ROOT, 'test/clients', script), ...extra];
-  const { stdout } = await run(PYTHON, args, { cwd: ROOT, timeout: 600_000, maxBuffer: 16 << 20, env: { ...process.env, PYTHONUNBUFFERED: '1' } }).catch((err) => {
+  const { stdout } = await run(PYTHON, args, {
+    cwd: ROOT,
+    timeout: 600_000,
+    maxBuffer: 16 << 20,
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  }).catch((err) => {
     throw new Error(`${script} failed:\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
   });
   const lines = stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]);
 }
 
-const serverArgs = () => ['--http', `127.0.0.1:${server!.port}`, '--grpc', `127.0.0.1:${server!.grpcPort}`, '--data', data, '--model', MODEL];
+const serverArgs = () => [
+  '--http',
+  `127.0.0.1:${server!.port}`,
+  '--grpc',
+  `127.0.0.1:${server!.grpcPort}`,
+  '--data',
+  data,
+  '--model',
+  MODEL,
+];
 
-test('our KServe proto is wire-compatible with Triton\'s (tritonclient descriptors)', { skip }, async () => {
+test("our KServe proto is wire-compatible with Triton's (tritonclient descriptors)", { skip }, async () => {
   const r = await python('test_wire_compat.py');
   assert.deepEqual(r.problems, []);
   assert.ok(r.messages_checked >= 15, `only ${r.messages_checked} messages compared`);
@@ -97,8 +126,14 @@ test('tritonclient (HTTP and gRPC): health, metadata, and the same accuracy as /
   assert.equal(r.images, N);
   for (const path of ['kserve_http_uint8', 'kserve_http_bytes_classification', 'kserve_grpc_uint8', 'kserve_grpc_bytes_classification']) {
     // Same preprocessing and engine: the same top-1 for every image, bar a float tie.
-    assert.ok(r[path].top1_agrees_with_classify >= N - 1, `${path}: top-1 agrees with /classify on ${r[path].top1_agrees_with_classify}/${N}`);
-    assert.ok(Math.abs(r[path].accuracy - r.classify_accuracy) <= 1 / N + 1e-9, `${path}: accuracy ${r[path].accuracy} vs /classify ${r.classify_accuracy}`);
+    assert.ok(
+      r[path].top1_agrees_with_classify >= N - 1,
+      `${path}: top-1 agrees with /classify on ${r[path].top1_agrees_with_classify}/${N}`,
+    );
+    assert.ok(
+      Math.abs(r[path].accuracy - r.classify_accuracy) <= 1 / N + 1e-9,
+      `${path}: accuracy ${r[path].accuracy} vs /classify ${r.classify_accuracy}`,
+    );
   }
   assert.match(r.errors.grpc_wrong_shape, /^Bad input tensor: input 'image' has shape \[1,\d+,\d+,3\]; model swin-fmnist takes UINT8/);
   assert.match(r.errors.http_wrong_datatype, /has datatype FP32/);

@@ -9,16 +9,21 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { ROOT, startServer } from './reliability-harness.js';
+import { ROOT, startServer } from './helpers/reliability-harness.js';
 
 const run = promisify(execFile);
 const PYTHON = process.env.SWIN_PYTHON ?? join(ROOT, '.venv/bin/python');
-const skip = !existsSync(PYTHON) && process.env.SWIN_REQUIRE_PYTHON_CLIENTS !== '1' ? `${PYTHON} not found (scripts/test.sh creates it)` : false;
+const skip =
+  !existsSync(PYTHON) && process.env.SWIN_REQUIRE_PYTHON_CLIENTS !== '1' ? `${PYTHON} not found (scripts/test.sh creates it)` : false;
 
 test('tritonclient: index, unload and load over HTTP and gRPC', { skip, timeout: 180_000 }, async () => {
   const server = await startServer({ MODELS: 'swin-fmnist', BACKEND: 'onnxruntime', MODEL_CONTROL_MODE: 'explicit', LOG_LEVEL: 'warn' });
   try {
-    const { stdout } = await run(PYTHON, [join(ROOT, 'test/clients/check_triton_repository.py'), `127.0.0.1:${server.port}`, `127.0.0.1:${server.grpcPort}`, 'swin-fmnist'], { timeout: 150_000 });
+    const { stdout } = await run(
+      PYTHON,
+      [join(ROOT, 'test/clients/check_triton_repository.py'), `127.0.0.1:${server.port}`, `127.0.0.1:${server.grpcPort}`, 'swin-fmnist'],
+      { timeout: 150_000 },
+    );
     const r = JSON.parse(stdout);
     const ready = { name: 'swin-fmnist', version: '1', state: 'READY', reason: '' };
     const unloaded = { name: 'swin-fmnist', version: '', state: 'UNAVAILABLE', reason: 'unloaded' };

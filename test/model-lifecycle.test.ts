@@ -11,8 +11,8 @@ import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
 import type { GRPCInferenceServiceClient } from '../src/generated/inference/GRPCInferenceService.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { registry } from '../src/metrics.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { registry } from '../src/observability/metrics.js';
 import { IMAGE_BYTES, versionedRepo, type VersionedRepo } from './helpers/versioned-models.js';
 
 type Callback<T> = (err: grpc.ServiceError | null, res?: T) => void;
@@ -25,7 +25,14 @@ function clients(r: VersionedRepo): { kserve: GRPCInferenceServiceClient; classi
   const target = `127.0.0.1:${r.grpc.port}`;
   const kserve = new protos.kserve.inference.GRPCInferenceService(target, grpc.credentials.createInsecure());
   const classifier = new protos.classifier.swin.v1.Classifier(target, grpc.credentials.createInsecure());
-  return { kserve, classifier, close: () => { kserve.close(); classifier.close(); } };
+  return {
+    kserve,
+    classifier,
+    close: () => {
+      kserve.close();
+      classifier.close();
+    },
+  };
 }
 
 /** A KServe REST inference of one uniform image of value 25 * cls (class cls); resolves to the reply. */
@@ -41,7 +48,9 @@ function post(r: VersionedRepo, url: string, payload?: unknown) {
 
 const png8 = async (v: number) => {
   const { default: sharp } = await import('sharp');
-  return sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+  return sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } })
+    .png()
+    .toBuffer();
 };
 
 describe('version folders and the version policy', () => {
@@ -60,18 +69,35 @@ describe('version folders and the version policy', () => {
 
       // HTTP /classify: query and JSON field
       const png = await png8(50);
-      const q = await r.app.inject({ method: 'POST', url: '/classify?model=m&version=2', headers: { 'content-type': 'image/png' }, payload: png });
+      const q = await r.app.inject({
+        method: 'POST',
+        url: '/classify?model=m&version=2',
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
       assert.equal(q.statusCode, 200, q.body);
       assert.equal(q.json().version, '2');
       assert.equal(q.json().predictions[0][0].label, 'class2');
-      const j = await r.app.inject({ method: 'POST', url: '/classify', payload: { images: [png.toString('base64')], model: 'm', version: 2 } });
+      const j = await r.app.inject({
+        method: 'POST',
+        url: '/classify',
+        payload: { images: [png.toString('base64')], model: 'm', version: 2 },
+      });
       assert.equal(j.json().version, '2');
       const d = await r.app.inject({ method: 'POST', url: '/classify?model=m', headers: { 'content-type': 'image/png' }, payload: png });
       assert.equal(d.json().version, '3');
-      const missing = await r.app.inject({ method: 'POST', url: '/classify?model=m&version=1', headers: { 'content-type': 'image/png' }, payload: png });
+      const missing = await r.app.inject({
+        method: 'POST',
+        url: '/classify?model=m&version=1',
+        headers: { 'content-type': 'image/png' },
+        payload: png,
+      });
       assert.equal(missing.statusCode, 404);
       assert.deepEqual(missing.json(), {
-        statusCode: 404, code: 'SWIN_MODEL_VERSION_NOT_FOUND', error: 'Not Found', message: 'Model m has no version "1"; available: 3, 2',
+        statusCode: 404,
+        code: 'SWIN_MODEL_VERSION_NOT_FOUND',
+        error: 'Not Found',
+        message: 'Model m has no version "1"; available: 3, 2',
       });
 
       // KServe REST
@@ -83,17 +109,30 @@ describe('version folders and the version policy', () => {
 
       // gRPC: KServe model_version and our Predict's version field
       const raw = Buffer.alloc(IMAGE_BYTES, 50);
-      const inferReq = (v: string) => ({ model_name: 'm', model_version: v, inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, 8, 8, 3] }], raw_input_contents: [raw] });
+      const inferReq = (v: string) => ({
+        model_name: 'm',
+        model_version: v,
+        inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, 8, 8, 3] }],
+        raw_input_contents: [raw],
+      });
       const res = await call<{ model_version: string }>((cb) => c.kserve.ModelInfer(inferReq('2'), cb));
       assert.equal(res.model_version, '2');
-      const nf = await call((cb) => c.kserve.ModelInfer(inferReq('7'), cb)).then(() => null, (e: grpc.ServiceError) => e);
+      const nf = await call((cb) => c.kserve.ModelInfer(inferReq('7'), cb)).then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
       assert.equal(nf?.code, grpc.status.NOT_FOUND);
       const meta = await call<{ versions: string[] }>((cb) => c.kserve.ModelMetadata({ name: 'm', version: '' }, cb));
       assert.deepEqual(meta.versions, ['3', '2']);
-      const p = await call<{ version: string; predictions: { classes: { label: string }[] }[] }>((cb) => c.classifier.Predict({ images: [png], model: 'm', version: '2' }, cb));
+      const p = await call<{ version: string; predictions: { classes: { label: string }[] }[] }>((cb) =>
+        c.classifier.Predict({ images: [png], model: 'm', version: '2' }, cb),
+      );
       assert.equal(p.version, '2');
       assert.equal(p.predictions[0].classes[0].label, 'class2');
-      const pnf = await call((cb) => c.classifier.Predict({ images: [png], model: 'm', version: '1' }, cb)).then(() => null, (e: grpc.ServiceError) => e);
+      const pnf = await call((cb) => c.classifier.Predict({ images: [png], model: 'm', version: '1' }, cb)).then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
       assert.equal(pnf?.code, grpc.status.NOT_FOUND);
     } finally {
       c.close();
@@ -115,7 +154,10 @@ describe('model control mode none (the default)', () => {
       assert.equal(load.statusCode, 403);
       assert.equal(load.headers['swin-code'], 'SWIN_MODEL_CONTROL_DISABLED');
       assert.match(load.json().error, /model control mode none/);
-      const g = await call((cb) => c.kserve.RepositoryModelLoad({ model_name: 'm' }, cb)).then(() => null, (e: grpc.ServiceError) => e);
+      const g = await call((cb) => c.kserve.RepositoryModelLoad({ model_name: 'm' }, cb)).then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
       assert.equal(g?.code, grpc.status.FAILED_PRECONDITION);
       assert.equal((await infer(r, 'm')).statusCode, 200);
     } finally {
@@ -147,7 +189,9 @@ describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
         { name: 'a', version: '1', state: 'READY', reason: '' },
         { name: 'b', version: '', state: 'UNAVAILABLE', reason: 'unloaded' },
       ]);
-      assert.deepEqual((await post(r, '/v2/repository/index', { ready: true })).json(), [{ name: 'a', version: '1', state: 'READY', reason: '' }]);
+      assert.deepEqual((await post(r, '/v2/repository/index', { ready: true })).json(), [
+        { name: 'a', version: '1', state: 'READY', reason: '' },
+      ]);
       assert.equal((await infer(r, 'b')).statusCode, 404);
 
       const load = await post(r, '/v2/repository/models/b/load', {});
@@ -160,7 +204,11 @@ describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
       await call((cb) => c.kserve.RepositoryModelUnload({ model_name: 'a' }, cb));
       assert.ok(aEngines.length > 0 && aEngines.every((e) => e.backend.disposed));
       const gauge = (await registry.getSingleMetric('swin_model_ready')!.get()).values.filter((v) => v.labels.model === 'a');
-      assert.deepEqual(gauge.map((v) => v.value), [0, 0], 'swin_model_ready of both variants of a');
+      assert.deepEqual(
+        gauge.map((v) => v.value),
+        [0, 0],
+        'swin_model_ready of both variants of a',
+      );
       assert.equal((await infer(r, 'a')).statusCode, 404);
       const idx = await call<{ models: unknown[] }>((cb) => c.kserve.RepositoryIndex({ ready: false }, cb));
       assert.deepEqual(idx.models, [
@@ -174,7 +222,10 @@ describe('explicit mode: index, load, unload over HTTP and gRPC', () => {
       const nf = await post(r, '/v2/repository/models/nope/load');
       assert.equal(nf.statusCode, 404);
       assert.equal(nf.headers['swin-code'], 'SWIN_MODEL_NOT_FOUND');
-      const gnf = await call((cb) => c.kserve.RepositoryModelUnload({ model_name: 'nope' }, cb)).then(() => null, (e: grpc.ServiceError) => e);
+      const gnf = await call((cb) => c.kserve.RepositoryModelUnload({ model_name: 'nope' }, cb)).then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
       assert.equal(gnf?.code, grpc.status.NOT_FOUND);
       const param = await post(r, '/v2/repository/models/a/load', { parameters: { config: '{}' } });
       assert.equal(param.statusCode, 400);
@@ -197,13 +248,20 @@ describe('a model that fails its first load at run time', () => {
     let open!: () => void;
     r.gates['9'] = new Promise<void>((res) => (open = res));
     const pending = post(r, '/v2/repository/models/c/load');
-    const states = async () => ((await post(r, '/v2/repository/index')).json() as { name: string; state: string }[]).map((x) => [x.name, x.state]);
+    const states = async () =>
+      ((await post(r, '/v2/repository/index')).json() as { name: string; state: string }[]).map((x) => [x.name, x.state]);
     for (let i = 0; i < 10_000 && (await states())[1][1] !== 'LOADING'; i++) await new Promise((res) => setImmediate(res));
     // While c loads for the first time: listed LOADING, not in GET /models, the server ready.
-    assert.deepEqual(await states(), [['a', 'READY'], ['c', 'LOADING']]);
+    assert.deepEqual(await states(), [
+      ['a', 'READY'],
+      ['c', 'LOADING'],
+    ]);
     const models = await r.app.inject({ url: '/models' });
     assert.equal(models.statusCode, 200);
-    assert.deepEqual(models.json().models.map((x: { name: string }) => x.name), ['a']);
+    assert.deepEqual(
+      models.json().models.map((x: { name: string }) => x.name),
+      ['a'],
+    );
     assert.ok(r.service.isReady());
     open();
     const load = await pending;
@@ -212,7 +270,13 @@ describe('a model that fails its first load at run time', () => {
     assert.ok(r.service.isReady(), 'a failed load does not take the server out of rotation');
     assert.equal((await infer(r, 'c')).statusCode, 404);
     const rows = (await post(r, '/v2/repository/index')).json() as { name: string; state: string; reason: string }[];
-    assert.deepEqual(rows.map((x) => [x.name, x.state]), [['a', 'READY'], ['c', 'UNAVAILABLE']]);
+    assert.deepEqual(
+      rows.map((x) => [x.name, x.state]),
+      [
+        ['a', 'READY'],
+        ['c', 'UNAVAILABLE'],
+      ],
+    );
     assert.match(rows[1].reason, /version 9: fold: onnxruntime failed its self-test/);
     assert.ok(r.engines.filter((e) => e.version === '9').every((e) => e.backend.disposed));
   });
@@ -231,18 +295,25 @@ describe('swaps', () => {
     const png = await png8(50);
     // 6 clients back to back until told to stop: tensors (no await between resolving the copy and
     // queueing), and PNGs, decoded between the two, so a copy released too early fails them.
-    const clientsDone = Promise.all(Array.from({ length: 6 }, async (_, i) => {
-      while (!stop) {
-        const res = i % 3 === 0
-          ? await infer(r, 'm')
-          : i % 3 === 1
-            ? await r.app.inject({ method: 'POST', url: '/v2/models/m/infer', payload: { inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [1], data: [png.toString('base64')] }] } })
-            : await r.app.inject({ method: 'POST', url: '/classify?model=m', headers: { 'content-type': 'image/png' }, payload: png });
-        sent++;
-        statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
-        if (res.statusCode === 200) versions.add(res.json().model_version ?? res.json().version);
-      }
-    }));
+    const clientsDone = Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        while (!stop) {
+          const res =
+            i % 3 === 0
+              ? await infer(r, 'm')
+              : i % 3 === 1
+                ? await r.app.inject({
+                    method: 'POST',
+                    url: '/v2/models/m/infer',
+                    payload: { inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [1], data: [png.toString('base64')] }] },
+                  })
+                : await r.app.inject({ method: 'POST', url: '/classify?model=m', headers: { 'content-type': 'image/png' }, payload: png });
+          sent++;
+          statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+          if (res.statusCode === 200) versions.add(res.json().model_version ?? res.json().version);
+        }
+      }),
+    );
     while (sent < 20) await new Promise((res) => setImmediate(res));
     const old = r.engines.filter((e) => e.version === '1');
     r.addVersion('m', 2);
@@ -275,13 +346,25 @@ describe('swaps', () => {
     const load = await post(r, '/v2/repository/models/m/load');
     assert.equal(load.statusCode, 422);
     assert.equal(load.headers['swin-code'], 'SWIN_MODEL_LOAD_FAILED');
-    assert.match(load.json().error, /^Model m was not loaded: version 3: fold: onnxruntime failed its self-test: 1 of 20 logits are not finite; unfold: /);
+    assert.match(
+      load.json().error,
+      /^Model m was not loaded: version 3: fold: onnxruntime failed its self-test: 1 of 20 logits are not finite; unfold: /,
+    );
     assert.equal((await infer(r, 'm')).json().model_version, '2');
     assert.ok(r.service.isReady());
     const index = (await post(r, '/v2/repository/index')).json() as { version: string; state: string; reason: string }[];
-    assert.deepEqual(index.map((x) => [x.version, x.state]), [['2', 'READY'], ['3', 'UNAVAILABLE']]);
+    assert.deepEqual(
+      index.map((x) => [x.version, x.state]),
+      [
+        ['2', 'READY'],
+        ['3', 'UNAVAILABLE'],
+      ],
+    );
     assert.match(index[1].reason, /^last load failed: fold: onnxruntime failed its self-test/);
-    assert.ok(r.engines.filter((e) => e.version === '3').every((e) => e.backend.disposed), 'the failed copy released its engines');
+    assert.ok(
+      r.engines.filter((e) => e.version === '3').every((e) => e.backend.disposed),
+      'the failed copy released its engines',
+    );
     assert.equal((await infer(r, 'm', '3')).statusCode, 404);
   });
 
@@ -323,10 +406,17 @@ describe('draining', () => {
       loaded = true;
       return res;
     });
-    const index = async () => ((await post(r, '/v2/repository/index')).json() as { version: string; state: string }[]).map((x) => [x.version, x.state]);
+    const index = async () =>
+      ((await post(r, '/v2/repository/index')).json() as { version: string; state: string }[]).map((x) => [x.version, x.state]);
     for (let i = 0; i < 10_000 && (await index()).length < 2; i++) await new Promise((res) => setImmediate(res));
-    assert.deepEqual(await index(), [['1', 'READY'], ['2', 'LOADING']]);
-    assert.deepEqual((await r.app.inject({ url: '/models' })).json().models.map((x: { versions: string[] }) => x.versions), [['1']]);
+    assert.deepEqual(await index(), [
+      ['1', 'READY'],
+      ['2', 'LOADING'],
+    ]);
+    assert.deepEqual(
+      (await r.app.inject({ url: '/models' })).json().models.map((x: { versions: string[] }) => x.versions),
+      [['1']],
+    );
     assert.equal((await infer(r, 'h')).json().model_version, '1', 'version 1 serves while 2 loads');
     open();
     // Requests move to version 2 as soon as it passed; the held copy waits.
@@ -334,7 +424,10 @@ describe('draining', () => {
     assert.equal((await infer(r, 'h')).json().model_version, '2');
     assert.equal(loaded, false, 'the load waits for the drain');
     assert.ok(old.every((e) => !e.backend.disposed));
-    assert.deepEqual(await index(), [['2', 'READY'], ['1', 'UNLOADING']]);
+    assert.deepEqual(await index(), [
+      ['2', 'READY'],
+      ['1', 'UNLOADING'],
+    ]);
     const out = await r.repo.infer(held, undefined, new Uint8Array(IMAGE_BYTES).fill(75), 1, {});
     assert.equal(out.logits.indexOf(Math.max(...out.logits)), 3);
     r.repo.release(held);
@@ -385,7 +478,7 @@ describe('version_policy in model.json', () => {
   test('latest N, specific, all; a bad policy names the field', async () => {
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const os = await import('node:os');
-    const { readModelVersions } = await import('../src/model-versions.js');
+    const { readModelVersions } = await import('../src/models/model-versions.js');
     const { writeVersionedModel } = await import('./helpers/versioned-models.js');
     const root = mkdtempSync(path.join(os.tmpdir(), 'swin-policy-'));
     try {
@@ -403,10 +496,18 @@ describe('version_policy in model.json', () => {
       await assert.rejects(readModelVersions(path.join(root, 'p')), /version_policy must have exactly one of latest, specific, all/);
       // A version folder's own model.json replaces the model-level one for that version.
       writeVersionedModel(root, 'q', [1, 2], { version_policy: { all: {} } });
-      const own = JSON.parse(JSON.stringify({ ...(await readModelVersions(path.join(root, 'q'))).versions[1].config, description: 'v2 only' }));
+      const own = JSON.parse(
+        JSON.stringify({ ...(await readModelVersions(path.join(root, 'q'))).versions[1].config, description: 'v2 only' }),
+      );
       writeFileSync(path.join(root, 'q', '2', 'model.json'), JSON.stringify(own));
       const q = (await readModelVersions(path.join(root, 'q'))).versions;
-      assert.deepEqual(q.map((v) => [v.version, v.config.description ?? null]), [['1', null], ['2', 'v2 only']]);
+      assert.deepEqual(
+        q.map((v) => [v.version, v.config.description ?? null]),
+        [
+          ['1', null],
+          ['2', 'v2 only'],
+        ],
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -23,15 +23,37 @@ test('a variant that fails its load-time self-test is refused; the other serves'
     const m = (await s.app.inject({ method: 'GET', url: '/models/fake' })).json();
     assert.equal(m.ready, true);
     assert.equal(m.active_variant, 'unfold');
-    assert.deepEqual(m.variants[0], { variant: 'fold', backend: null, ready: false, reason: 'onnxruntime failed its self-test: 1 of 20 logits are not finite' });
-    const res = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: await greyPng(25) });
+    assert.deepEqual(m.variants[0], {
+      variant: 'fold',
+      backend: null,
+      ready: false,
+      reason: 'onnxruntime failed its self-test: 1 of 20 logits are not finite',
+    });
+    const res = await s.app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'content-type': 'image/png' },
+      payload: await greyPng(25),
+    });
     assert.equal(res.json().variant, 'unfold');
-    const explicit = await s.app.inject({ method: 'POST', url: '/classify?variant=fold', headers: { 'content-type': 'image/png' }, payload: await greyPng(25) });
+    const explicit = await s.app.inject({
+      method: 'POST',
+      url: '/classify?variant=fold',
+      headers: { 'content-type': 'image/png' },
+      payload: await greyPng(25),
+    });
     assert.deepEqual(explicit.json(), {
-      statusCode: 503, code: 'SWIN_MODEL_NOT_READY', error: 'Service Unavailable',
+      statusCode: 503,
+      code: 'SWIN_MODEL_NOT_READY',
+      error: 'Service Unavailable',
       message: 'Model fake is not ready: variant fold: onnxruntime failed its self-test: 1 of 20 logits are not finite',
     });
-    assert.ok(await metric(s.app, /swin_selftest_failures_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/) >= 1);
+    assert.ok(
+      (await metric(
+        s.app,
+        /swin_selftest_failures_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/,
+      )) >= 1,
+    );
     assert.equal(await metric(s.app, /swin_model_ready\{model="fake",variant="fold",backend="onnxruntime"\} (\d+)/), 0);
     assert.equal((await s.app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200);
   } finally {
@@ -45,10 +67,18 @@ test('when no variant passes, the server stays up and the model is not ready', a
     const ready = await s.app.inject({ method: 'GET', url: '/health/ready' });
     assert.deepEqual([ready.statusCode, ready.json()], [503, { status: 'not_ready', models: { fake: false } }]);
     assert.equal((await s.app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200);
-    const res = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: await greyPng(25) });
+    const res = await s.app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'content-type': 'image/png' },
+      payload: await greyPng(25),
+    });
     assert.equal(res.statusCode, 503);
     assert.equal(res.json().code, 'SWIN_MODEL_NOT_READY');
-    assert.match(res.json().message, /fold: onnxruntime failed its self-test: 1 of 20 logits are not finite; unfold: onnxruntime failed its self-test: engine failed: fake engine failure/);
+    assert.match(
+      res.json().message,
+      /fold: onnxruntime failed its self-test: 1 of 20 logits are not finite; unfold: onnxruntime failed its self-test: engine failed: fake engine failure/,
+    );
   } finally {
     await s.close();
   }
@@ -60,14 +90,22 @@ test('non-finite logits at run time: 500 for that batch, the other variant takes
     const fold = s.backends.get('fold')!;
     const png = await greyPng(75);
     const classify = () => s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png });
-    const before = await metric(s.app, /swin_backend_errors_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/);
+    const before = await metric(
+      s.app,
+      /swin_backend_errors_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/,
+    );
     fold.mode = 'nan';
     const bad = await classify();
     assert.deepEqual(bad.json(), {
-      statusCode: 500, code: 'SWIN_NON_FINITE_OUTPUT', error: 'Internal Server Error',
+      statusCode: 500,
+      code: 'SWIN_NON_FINITE_OUTPUT',
+      error: 'Internal Server Error',
       message: 'Model fake (fold on onnxruntime) returned non-finite logits; the variant was taken out of service',
     });
-    const after = await metric(s.app, /swin_backend_errors_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/);
+    const after = await metric(
+      s.app,
+      /swin_backend_errors_total\{model="fake",variant="fold",backend="onnxruntime",reason="non_finite"\} (\d+)/,
+    );
     assert.equal(after - (Number.isNaN(before) ? 0 : before), 1);
     const next = await classify();
     assert.equal(next.statusCode, 200);
@@ -93,7 +131,12 @@ test('an engine exception fails its batch with SWIN_INFERENCE_FAILED and the oth
     s.backends.get('fold')!.mode = 'throw';
     const png = await greyPng(75);
     const bad = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png });
-    assert.deepEqual(bad.json(), { statusCode: 500, code: 'SWIN_INFERENCE_FAILED', error: 'Internal Server Error', message: 'Inference failed on model fake: fake engine failure' });
+    assert.deepEqual(bad.json(), {
+      statusCode: 500,
+      code: 'SWIN_INFERENCE_FAILED',
+      error: 'Internal Server Error',
+      message: 'Inference failed on model fake: fake engine failure',
+    });
     const good = await s.app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png });
     assert.equal(good.json().variant, 'unfold');
   } finally {
@@ -108,17 +151,27 @@ test('a client that disconnects while queued never reaches the engine', async ()
     const { port } = s.app.server.address() as AddressInfo;
     const fold = s.backends.get('fold')!;
     fold.hold();
-    const send = (grey: number) => new Promise<{ req: http.ClientRequest; done: Promise<number> }>((resolveReq) => {
-      greyPng(grey).then((png) => {
-        const req = http.request({ port, host: '127.0.0.1', method: 'POST', path: '/classify', headers: { 'content-type': 'image/png' } });
-        const done = new Promise<number>((resolve) => {
-          req.on('response', (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
-          req.on('error', () => resolve(-1));
+    const send = (grey: number) =>
+      new Promise<{ req: http.ClientRequest; done: Promise<number> }>((resolveReq) => {
+        greyPng(grey).then((png) => {
+          const req = http.request({
+            port,
+            host: '127.0.0.1',
+            method: 'POST',
+            path: '/classify',
+            headers: { 'content-type': 'image/png' },
+          });
+          const done = new Promise<number>((resolve) => {
+            req.on('response', (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            });
+            req.on('error', () => resolve(-1));
+          });
+          req.end(png);
+          resolveReq({ req, done });
         });
-        req.end(png);
-        resolveReq({ req, done });
       });
-    });
     const first = await send(25); // runs (held)
     while (fold.running === 0) await sleep(2);
     const batcher = s.service.repository.get('fake').variants.get('fold')!.batcher!;
@@ -132,7 +185,7 @@ test('a client that disconnects while queued never reaches the engine', async ()
     assert.equal(await second.done, -1);
     assert.equal(fold.seen.at(-1), 25);
     assert.equal(fold.seen.includes(200), false);
-    assert.ok(await metric(s.app, /swin_dropped_requests_total\{model="fake",reason="cancelled"\} (\d+)/) >= 1);
+    assert.ok((await metric(s.app, /swin_dropped_requests_total\{model="fake",reason="cancelled"\} (\d+)/)) >= 1);
   } finally {
     await s.close();
   }

@@ -6,19 +6,36 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { registry } from '../src/metrics.js';
+import { registry } from '../src/observability/metrics.js';
 
 const DASHBOARD = 'deploy/grafana/dashboards/swin-serve.json';
 
-interface Target { refId: string; expr?: string; datasource?: { type: string; uid: string } }
+interface Target {
+  refId: string;
+  expr?: string;
+  datasource?: { type: string; uid: string };
+}
 interface Panel {
-  id: number; type: string; title: string;
+  id: number;
+  type: string;
+  title: string;
   datasource?: { type: string; uid: string };
   gridPos: { h: number; w: number; x: number; y: number };
   targets?: Target[];
 }
-interface Variable { name: string; type: string; query: unknown; datasource?: { type: string; uid: string } }
-interface Dashboard { uid: string; title: string; panels: Panel[]; templating: { list: Variable[] }; schemaVersion: number }
+interface Variable {
+  name: string;
+  type: string;
+  query: unknown;
+  datasource?: { type: string; uid: string };
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: Variable[] };
+  schemaVersion: number;
+}
 
 const dash = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
 const panels = dash.panels.filter((p) => p.type !== 'row');
@@ -72,11 +89,9 @@ test('every panel queries through the datasource variable and has targets with e
   }
 });
 
-test('every metric a panel or variable queries is exposed by the registry in src/metrics.ts', async () => {
+test('every metric a panel or variable queries is exposed by the registry in src/observability/metrics.ts', async () => {
   const exposed = await exposedNames();
-  const varQueries = dash.templating.list
-    .filter((v) => v.type === 'query')
-    .map((v) => (v.query as { query: string }).query);
+  const varQueries = dash.templating.list.filter((v) => v.type === 'query').map((v) => (v.query as { query: string }).query);
   const used = new Set([...exprs, ...varQueries].flatMap(metricNames));
   assert.ok(used.size > 10);
   const missing = [...used].filter((n) => !exposed.has(n));
@@ -85,22 +100,45 @@ test('every metric a panel or variable queries is exposed by the registry in src
 
 test('the panels cover throughput, every latency stage at p50/p90/p99, batching, queue, errors, readiness and GPU', () => {
   const all = exprs.join('\n');
-  for (const m of ['swin_requests_total', 'swin_images_total', 'swin_batch_size_bucket', 'swin_queue_depth',
-    'swin_queue_capacity', 'swin_inflight_batches', 'swin_model_ready', 'swin_selftest_failures_total',
-    'swin_dropped_requests_total', 'swin_backend_errors_total',
-    'swin_gpu_memory_used_bytes', 'swin_gpu_memory_total_bytes', 'swin_gpu_utilization_ratio']) {
+  for (const m of [
+    'swin_requests_total',
+    'swin_images_total',
+    'swin_batch_size_bucket',
+    'swin_queue_depth',
+    'swin_queue_capacity',
+    'swin_inflight_batches',
+    'swin_model_ready',
+    'swin_selftest_failures_total',
+    'swin_dropped_requests_total',
+    'swin_backend_errors_total',
+    'swin_gpu_memory_used_bytes',
+    'swin_gpu_memory_total_bytes',
+    'swin_gpu_utilization_ratio',
+  ]) {
     assert.ok(all.includes(m), `no panel queries ${m}`);
   }
-  for (const stage of ['swin_request_duration_seconds', 'swin_queue_duration_seconds',
-    'swin_preprocess_duration_seconds', 'swin_inference_duration_seconds']) {
+  for (const stage of [
+    'swin_request_duration_seconds',
+    'swin_queue_duration_seconds',
+    'swin_preprocess_duration_seconds',
+    'swin_inference_duration_seconds',
+  ]) {
     for (const q of ['0.5', '0.9', '0.99']) {
       const re = new RegExp(`histogram_quantile\\(${q.replace('.', '\\.')},[^\\n]*${stage}_bucket`);
-      assert.ok(exprs.some((e) => re.test(e)), `no p${Number(q) * 100} of ${stage}`);
+      assert.ok(
+        exprs.some((e) => re.test(e)),
+        `no p${Number(q) * 100} of ${stage}`,
+      );
     }
   }
-  assert.ok(exprs.some((e) => /by \(code\)/.test(e) && e.includes('code!="OK"')), 'errors by code');
-  assert.ok(exprs.some((e) => /by \(model, variant, backend\)/.test(e) && e.includes('swin_model_ready')),
-    'readiness per model/variant/backend');
+  assert.ok(
+    exprs.some((e) => /by \(code\)/.test(e) && e.includes('code!="OK"')),
+    'errors by code',
+  );
+  assert.ok(
+    exprs.some((e) => /by \(model, variant, backend\)/.test(e) && e.includes('swin_model_ready')),
+    'readiness per model/variant/backend',
+  );
 });
 
 test('rate windows use $__rate_interval and selectors honour the job/instance variables', () => {
@@ -139,7 +177,9 @@ test('provisioning loads this dashboard folder and a Prometheus datasource', () 
   assert.equal(prov.providers[0].type, 'file');
   const compose = parseYaml(readFileSync('deploy/docker-compose.yml', 'utf8'));
   const mounts: string[] = compose.services.grafana.volumes;
-  assert.ok(mounts.includes(`./grafana/dashboards:${prov.providers[0].options.path}:ro`),
-    `compose mounts the dashboards where the provider looks (${prov.providers[0].options.path})`);
+  assert.ok(
+    mounts.includes(`./grafana/dashboards:${prov.providers[0].options.path}:ro`),
+    `compose mounts the dashboards where the provider looks (${prov.providers[0].options.path})`,
+  );
   assert.ok(mounts.includes('./grafana/provisioning:/etc/grafana/provisioning:ro'));
 });

@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ERRORS } from '../src/errors.js';
-import { normaliseGpuInfo, registry, setGpuInfoSource } from '../src/metrics.js';
+import { normaliseGpuInfo, registry, setGpuInfoSource } from '../src/observability/metrics.js';
 
 const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI === 'true';
 
@@ -60,7 +60,9 @@ test('GPU gauges report what the GPU source returns, per GPU, at scrape time', a
 });
 
 test('a GPU source that throws empties the gauges instead of failing the scrape', async () => {
-  setGpuInfoSource(() => { throw Object.assign(new Error('no device'), { code: 'ERR_NO_DEVICE' }); });
+  setGpuInfoSource(() => {
+    throw Object.assign(new Error('no device'), { code: 'ERR_NO_DEVICE' });
+  });
   try {
     assert.deepEqual(await gpuLines(), []);
   } finally {
@@ -68,33 +70,48 @@ test('a GPU source that throws empties the gauges instead of failing the scrape'
   }
 });
 
-test('normaliseGpuInfo takes the addon\'s gpuInfo() fields and skips what does not fit them', () => {
-  assert.deepEqual(normaliseGpuInfo([
-    { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
-    { name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
-    { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1.7 }, // clamped to 1
-    { name: 'D', memoryUsed: 3, memoryTotal: 4 }, // not the addon's spelling: skipped
-    { name: 'E', memoryUsedBytes: 3 }, // no total: skipped
-    null,
-  ]), [
-    { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
-    { index: 1, name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
-    { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1 },
-  ]);
+test("normaliseGpuInfo takes the addon's gpuInfo() fields and skips what does not fit them", () => {
+  assert.deepEqual(
+    normaliseGpuInfo([
+      { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
+      { name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
+      { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1.7 }, // clamped to 1
+      { name: 'D', memoryUsed: 3, memoryTotal: 4 }, // not the addon's spelling: skipped
+      { name: 'E', memoryUsedBytes: 3 }, // no total: skipped
+      null,
+    ]),
+    [
+      { index: 2, name: 'A', memoryUsedBytes: 10, memoryTotalBytes: 20, utilization: 0.5 },
+      { index: 1, name: 'B', memoryUsedBytes: 1, memoryTotalBytes: 2, utilization: null },
+      { index: 3, name: 'C', memoryUsedBytes: 5, memoryTotalBytes: 6, utilization: 1 },
+    ],
+  );
   assert.deepEqual(normaliseGpuInfo(undefined), []);
 });
 
 test('the registry exposes the issue #7 metric set with Prometheus naming and 1 ms..10 s latency buckets', async () => {
   const byName = new Map((await registry.getMetricsAsJSON()).map((m) => [m.name, m]));
   const want: Record<string, string> = {
-    swin_requests_total: 'counter', swin_images_total: 'counter', swin_selftest_failures_total: 'counter',
-    swin_dropped_requests_total: 'counter', swin_backend_errors_total: 'counter',
-    swin_request_duration_seconds: 'histogram', swin_queue_duration_seconds: 'histogram',
-    swin_preprocess_duration_seconds: 'histogram', swin_inference_duration_seconds: 'histogram',
+    swin_requests_total: 'counter',
+    swin_images_total: 'counter',
+    swin_selftest_failures_total: 'counter',
+    swin_dropped_requests_total: 'counter',
+    swin_backend_errors_total: 'counter',
+    swin_request_duration_seconds: 'histogram',
+    swin_queue_duration_seconds: 'histogram',
+    swin_preprocess_duration_seconds: 'histogram',
+    swin_inference_duration_seconds: 'histogram',
     swin_batch_size: 'histogram',
-    swin_queue_depth: 'gauge', swin_queue_capacity: 'gauge', swin_inflight_batches: 'gauge', swin_model_ready: 'gauge',
-    swin_gpu_memory_used_bytes: 'gauge', swin_gpu_memory_total_bytes: 'gauge', swin_gpu_utilization_ratio: 'gauge',
-    process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge', nodejs_eventloop_lag_p99_seconds: 'gauge',
+    swin_queue_depth: 'gauge',
+    swin_queue_capacity: 'gauge',
+    swin_inflight_batches: 'gauge',
+    swin_model_ready: 'gauge',
+    swin_gpu_memory_used_bytes: 'gauge',
+    swin_gpu_memory_total_bytes: 'gauge',
+    swin_gpu_utilization_ratio: 'gauge',
+    process_cpu_seconds_total: 'counter',
+    process_resident_memory_bytes: 'gauge',
+    nodejs_eventloop_lag_p99_seconds: 'gauge',
   };
   for (const [name, type] of Object.entries(want)) {
     assert.ok(byName.has(name), `missing ${name}`);
@@ -125,14 +142,25 @@ test('the server-error alert counts exactly the error codes whose HTTP status is
   const m = /code=~"([^"]+)"/.exec(rule.expr);
   assert.ok(m, 'the numerator selects codes by regex');
   const inRule = m[1].split('|').sort();
-  const fiveHundreds = Object.entries(ERRORS).filter(([, e]) => e.httpStatus >= 500).map(([c]) => c).sort();
+  const fiveHundreds = Object.entries(ERRORS)
+    .filter(([, e]) => e.httpStatus >= 500)
+    .map(([c]) => c)
+    .sort();
   assert.deepEqual(inRule, fiveHundreds);
 });
 
 test('the alerts cover error rate, p99 latency, queue near full, readiness, self-tests and GPU memory', () => {
   const names = alerts.map((r) => r.alert);
-  for (const a of ['SwinServeHighErrorRate', 'SwinServeHighLatencyP99', 'SwinServeQueueNearFull',
-    'SwinServeModelNotReady', 'SwinServeVariantNotServing', 'SwinServeSelfTestFailures', 'SwinServeGpuMemoryHigh', 'SwinServeDown']) {
+  for (const a of [
+    'SwinServeHighErrorRate',
+    'SwinServeHighLatencyP99',
+    'SwinServeQueueNearFull',
+    'SwinServeModelNotReady',
+    'SwinServeVariantNotServing',
+    'SwinServeSelfTestFailures',
+    'SwinServeGpuMemoryHigh',
+    'SwinServeDown',
+  ]) {
     assert.ok(names.includes(a), a);
   }
   const queue = alerts.find((r) => r.alert === 'SwinServeQueueNearFull')!;
@@ -149,8 +177,16 @@ test('promtool: the Prometheus config and the rules are valid, and every alert f
   const cases = parseYaml(readFileSync('deploy/prometheus/alerts.test.yml', 'utf8')) as {
     tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
   };
-  const fired = new Set(cases.tests.flatMap((c) => c.alert_rule_test ?? []).filter((a) => a.exp_alerts.length > 0).map((a) => a.alertname));
-  assert.deepEqual(alerts.map((r) => r.alert).filter((a) => !fired.has(a)), []);
+  const fired = new Set(
+    cases.tests
+      .flatMap((c) => c.alert_rule_test ?? [])
+      .filter((a) => a.exp_alerts.length > 0)
+      .map((a) => a.alertname),
+  );
+  assert.deepEqual(
+    alerts.map((r) => r.alert).filter((a) => !fired.has(a)),
+    [],
+  );
 });
 
 test('promtool test rules fails when an alert threshold no longer matches its test', (t) => {
@@ -178,8 +214,9 @@ test('docs/metrics.md documents every swin_* metric with its type and labels, an
     const row = doc.split('\n').find((l) => l.startsWith(`| \`${m.name}\``));
     assert.ok(row, `no table row for ${m.name}`);
     assert.ok(row.includes(`| ${String(m.type)} |`), `${m.name}: type ${m.type} not in its row`);
-    const labels = (m as unknown as { labelNames?: string[] }).labelNames
-      ?? (registry.getSingleMetric(m.name) as unknown as { labelNames: string[] }).labelNames;
+    const labels =
+      (m as unknown as { labelNames?: string[] }).labelNames ??
+      (registry.getSingleMetric(m.name) as unknown as { labelNames: string[] }).labelNames;
     for (const l of labels) assert.ok(row.includes(`\`${l}\``), `${m.name}: label ${l} not in its row`);
   }
   for (const r of alerts) {

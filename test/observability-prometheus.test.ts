@@ -17,12 +17,12 @@ import sharp from 'sharp';
 import { loadConfig } from '../src/config.js';
 import * as grpc from '@grpc/grpc-js';
 import type { ClassifierClient } from '../src/generated/swin/v1/Classifier.js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { setGpuInfoSource } from '../src/metrics.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { setGpuInfoSource } from '../src/observability/metrics.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 
 const REQUIRE_TOOLS = process.env.SWIN_REQUIRE_TOOLS === '1' || process.env.CI === 'true';
 const HAVE_PROMETHEUS = spawnSync('prometheus', ['--version']).status === 0;
@@ -33,8 +33,12 @@ const MODEL = 'swin-fmnist';
 const BROKEN = 'swin-fmnist-broken'; // its fold variant cannot load: a self-test failure, a variant not ready
 // Values for the dashboard's variables and Grafana's macros.
 const VARS: Record<string, string> = {
-  $__rate_interval: '1m', $__interval: `${SCRAPE_S}s`, $__range: '5m',
-  $job: 'swin-serve', $instance: '.*', $model: '.*',
+  $__rate_interval: '1m',
+  $__interval: `${SCRAPE_S}s`,
+  $__range: '5m',
+  $job: 'swin-serve',
+  $instance: '.*',
+  $model: '.*',
 };
 // Test labels the in-cluster scrape job would add; the adapter rules need them.
 const POD_LABELS = { namespace: 'swin-serve', pod: 'swin-serve-test-0' };
@@ -73,7 +77,11 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   }
 }
 
-interface PromResult { status: string; error?: string; data: { resultType: string; result: { metric: Record<string, string>; value?: [number, string] }[] } }
+interface PromResult {
+  status: string;
+  error?: string;
+  data: { resultType: string; result: { metric: Record<string, string>; value?: [number, string] }[] };
+}
 
 async function query(q: string): Promise<PromResult> {
   const r = await fetch(`${promUrl}/api/v1/query?${new URLSearchParams({ query: q })}`);
@@ -82,15 +90,18 @@ async function query(q: string): Promise<PromResult> {
 
 function substitute(expr: string): string {
   // longest names first: $__rate_interval before $__range
-  return Object.keys(VARS).sort((a, b) => b.length - a.length)
+  return Object.keys(VARS)
+    .sort((a, b) => b.length - a.length)
     .reduce((e, k) => e.split(k).join(VARS[k]), expr)
     .replace(/\$\{(\w+)\}/g, (_, k: string) => VARS[`$${k}`] ?? `\${${k}}`);
 }
 
 /** The service under test: the real HTTP and gRPC servers (as src/server.ts starts them) on the real model repository. */
 async function startService(modelsDir: string): Promise<{ url: string; grpcTarget: string; close: () => Promise<void> }> {
-  const config = loadConfig(['--models-dir', modelsDir, '--backend', 'onnxruntime', '--log-level', 'silent',
-    '--selftest-retry-ms', '3600000'], {});
+  const config = loadConfig(
+    ['--models-dir', modelsDir, '--backend', 'onnxruntime', '--log-level', 'silent', '--selftest-retry-ms', '3600000'],
+    {},
+  );
   const logger = pino({ level: 'silent' });
   const repo = await ModelRepository.load({ config, logger });
   const svc = new CoreInferenceService(repo, config);
@@ -101,7 +112,10 @@ async function startService(modelsDir: string): Promise<{ url: string; grpcTarge
   return {
     url: `http://127.0.0.1:${port}`,
     grpcTarget: `127.0.0.1:${grpcServer.port}`,
-    close: async () => { await Promise.all([app.close(), grpcServer.close(1000)]); await svc.close(); },
+    close: async () => {
+      await Promise.all([app.close(), grpcServer.close(1000)]);
+      await svc.close();
+    },
   };
 }
 
@@ -140,23 +154,33 @@ before(async () => {
   const cfg = {
     global: { scrape_interval: `${SCRAPE_S}s`, evaluation_interval: `${SCRAPE_S}s` },
     rule_files: base.rule_files,
-    scrape_configs: [{
-      job_name: 'swin-serve',
-      metrics_path: '/metrics',
-      static_configs: [{ targets: [target], labels: POD_LABELS }],
-    }],
+    scrape_configs: [
+      {
+        job_name: 'swin-serve',
+        metrics_path: '/metrics',
+        static_configs: [{ targets: [target], labels: POD_LABELS }],
+      },
+    ],
   };
   writeFileSync(join(work, 'prometheus.yml'), toYaml(cfg));
   const check = spawnSync('promtool', ['check', 'config', join(work, 'prometheus.yml')], { encoding: 'utf8' });
   assert.equal(check.status, 0, check.stdout + check.stderr);
-  prom = spawn('prometheus', [
-    `--config.file=${join(work, 'prometheus.yml')}`,
-    `--storage.tsdb.path=${join(work, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    '--log.level=warn',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  prom.stdout!.on('data', (d) => { promLog += d; });
-  prom.stderr!.on('data', (d) => { promLog += d; });
+  prom = spawn(
+    'prometheus',
+    [
+      `--config.file=${join(work, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(work, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  prom.stdout!.on('data', (d) => {
+    promLog += d;
+  });
+  prom.stderr!.on('data', (d) => {
+    promLog += d;
+  });
   await until('Prometheus ready', async () => ((await fetch(`${promUrl}/-/ready`)).ok ? true : undefined));
 });
 
@@ -173,7 +197,10 @@ after(async () => {
 /** Panels and alerts that need a failing engine batch; a healthy onnxruntime backend produces none. */
 const NEEDS_BACKEND_FAILURE = /swin_backend_errors_total/;
 
-interface Reply { status: number; code: string }
+interface Reply {
+  status: number;
+  code: string;
+}
 let counted = 0; // requests the service must count in swin_requests_total
 const replies: Record<string, Reply[]> = {};
 
@@ -194,17 +221,23 @@ async function testImages(): Promise<{ png: Buffer[]; raw: Buffer }> {
   const png: Buffer[] = [];
   for (let i = 0; i < cfg.selftest.count; i++) {
     const one = raw.subarray(i * size * size * 3, (i + 1) * size * size * 3);
-    png.push(await sharp(one, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer());
+    png.push(
+      await sharp(one, { raw: { width: size, height: size, channels: 3 } })
+        .png()
+        .toBuffer(),
+    );
   }
   return { png, raw: raw.subarray(0, size * size * 3) };
 }
 
 function kserveBinary(raw: Buffer, parameters: Record<string, unknown> = {}): RequestInit {
-  const header = Buffer.from(JSON.stringify({
-    inputs: [{ name: 'image', shape: [1, 256, 256, 3], datatype: 'UINT8', parameters: { binary_data_size: raw.length } }],
-    outputs: [{ name: 'logits', parameters: { binary_data: false } }],
-    parameters,
-  }));
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [{ name: 'image', shape: [1, 256, 256, 3], datatype: 'UINT8', parameters: { binary_data_size: raw.length } }],
+      outputs: [{ name: 'logits', parameters: { binary_data: false } }],
+      parameters,
+    }),
+  );
   return {
     method: 'POST',
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) },
@@ -212,8 +245,10 @@ function kserveBinary(raw: Buffer, parameters: Record<string, unknown> = {}): Re
   };
 }
 
-const png = (b: Buffer, q = ''): [string, RequestInit] =>
-  [`/classify${q}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(b) }];
+const png = (b: Buffer, q = ''): [string, RequestInit] => [
+  `/classify${q}`,
+  { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(b) },
+];
 
 test('traffic: good and bad requests over REST, KServe REST and gRPC get the replies they should', { skip: !HAVE_PROMETHEUS }, async () => {
   const { png: images, raw } = await testImages();
@@ -227,9 +262,10 @@ test('traffic: good and bad requests over REST, KServe REST and gRPC get the rep
   // gRPC swin.v1.Classifier/Predict: two good calls, one for a model that does not exist
   const protos = loadProtos();
   const client: ClassifierClient = new protos.classifier.swin.v1.Classifier(service!.grpcTarget, grpc.credentials.createInsecure());
-  const predict = (req: { images: Buffer[]; model: string }) => new Promise<string>((res) => {
-    client.Predict(req, (err) => res(err ? grpc.status[err.code!] : 'OK'));
-  });
+  const predict = (req: { images: Buffer[]; model: string }) =>
+    new Promise<string>((res) => {
+      client.Predict(req, (err) => res(err ? grpc.status[err.code!] : 'OK'));
+    });
   try {
     for (const model of [MODEL, MODEL, 'no-such-model']) {
       const code = await predict({ images: [images[0]], model });
@@ -249,20 +285,30 @@ test('traffic: good and bad requests over REST, KServe REST and gRPC get the rep
   await send('unknown_model', ...png(images[0], '?model=no-such-model'));
   await send('top_k', ...png(images[0], `?model=${MODEL}&top_k=0`));
   await send('empty', `/classify?model=${MODEL}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(0) });
-  await send('kserve_bad', `/v2/models/${MODEL}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": 3}' });
+  await send('kserve_bad', `/v2/models/${MODEL}/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{"inputs": 3}',
+  });
   // server-side: a variant that is not ready, a deadline that has passed, an overflowing queue
   await send('not_ready', ...png(images[0], `?model=${BROKEN}&variant=fold`));
   await send('deadline', `/v2/models/${MODEL}/infer`, kserveBinary(raw, { timeout: 1 }));
   const many = (n: number) => {
     const form = new FormData();
-    for (let i = 0; i < n; i++) form.append('image', new Blob([new Uint8Array(images[i % images.length])], { type: 'image/png' }), `${i}.png`);
+    for (let i = 0; i < n; i++)
+      form.append('image', new Blob([new Uint8Array(images[i % images.length])], { type: 'image/png' }), `${i}.png`);
     return form;
   };
-  await Promise.all(Array.from({ length: 8 }, () =>
-    send('burst', `/classify?model=${BROKEN}`, { method: 'POST', body: many(4) })));
+  await Promise.all(Array.from({ length: 8 }, () => send('burst', `/classify?model=${BROKEN}`, { method: 'POST', body: many(4) })));
 
-  assert.ok(replies.good.every((r) => r.status === 200), JSON.stringify(replies.good.filter((r) => r.status !== 200)));
-  assert.deepEqual(replies.grpc.map((r) => r.code), ['OK', 'OK', 'NOT_FOUND']);
+  assert.ok(
+    replies.good.every((r) => r.status === 200),
+    JSON.stringify(replies.good.filter((r) => r.status !== 200)),
+  );
+  assert.deepEqual(
+    replies.grpc.map((r) => r.code),
+    ['OK', 'OK', 'NOT_FOUND'],
+  );
   assert.deepEqual(replies.decode, [{ status: 400, code: 'SWIN_IMAGE_DECODE_FAILED' }]);
   assert.deepEqual(replies.unknown_model, [{ status: 404, code: 'SWIN_MODEL_NOT_FOUND' }]);
   assert.deepEqual(replies.top_k, [{ status: 400, code: 'SWIN_BAD_TOP_K' }]);
@@ -300,9 +346,14 @@ test('Prometheus scraped a count of requests equal to what was sent', { skip: !H
 // ---------------------------------------------------------------------------
 // Dashboard
 
-interface Panel { type: string; title: string; targets?: { refId: string; expr: string }[] }
+interface Panel {
+  type: string;
+  title: string;
+  targets?: { refId: string; expr: string }[];
+}
 const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/swin-serve.json', 'utf8')) as {
-  panels: Panel[]; templating: { list: { name: string; type: string; query: { query: string } | string }[] };
+  panels: Panel[];
+  templating: { list: { name: string; type: string; query: { query: string } | string }[] };
 };
 
 function finite(r: PromResult): boolean {
@@ -355,23 +406,32 @@ test('every dashboard variable finds values', { skip: !HAVE_PROMETHEUS }, async 
   }
 });
 
-test('metrics without series here are still exposed by the service (no panel on a metric that does not exist)', { skip: !HAVE_PROMETHEUS }, async () => {
-  const text = await (await fetch(`${service!.url}/metrics`)).text();
-  assert.match(text, /^# TYPE swin_backend_errors_total counter$/m);
-});
+test(
+  'metrics without series here are still exposed by the service (no panel on a metric that does not exist)',
+  { skip: !HAVE_PROMETHEUS },
+  async () => {
+    const text = await (await fetch(`${service!.url}/metrics`)).text();
+    assert.match(text, /^# TYPE swin_backend_errors_total counter$/m);
+  },
+);
 
 // ---------------------------------------------------------------------------
 // Alerts
 
-const alertRules = (parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as {
-  groups: { rules: { alert: string; expr: string }[] }[];
-}).groups.flatMap((g) => g.rules);
+const alertRules = (
+  parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as {
+    groups: { rules: { alert: string; expr: string }[] }[];
+  }
+).groups.flatMap((g) => g.rules);
 
 test('every alert expression evaluates, and the value it compares has series', { skip: !HAVE_PROMETHEUS }, async () => {
   const failures: string[] = [];
   for (const rule of alertRules) {
     const r = await query(rule.expr);
-    if (r.status !== 'success') { failures.push(`${rule.alert}: ${r.error}`); continue; }
+    if (r.status !== 'success') {
+      failures.push(`${rule.alert}: ${r.error}`);
+      continue;
+    }
     // The expression without its final threshold: the quantity the alert watches.
     const value = rule.expr.trim().replace(/\s*(==|!=|>=|<=|>|<)\s*[-+0-9.e]+$/, '');
     assert.notEqual(value, rule.expr.trim(), `${rule.alert}: no trailing comparison`);
@@ -402,12 +462,18 @@ test('the broken fold variant makes SwinServeSelfTestFailures fire, for that var
     const a = r.data.alerts.filter((x) => x.labels.alertname === 'SwinServeSelfTestFailures' && x.state === 'firing');
     return a.length > 0 ? a : undefined;
   });
-  assert.deepEqual(firing.map((a) => [a.labels.model, a.labels.variant, a.labels.backend]), [[BROKEN, 'fold', 'onnxruntime']]);
+  assert.deepEqual(
+    firing.map((a) => [a.labels.model, a.labels.variant, a.labels.backend]),
+    [[BROKEN, 'fold', 'onnxruntime']],
+  );
   // and the model is still ready through unfold: the readiness alert stays quiet
   const ready = await query(`max by (model) (swin_model_ready{job="swin-serve"})`);
   assert.deepEqual(Object.fromEntries(ready.data.result.map((s) => [s.metric.model, s.value![1]])), { [MODEL]: '1', [BROKEN]: '1' });
   const variantDown = await query(alertRules.find((r) => r.alert === 'SwinServeVariantNotServing')!.expr);
-  assert.deepEqual(variantDown.data.result.map((s) => [s.metric.model, s.metric.variant]), [[BROKEN, 'fold']]);
+  assert.deepEqual(
+    variantDown.data.result.map((s) => [s.metric.model, s.metric.variant]),
+    [[BROKEN, 'fold']],
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -416,7 +482,9 @@ test('the broken fold variant makes SwinServeSelfTestFailures fire, for that var
 test('the Prometheus adapter rules give one value per pod, as the HPA reads them', { skip: !HAVE_PROMETHEUS }, async () => {
   const adapter = parseYaml(readFileSync('deploy/k8s/prometheus-adapter/values.yaml', 'utf8'));
   for (const rule of adapter.rules.custom as { seriesQuery: string; metricsQuery: string; name: { as: string } }[]) {
-    const series = (await (await fetch(`${promUrl}/api/v1/series?${new URLSearchParams({ 'match[]': rule.seriesQuery })}`)).json()) as { data: unknown[] };
+    const series = (await (await fetch(`${promUrl}/api/v1/series?${new URLSearchParams({ 'match[]': rule.seriesQuery })}`)).json()) as {
+      data: unknown[];
+    };
     assert.ok(series.data.length > 0, `${rule.name.as}: seriesQuery ${rule.seriesQuery} finds nothing`);
     const seriesName = /^(\w+)/.exec(rule.seriesQuery)![1];
     // What the adapter sends for GET .../namespaces/swin-serve/pods/*/<metric>

@@ -4,17 +4,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { OnnxRuntimeBackend, sessionThreads, type OnnxRuntimeOptions } from '../src/backends/onnxruntime-backend.js';
-import { readModelConfig } from '../src/model-json.js';
-import { loadSelfTest } from '../src/selftest.js';
+import { readModelConfig } from '../src/models/model-json.js';
+import { loadSelfTest } from '../src/models/selftest.js';
 
 const DIR = path.resolve('engines/models/swin-fmnist');
 
 async function options(over: Partial<OnnxRuntimeOptions> = {}): Promise<OnnxRuntimeOptions> {
   const cfg = await readModelConfig(DIR);
   return {
-    path: path.join(DIR, cfg.artifacts.unfold!.onnxruntime!), variant: 'unfold', inputName: cfg.input.name, outputName: cfg.output.name,
-    imgSize: cfg.architecture.img_size, numClasses: cfg.architecture.num_classes, maxBatchSize: 8, instances: 1,
-    intraOpThreads: 1, interOpThreads: 1, ...over,
+    path: path.join(DIR, cfg.artifacts.unfold!.onnxruntime!),
+    variant: 'unfold',
+    inputName: cfg.input.name,
+    outputName: cfg.output.name,
+    imgSize: cfg.architecture.img_size,
+    numClasses: cfg.architecture.num_classes,
+    maxBatchSize: 8,
+    instances: 1,
+    intraOpThreads: 1,
+    interOpThreads: 1,
+    ...over,
   };
 }
 
@@ -49,7 +57,7 @@ test('the caller keeps its pixels: a Buffer viewing a larger ArrayBuffer is copi
     big.set(one, 32);
     const view = big.subarray(32, 32 + one.length);
     assert.deepEqual(await backend.run(view, 1), want);
-    assert.equal(big.byteLength, one.length + 64, 'the caller\'s memory was not transferred away');
+    assert.equal(big.byteLength, one.length + 64, "the caller's memory was not transferred away");
     assert.ok(Buffer.from(view).equals(Buffer.from(one)));
   } finally {
     await backend.dispose();
@@ -98,7 +106,10 @@ test('two instances run batches side by side and agree; one instance makes the s
 
 test('a wrong tensor name or a missing file fails at load with a clear message', async () => {
   await assert.rejects(OnnxRuntimeBackend.create(await options({ inputName: 'pixels' })), /no tensor named pixels/);
-  await assert.rejects(OnnxRuntimeBackend.create(await options({ path: '/nonexistent/model.onnx' })), /onnxruntime could not load \/nonexistent\/model.onnx/);
+  await assert.rejects(
+    OnnxRuntimeBackend.create(await options({ path: '/nonexistent/model.onnx' })),
+    /onnxruntime could not load \/nonexistent\/model.onnx/,
+  );
 });
 
 test('a disposed backend refuses work', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { Preprocessor } from '../src/preprocess.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { ServeError } from '../src/errors.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 
@@ -16,13 +16,19 @@ const solid = (w: number, h: number, rgb: [number, number, number], alpha = 1) =
 const px = (buf: Uint8Array, size: number, x: number, y: number) => [...buf.subarray((y * size + x) * 3, (y * size + x) * 3 + 3)];
 
 async function code(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(() => 'resolved', (e: unknown) => e);
+  const err = await p.then(
+    () => 'resolved',
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof ServeError, `expected a ServeError, got ${String(err)}`);
   return `${err.httpStatus} ${err.code}`;
 }
 
 test('a greyscale PNG becomes size x size x 3 RGB of the same grey', async () => {
-  const png = await sharp(Buffer.alloc(28 * 28, 100), { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+  const png = await sharp(Buffer.alloc(28 * 28, 100), { raw: { width: 28, height: 28, channels: 1 } })
+    .toColourspace('b-w')
+    .png()
+    .toBuffer();
   assert.equal((await sharp(png).metadata()).channels, 1);
   const out = await pre().one(png);
   assert.equal(out.length, 8 * 8 * 3);
@@ -32,8 +38,11 @@ test('a greyscale PNG becomes size x size x 3 RGB of the same grey', async () =>
 test('EXIF orientation is applied before resizing', async () => {
   // 2 x 1 image, left red, right blue, tagged "rotate 90 clockwise" (6): upright it is 1 x 2, red on top.
   const raw = Buffer.from([255, 0, 0, 0, 0, 255]);
-  const jpeg = await sharp(raw, { raw: { width: 2, height: 1, channels: 3 } }).resize(40, 20, { kernel: 'nearest' })
-    .jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
+  const jpeg = await sharp(raw, { raw: { width: 2, height: 1, channels: 3 } })
+    .resize(40, 20, { kernel: 'nearest' })
+    .jpeg({ quality: 100 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
   const out = await pre().one(jpeg);
   const top = px(out, 8, 4, 0);
   const bottom = px(out, 8, 4, 7);
@@ -52,10 +61,15 @@ test('shorter_side_crop resizes the shorter side and keeps the centre', async ()
   // 40 x 10: black left half, white right half. Resize to 32 x 8, centre crop 8 x 8: 4 black then 4 white columns.
   const raw = Buffer.alloc(40 * 10 * 3, 0);
   for (let y = 0; y < 10; y++) raw.fill(255, (y * 40 + 20) * 3, (y * 40 + 40) * 3);
-  const png = await sharp(raw, { raw: { width: 40, height: 10, channels: 3 } }).png().toBuffer();
+  const png = await sharp(raw, { raw: { width: 40, height: 10, channels: 3 } })
+    .png()
+    .toBuffer();
   const p = pre({ preprocess: { ...fakeModelConfig().preprocess, mode: 'shorter_side_crop', resize: 8, crop: 8 } });
   const out = await p.one(png);
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]), [0, 0, 0, 0, 255, 255, 255, 255]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]),
+    [0, 0, 0, 0, 255, 255, 255, 255],
+  );
 });
 
 test('shorter_side_crop on an extreme aspect ratio crops before resizing (bounded memory), also when EXIF-rotated', async () => {
@@ -63,13 +77,24 @@ test('shorter_side_crop on an extreme aspect ratio crops before resizing (bounde
   const raw = Buffer.alloc(4000 * 2 * 3, 0);
   for (let y = 0; y < 2; y++) raw.fill(255, (y * 4000 + 2000) * 3, (y * 4000 + 4000) * 3);
   const p = pre({ preprocess: { ...fakeModelConfig().preprocess, mode: 'shorter_side_crop', resize: 8, crop: 8, kernel: 'nearest' } });
-  const png = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } }).png().toBuffer();
+  const png = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } })
+    .png()
+    .toBuffer();
   const out = await p.one(png);
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]), [0, 0, 0, 0, 255, 255, 255, 255]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5, 6, 7].map((x) => px(out, 8, x, 4)[0]),
+    [0, 0, 0, 0, 255, 255, 255, 255],
+  );
   // Tagged "rotate 90": upright it is 2 x 4000, black on top.
-  const rotated = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } }).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
+  const rotated = await sharp(raw, { raw: { width: 4000, height: 2, channels: 3 } })
+    .jpeg({ quality: 100 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
   const outR = await p.one(rotated);
-  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((y) => px(outR, 8, 4, y)[0] > 128 ? 255 : 0), [0, 0, 0, 0, 255, 255, 255, 255]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4, 5, 6, 7].map((y) => (px(outR, 8, 4, y)[0] > 128 ? 255 : 0)),
+    [0, 0, 0, 0, 255, 255, 255, 255],
+  );
 });
 
 test('CMYK, 16-bit, WebP, GIF, TIFF and AVIF inputs all come out as 8-bit RGB', async () => {
@@ -94,7 +119,9 @@ test('CMYK, 16-bit, WebP, GIF, TIFF and AVIF inputs all come out as 8-bit RGB', 
 test('an animated GIF is classified by its first frame', async () => {
   const red = await solid(8, 8, [255, 0, 0]).png().toBuffer();
   const blue = await solid(8, 8, [0, 0, 255]).png().toBuffer();
-  const gif = await sharp([red, blue], { join: { animated: true } }).gif().toBuffer();
+  const gif = await sharp([red, blue], { join: { animated: true } })
+    .gif()
+    .toBuffer();
   assert.equal((await sharp(gif).metadata()).pages, 2);
   const [r, , b] = px(await pre().one(gif), 8, 4, 4);
   assert.ok(r > 200 && b < 60);
@@ -102,7 +129,11 @@ test('an animated GIF is classified by its first frame', async () => {
 
 test('bad inputs get their stable codes', async () => {
   const p = pre();
-  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+  const jpeg = await sharp({
+    create: { width: 64, height: 64, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+  })
+    .jpeg()
+    .toBuffer();
   assert.equal(await code(p.one(Buffer.alloc(0))), '400 SWIN_EMPTY_BODY');
   assert.equal(await code(p.one(jpeg.subarray(0, jpeg.length >> 1))), '400 SWIN_IMAGE_DECODE_FAILED');
   assert.equal(await code(p.one(Buffer.from('definitely not an image, just some bytes'))), '415 SWIN_UNSUPPORTED_MEDIA_TYPE');

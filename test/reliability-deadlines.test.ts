@@ -11,12 +11,12 @@ import sharp from 'sharp';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { registry } from '../src/metrics.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { registry } from '../src/observability/metrics.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
 import { within } from './helpers/timeout.js';
-import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir, type ModelDir } from './helpers/reliability-model-dir.js';
 
 let dir: ModelDir;
 let engine: FakeBackend;
@@ -41,7 +41,10 @@ after(async () => {
   dir.remove();
 });
 
-const greyPng = (v: number) => sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } }).png().toBuffer();
+const greyPng = (v: number) =>
+  sharp({ create: { width: 8, height: 8, channels: 3, background: { r: v, g: v, b: v } } })
+    .png()
+    .toBuffer();
 
 async function dropped(reason: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'swin_dropped_requests_total');
@@ -84,7 +87,11 @@ test('expired and cancelled requests leave the queue and never reach the engine'
   }
   assert.equal(done.length, 2);
   // 91 and 92 are decoded concurrently, so either may enter the queue first.
-  assert.deepEqual([...engine.seen].sort((a, b) => a - b), [10, 91, 92], 'the engine saw only the requests that were still wanted');
+  assert.deepEqual(
+    [...engine.seen].sort((a, b) => a - b),
+    [10, 91, 92],
+    'the engine saw only the requests that were still wanted',
+  );
   assert.equal((await dropped('deadline')) - deadlineBefore, 5);
   assert.equal((await dropped('cancelled')) - cancelledBefore, 5);
 });
@@ -120,8 +127,11 @@ test('a request whose deadline passed during preprocessing never reaches the eng
     await new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()) + 5)));
   });
   try {
-    await assert.rejects(service.classify(undefined, [await greyPng(77)], { deadline }), (e: ServeError) => e.code === 'SWIN_DEADLINE_EXCEEDED');
-    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, 'the request went through the model\'s preprocessor');
+    await assert.rejects(
+      service.classify(undefined, [await greyPng(77)], { deadline }),
+      (e: ServeError) => e.code === 'SWIN_DEADLINE_EXCEEDED',
+    );
+    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, "the request went through the model's preprocessor");
   } finally {
     clearTimeout(timer);
     hook.restore();
@@ -137,8 +147,11 @@ test('a request cancelled during preprocessing never reaches the engine and is c
   const c = new AbortController();
   const hook = duringPreprocessing(() => c.abort());
   try {
-    await assert.rejects(service.classify(undefined, [await greyPng(78)], { signal: c.signal }), (e: ServeError) => e.code === 'SWIN_CANCELLED');
-    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, 'the request went through the model\'s preprocessor');
+    await assert.rejects(
+      service.classify(undefined, [await greyPng(78)], { signal: c.signal }),
+      (e: ServeError) => e.code === 'SWIN_CANCELLED',
+    );
+    assert.equal(await within(hook.ran, 5000, 'not run'), undefined, "the request went through the model's preprocessor");
   } finally {
     hook.restore();
   }

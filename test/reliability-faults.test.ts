@@ -12,11 +12,11 @@ import type { Backend, Variant } from '../src/backends/backend.js';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { registry } from '../src/metrics.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { registry } from '../src/observability/metrics.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
-import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir, type ModelDir } from './helpers/reliability-model-dir.js';
 
 type Fault = 'ok' | 'throw' | 'nan' | 'inf' | 'load';
 
@@ -26,7 +26,11 @@ class FaultyBackend implements Backend {
   readonly device = 'fault-injector';
   readonly maxBatchSize: number;
   runs = 0;
-  constructor(readonly variant: Variant, private readonly inner: FakeBackend, private readonly faults: Record<Variant, Fault>) {
+  constructor(
+    readonly variant: Variant,
+    private readonly inner: FakeBackend,
+    private readonly faults: Record<Variant, Fault>,
+  ) {
     this.maxBatchSize = inner.maxBatchSize;
   }
   async run(images: Uint8Array, n: number): Promise<Float32Array> {
@@ -77,7 +81,9 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 let grey: Buffer;
 let dir: ModelDir;
 before(async () => {
-  grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 50, g: 50, b: 50 } } }).png().toBuffer();
+  grey = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 50, g: 50, b: 50 } } })
+    .png()
+    .toBuffer();
   dir = writeFakeModelDir();
 });
 after(() => dir.remove());

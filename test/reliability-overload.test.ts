@@ -13,19 +13,21 @@ import sharp from 'sharp';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
 import * as grpc from '@grpc/grpc-js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/grpc/status-details.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { STATUS_DETAILS_KEY, decodeStatusDetails } from '../src/api/grpc/status-details.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
-import { writeFakeModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir } from './helpers/reliability-model-dir.js';
 
 const dir = writeFakeModelDir();
 after(() => dir.remove());
 
-async function appWith(env: Record<string, string>): Promise<{ app: FastifyInstance; service: CoreInferenceService; engines: FakeBackend[] }> {
+async function appWith(
+  env: Record<string, string>,
+): Promise<{ app: FastifyInstance; service: CoreInferenceService; engines: FakeBackend[] }> {
   const engines: FakeBackend[] = [];
   const factory: BackendFactory = async (req) => {
     const b = new FakeBackend({ variant: req.variant, imageBytes: dir.imageBytes, maxBatchSize: 4 });
@@ -44,13 +46,17 @@ test('10x overload: 200 or 503 SWIN_QUEUE_FULL with Retry-After, nothing else; h
   const fold = engines.find((e) => e.variant === 'fold')!;
   fold.delayMs = 20;
   fold.calls.length = 0;
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } })
+    .png()
+    .toBuffer();
   const batcher = service.repository.get('fake').variants.get('fold')!.batcher!;
   let maxDepth = 0;
   const sampler = setInterval(() => (maxDepth = Math.max(maxDepth, batcher.queueLength)), 1);
   try {
     const replies = await Promise.all(
-      Array.from({ length: 300 }, () => app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })),
+      Array.from({ length: 300 }, () =>
+        app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png }),
+      ),
     );
     const counts: Record<string, number> = {};
     for (const r of replies) {
@@ -63,14 +69,20 @@ test('10x overload: 200 or 503 SWIN_QUEUE_FULL with Retry-After, nothing else; h
     assert.deepEqual(Object.keys(counts).sort(), ['200', '503 SWIN_QUEUE_FULL']);
     assert.ok(counts['503 SWIN_QUEUE_FULL'] > 200, 'most of a 10x burst is refused');
     // Every admitted request ran exactly once; the engine ran nothing else.
-    assert.equal(fold.calls.reduce((a, n) => a + n, 0), counts['200']);
+    assert.equal(
+      fold.calls.reduce((a, n) => a + n, 0),
+      counts['200'],
+    );
     assert.ok(Math.max(...fold.calls) <= 4);
     // What bounds an admitted request's latency: it never waits behind more than a full queue.
     assert.ok(maxDepth <= 16, `queue held ${maxDepth} images`);
     assert.ok(maxDepth >= 4, `the queue should have filled (max ${maxDepth})`);
     assert.equal((await app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200);
     assert.equal((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode, 200);
-    assert.equal((await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })).statusCode, 200);
+    assert.equal(
+      (await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })).statusCode,
+      200,
+    );
   } finally {
     clearInterval(sampler);
     await app.close();
@@ -80,10 +92,20 @@ test('10x overload: 200 or 503 SWIN_QUEUE_FULL with Retry-After, nothing else; h
 
 test('per-client rate limit: 429 SWIN_RATE_LIMITED with Retry-After beyond the burst, other clients unaffected', async () => {
   const { app, service } = await appWith({ RATE_LIMIT_RPS: '2', RATE_LIMIT_BURST: '5' });
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } })
+    .png()
+    .toBuffer();
   try {
     const burst = await Promise.all(
-      Array.from({ length: 50 }, () => app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png, remoteAddress: '192.0.2.7' })),
+      Array.from({ length: 50 }, () =>
+        app.inject({
+          method: 'POST',
+          url: '/classify',
+          headers: { 'content-type': 'image/png' },
+          payload: png,
+          remoteAddress: '192.0.2.7',
+        }),
+      ),
     );
     const codes = burst.map((r) => r.statusCode);
     assert.equal(codes.filter((c) => c === 200).length, 5);
@@ -92,7 +114,13 @@ test('per-client rate limit: 429 SWIN_RATE_LIMITED with Retry-After beyond the b
       assert.equal(r.json().code, 'SWIN_RATE_LIMITED');
       assert.match(String(r.headers['retry-after']), /^[1-9]\d*$/);
     }
-    const other = await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png, remoteAddress: '192.0.2.8' });
+    const other = await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'content-type': 'image/png' },
+      payload: png,
+      remoteAddress: '192.0.2.8',
+    });
     assert.equal(other.statusCode, 200);
   } finally {
     await app.close();
@@ -107,17 +135,28 @@ test('gRPC Predict at 10x: OK or UNAVAILABLE with ErrorInfo, RetryInfo and retry
   fold.delayMs = 20;
   const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
   const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } })
+    .png()
+    .toBuffer();
   try {
     const results = await Promise.all(
-      Array.from({ length: 200 }, () =>
-        new Promise<{ code: number; retry?: unknown; details?: unknown; message?: string }>((resolve) =>
-          client.Predict({ images: [png] }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
-            resolve(err
-              ? { code: err.code, retry: err.metadata.get('retry-after')[0], details: decodeStatusDetails(err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer), message: err.details }
-              : { code: grpc.status.OK }),
+      Array.from(
+        { length: 200 },
+        () =>
+          new Promise<{ code: number; retry?: unknown; details?: unknown; message?: string }>((resolve) =>
+            client.Predict({ images: [png] }, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null) =>
+              resolve(
+                err
+                  ? {
+                      code: err.code,
+                      retry: err.metadata.get('retry-after')[0],
+                      details: decodeStatusDetails(err.metadata.get(STATUS_DETAILS_KEY)[0] as Buffer),
+                      message: err.details,
+                    }
+                  : { code: grpc.status.OK },
+              ),
+            ),
           ),
-        ),
       ),
     );
     const counts: Record<string, number> = {};
@@ -127,7 +166,8 @@ test('gRPC Predict at 10x: OK or UNAVAILABLE with ErrorInfo, RetryInfo and retry
     for (const r of results.filter((x) => x.code === grpc.status.UNAVAILABLE)) {
       assert.match(String(r.retry), /^[1-9]\d*$/);
       assert.deepEqual(r.details, {
-        code: grpc.status.UNAVAILABLE, message: r.message,
+        code: grpc.status.UNAVAILABLE,
+        message: r.message,
         errorInfo: { reason: 'SWIN_QUEUE_FULL', domain: 'swin-serve', metadata: { model: 'fake', max_queue_size: '16' } },
         retryDelaySeconds: Number(r.retry),
       });
@@ -150,20 +190,29 @@ test('admission happens before decoding: no more images are decoded than the que
     decoded += imgs.length;
     return many(imgs);
   };
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } })
+    .png()
+    .toBuffer();
   try {
     // All 100 arrive at once while the engine is held: 4 run, 8 queue, the rest are refused
     // undecoded; half of them as /classify, half as KServe v2 infer with a BYTES input.
     const kserve = { inputs: [{ name: 'pixels', datatype: 'BYTES', shape: [1], data: [png.toString('base64')] }] };
-    const replies = Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0
-      ? app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })
-      : app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: kserve }))));
+    const replies = Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        i % 2 === 0
+          ? app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png' }, payload: png })
+          : app.inject({ method: 'POST', url: '/v2/models/fake/infer', payload: kserve }),
+      ),
+    );
     await new Promise((r) => setTimeout(r, 300));
     fold.release();
     const codes = (await replies).map((r) => r.statusCode);
     assert.ok(decoded <= 8 + 4, `decoded ${decoded} images for a queue of 8 and a batch of 4`);
     assert.equal(codes.filter((c) => c === 200).length + codes.filter((c) => c === 503).length, 100, codes.join(' '));
-    assert.ok(codes.some((c, i) => i % 2 === 1 && c === 503), 'KServe requests are refused too');
+    assert.ok(
+      codes.some((c, i) => i % 2 === 1 && c === 503),
+      'KServe requests are refused too',
+    );
   } finally {
     await app.close();
     await service.close();

@@ -3,7 +3,7 @@
 // every request it accepted, and exit 0 within the drain timeout.
 //
 // "Accepted" is measured on the server side: the server logs "incoming request"
-// (debug) and "request completed" (its one line per request, src/request-log.ts)
+// (debug) and "request completed" (its one line per request, src/observability/request-log.ts)
 // per request id, so lost = incoming without completed. Client side, every request ends as a reply (200, or 503
 // SWIN_SHUTTING_DOWN) or as a connection refused/reset that the server never
 // logged as incoming.
@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
 import { within } from './helpers/timeout.js';
-import { request, samplePng, startServer } from './reliability-harness.js';
+import { request, samplePng, startServer } from './helpers/reliability-harness.js';
 
 const DRAIN_TIMEOUT_MS = 20_000;
 
@@ -40,7 +40,13 @@ export async function shutdownUnderLoad(opts: { workers: number; loadMs: number;
   const workers = Array.from({ length: opts.workers }, async () => {
     while (!stop && Date.now() < hardEnd) {
       try {
-        const r = await request(server.url, { path: '/classify', body: image, contentType: 'image/png', agent, timeoutMs: DRAIN_TIMEOUT_MS + 5000 });
+        const r = await request(server.url, {
+          path: '/classify',
+          body: image,
+          contentType: 'image/png',
+          agent,
+          timeoutMs: DRAIN_TIMEOUT_MS + 5000,
+        });
         const code = r.status === 200 ? '200' : `${r.status} ${(JSON.parse(r.body) as { code?: string }).code ?? ''}`;
         count(code);
       } catch (e) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { within } from './helpers/timeout.js';
-import { ROOT, request, samplePng, startServer } from './reliability-harness.js';
+import { ROOT, request, samplePng, startServer } from './helpers/reliability-harness.js';
 
 test('an engine that fails to load leaves the server up, live and not ready', { timeout: 120_000 }, async () => {
   const root = mkdtempSync(join(tmpdir(), 'swin-broken-models-'));

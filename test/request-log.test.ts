@@ -13,13 +13,13 @@ import pino from 'pino';
 import sharp from 'sharp';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
-import { startGrpcServer, type GrpcServerHandle } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { startGrpcServer, type GrpcServerHandle } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
-import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir, type ModelDir } from './helpers/reliability-model-dir.js';
 
 let dir: ModelDir;
 let lines: string[] = [];
@@ -36,12 +36,25 @@ before(async () => {
     if (req.variant === 'fold') engine = b;
     return b;
   };
-  const config = loadConfig([], { MODELS_DIR: dir.root, VARIANT: 'fold', MAX_QUEUE_SIZE: '8', MAX_BATCH_SIZE: '4', INSTANCES: '1', MAX_QUEUE_DELAY_MS: '1', SELFTEST_RETRY_MS: '3600000' });
+  const config = loadConfig([], {
+    MODELS_DIR: dir.root,
+    VARIANT: 'fold',
+    MAX_QUEUE_SIZE: '8',
+    MAX_BATCH_SIZE: '4',
+    INSTANCES: '1',
+    MAX_QUEUE_DELAY_MS: '1',
+    SELFTEST_RETRY_MS: '3600000',
+  });
   const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }), createBackend: factory });
   service = new CoreInferenceService(repo, config);
   const sink = new Writable({
     write(chunk, _enc, cb) {
-      lines.push(...chunk.toString().split('\n').filter((l: string) => l.length > 0));
+      lines.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((l: string) => l.length > 0),
+      );
       cb();
     },
   });
@@ -66,7 +79,9 @@ interface Sent {
 }
 
 test('a 1,000-request overload burst: one line per request with its trace id, refusals at warn, no stack traces', async () => {
-  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } }).png().toBuffer();
+  const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#444' } })
+    .png()
+    .toBuffer();
   const target = `127.0.0.1:${server.port}`;
   const classifier = new protos.classifier.swin.v1.Classifier(target, grpc.credentials.createInsecure());
   const kserve = new protos.kserve.inference.GRPCInferenceService(target, grpc.credentials.createInsecure());
@@ -82,7 +97,12 @@ test('a 1,000-request overload burst: one line per request with its trace id, re
     const deadline = Date.now() + 60_000;
     switch (i % 4) {
       case 0: {
-        const r = await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png', traceparent: tp }, payload: png });
+        const r = await app.inject({
+          method: 'POST',
+          url: '/classify',
+          headers: { 'content-type': 'image/png', traceparent: tp },
+          payload: png,
+        });
         return { api: 'http', traceId, outcome: r.statusCode === 200 ? 'OK' : `${r.statusCode} ${r.json().code}` };
       }
       case 1: {
@@ -91,10 +111,22 @@ test('a 1,000-request overload burst: one line per request with its trace id, re
         return { api: 'kserve_http', traceId, outcome: r.statusCode === 200 ? 'OK' : `${r.statusCode} ${r.headers['swin-code']}` };
       }
       case 2:
-        return { api: 'grpc', traceId, outcome: await new Promise<string>((res) => classifier.Predict({ images: [png] }, md, { deadline }, grpcOutcome(res))) };
+        return {
+          api: 'grpc',
+          traceId,
+          outcome: await new Promise<string>((res) => classifier.Predict({ images: [png] }, md, { deadline }, grpcOutcome(res))),
+        };
       default: {
-        const req = { model_name: 'fake', inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, 8, 8, 3] }], raw_input_contents: [Buffer.alloc(dir.imageBytes, 9)] };
-        return { api: 'kserve_grpc', traceId, outcome: await new Promise<string>((res) => kserve.ModelInfer(req, md, { deadline }, grpcOutcome(res))) };
+        const req = {
+          model_name: 'fake',
+          inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [1, 8, 8, 3] }],
+          raw_input_contents: [Buffer.alloc(dir.imageBytes, 9)],
+        };
+        return {
+          api: 'kserve_grpc',
+          traceId,
+          outcome: await new Promise<string>((res) => kserve.ModelInfer(req, md, { deadline }, grpcOutcome(res))),
+        };
       }
     }
   };
@@ -110,7 +142,10 @@ test('a 1,000-request overload burst: one line per request with its trace id, re
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const requestLines = parsed.filter((j) => j.msg === 'request completed');
     // Nothing else was logged during the burst, and one line per request, found by its trace id.
-    assert.deepEqual(parsed.filter((j) => j.msg !== 'request completed'), []);
+    assert.deepEqual(
+      parsed.filter((j) => j.msg !== 'request completed'),
+      [],
+    );
     assert.equal(requestLines.length, 1000);
     const byTrace = new Map(requestLines.map((j) => [j.trace_id, j]));
     for (const s of sent) {
@@ -131,7 +166,12 @@ test('a 1,000-request overload burst: one line per request with its trace id, re
   lines = [];
   engine.mode = 'throw';
   try {
-    const r = await app.inject({ method: 'POST', url: '/classify', headers: { 'content-type': 'image/png', traceparent: traceparent('4bf92f3577b34da6a3ce929d0e0e4736') }, payload: png });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'content-type': 'image/png', traceparent: traceparent('4bf92f3577b34da6a3ce929d0e0e4736') },
+      payload: png,
+    });
     assert.equal(r.statusCode, 500);
   } finally {
     engine.mode = 'ok';
@@ -139,8 +179,24 @@ test('a 1,000-request overload burst: one line per request with its trace id, re
   const failed = lines.map((l) => JSON.parse(l)).filter((j) => j.msg === 'request completed');
   assert.equal(failed.length, 1);
   assert.deepEqual(
-    { level: failed[0].level, code: failed[0].code, status: failed[0].status, trace_id: failed[0].trace_id, api: failed[0].api, url: failed[0].url, model: failed[0].model },
-    { level: 50, code: 'SWIN_INFERENCE_FAILED', status: 500, trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', api: 'http', url: '/classify', model: 'fake' },
+    {
+      level: failed[0].level,
+      code: failed[0].code,
+      status: failed[0].status,
+      trace_id: failed[0].trace_id,
+      api: failed[0].api,
+      url: failed[0].url,
+      model: failed[0].model,
+    },
+    {
+      level: 50,
+      code: 'SWIN_INFERENCE_FAILED',
+      status: 500,
+      trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+      api: 'http',
+      url: '/classify',
+      model: 'fake',
+    },
   );
   assert.match(failed[0].err.stack, /\n\s+at /);
 });

@@ -10,17 +10,17 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { HealthImplementation, service as healthService } from 'grpc-health-check';
-import { ACCESS_DEFAULTS, accessConfigFromEnv, type AccessConfig } from '../src/access/access-config.js';
+import { ACCESS_DEFAULTS, accessConfigFromEnv, type AccessConfig } from '../src/api/access/access-config.js';
 import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/http/app.js';
-import { FakeService } from './kserve-fake-service.js';
-import { ApiKeyChecker, presentedKey } from '../src/access/api-keys.js';
-import { grpcAccessInterceptor } from '../src/access/grpc-access.js';
-import { registerAccessControl } from '../src/access/http-access.js';
-import { grpcServerCredentials, readTlsFiles } from '../src/access/tls.js';
-import { RateLimiter } from '../src/access/token-bucket.js';
+import { buildApp } from '../src/api/http/app.js';
+import { FakeService } from './helpers/kserve-fake-service.js';
+import { ApiKeyChecker, presentedKey } from '../src/api/access/api-keys.js';
+import { grpcAccessInterceptor } from '../src/api/access/grpc-access.js';
+import { registerAccessControl } from '../src/api/access/http-access.js';
+import { grpcServerCredentials, readTlsFiles } from '../src/api/access/tls.js';
+import { RateLimiter } from '../src/api/access/token-bucket.js';
 import { httpErrorBody, toServeError } from '../src/errors.js';
-import { selfSignedCert } from './security-certs.js';
+import { selfSignedCert } from './helpers/security-certs.js';
 
 const KEY = 'k-0123456789abcdef';
 const cfg = (over: Partial<AccessConfig>): AccessConfig => ({ ...ACCESS_DEFAULTS, ...over });
@@ -100,7 +100,7 @@ describe('token bucket', () => {
     assert.equal(rl.take('a').allowed, false);
   });
   test('slow refill gives a Retry-After of several seconds', () => {
-    let now = 0;
+    const now = 0;
     const rl = new RateLimiter(0.25, 1, 100, () => now);
     assert.equal(rl.take('a').allowed, true);
     assert.deepEqual(rl.take('a'), { allowed: false, retryAfterSeconds: 4 });
@@ -142,7 +142,12 @@ describe('HTTP access control', () => {
     const app = await appWith(cfg({ apiKeys: [KEY] }));
     const none = await app.inject({ method: 'POST', url: '/classify' });
     assert.equal(none.statusCode, 401);
-    assert.deepEqual(none.json(), { statusCode: 401, code: 'SWIN_UNAUTHENTICATED', error: 'Unauthorized', message: 'Missing or invalid API key' });
+    assert.deepEqual(none.json(), {
+      statusCode: 401,
+      code: 'SWIN_UNAUTHENTICATED',
+      error: 'Unauthorized',
+      message: 'Missing or invalid API key',
+    });
     assert.equal(none.headers['www-authenticate'], 'Bearer');
     const wrong = await app.inject({ method: 'POST', url: '/classify', headers: { authorization: 'Bearer nope' } });
     assert.equal(wrong.statusCode, 401);
@@ -184,9 +189,15 @@ describe('HTTP access control', () => {
     // Through buildApp, which hands TRUST_PROXY to Fastify (the helper above builds a bare Fastify).
     const config = loadConfig([], { TRUST_PROXY: '10.9.0.0/16', RATE_LIMIT_RPS: '1', RATE_LIMIT_BURST: '1', LOG_LEVEL: 'silent' });
     const app = await buildApp(config, new FakeService(), { logger: false });
-    const ask = (remoteAddress: string, xff?: string) => app.inject({
-      method: 'GET', url: '/models', remoteAddress, headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
-    }).then((r) => r.statusCode);
+    const ask = (remoteAddress: string, xff?: string) =>
+      app
+        .inject({
+          method: 'GET',
+          url: '/models',
+          remoteAddress,
+          headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+        })
+        .then((r) => r.statusCode);
     // Through the proxy 10.9.0.5: two clients, one token each.
     assert.deepEqual([await ask('10.9.0.5', '203.0.113.1'), await ask('10.9.0.5', '203.0.113.1')], [200, 429]);
     assert.equal(await ask('10.9.0.5', '203.0.113.2'), 200, 'another client behind the same proxy');
@@ -194,7 +205,11 @@ describe('HTTP access control', () => {
     // A direct client that is not a listed proxy: its X-Forwarded-For is ignored.
     assert.deepEqual([await ask('198.51.100.7', '203.0.113.3'), await ask('198.51.100.7', '203.0.113.4')], [200, 429]);
     await app.close();
-    assert.deepEqual(accessConfigFromEnv({ TRUST_PROXY: '10.0.0.1, fd00::/8,192.168.0.0/16' }).trustProxy, ['10.0.0.1', 'fd00::/8', '192.168.0.0/16']);
+    assert.deepEqual(accessConfigFromEnv({ TRUST_PROXY: '10.0.0.1, fd00::/8,192.168.0.0/16' }).trustProxy, [
+      '10.0.0.1',
+      'fd00::/8',
+      '192.168.0.0/16',
+    ]);
     for (const bad of ['10.0.0.0/33', 'proxy.local', '10.0.0.1/8/1', 'fd00::/129']) {
       assert.throws(() => accessConfigFromEnv({ TRUST_PROXY: bad }), /TRUST_PROXY/, bad);
     }
@@ -206,7 +221,10 @@ describe('HTTP access control', () => {
       app.inject({ method: 'POST', url: '/classify', headers, remoteAddress }).then((r) => r.statusCode);
     assert.deepEqual([await ask({ 'x-api-key': KEY }), await ask({ 'x-api-key': KEY }), await ask({ 'x-api-key': KEY })], [200, 200, 429]);
     assert.equal(await ask({ 'x-api-key': 'other' }), 200, 'another key from the same address has its own bucket');
-    assert.deepEqual([await ask({ 'x-api-key': 'guess1' }), await ask({ 'x-api-key': 'guess2' }), await ask({ 'x-api-key': 'guess3' })], [401, 401, 429]);
+    assert.deepEqual(
+      [await ask({ 'x-api-key': 'guess1' }), await ask({ 'x-api-key': 'guess2' }), await ask({ 'x-api-key': 'guess3' })],
+      [401, 401, 429],
+    );
     await app.close();
   });
 
@@ -214,7 +232,11 @@ describe('HTTP access control', () => {
     const app = await appWith(cfg({}));
     const r = await app.inject({ method: 'POST', url: '/classify', headers: { origin: 'https://evil.example' } });
     assert.equal(r.headers['access-control-allow-origin'], undefined);
-    const pre = await app.inject({ method: 'OPTIONS', url: '/classify', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const pre = await app.inject({
+      method: 'OPTIONS',
+      url: '/classify',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
     assert.equal(pre.headers['access-control-allow-origin'], undefined);
     await app.close();
   });
@@ -225,7 +247,11 @@ describe('HTTP access control', () => {
     assert.equal(ok.headers['access-control-allow-origin'], 'https://ui.example');
     const other = await app.inject({ method: 'POST', url: '/classify', headers: { origin: 'https://evil.example', 'x-api-key': KEY } });
     assert.equal(other.headers['access-control-allow-origin'], undefined);
-    const pre = await app.inject({ method: 'OPTIONS', url: '/classify', headers: { origin: 'https://ui.example', 'access-control-request-method': 'POST' } });
+    const pre = await app.inject({
+      method: 'OPTIONS',
+      url: '/classify',
+      headers: { origin: 'https://ui.example', 'access-control-request-method': 'POST' },
+    });
     assert.equal(pre.statusCode, 204);
     assert.equal(pre.headers['access-control-allow-origin'], 'https://ui.example');
     assert.match(String(pre.headers['access-control-allow-headers']), /x-api-key/);
@@ -247,7 +273,10 @@ const echoService: grpc.ServiceDefinition = {
   },
 };
 
-async function startGrpc(c: AccessConfig, creds = grpc.ServerCredentials.createInsecure()): Promise<{ server: grpc.Server; port: number; handled: () => number }> {
+async function startGrpc(
+  c: AccessConfig,
+  creds = grpc.ServerCredentials.createInsecure(),
+): Promise<{ server: grpc.Server; port: number; handled: () => number }> {
   let handled = 0;
   const server = new grpc.Server({ interceptors: [grpcAccessInterceptor(c)] });
   server.addService(echoService, {
@@ -264,9 +293,19 @@ async function startGrpc(c: AccessConfig, creds = grpc.ServerCredentials.createI
 const EchoClient = grpc.makeGenericClientConstructor(echoService, 'Echo');
 const HealthClient = grpc.makeGenericClientConstructor(healthService as grpc.ServiceDefinition, 'Health');
 
-function unary(client: grpc.Client, method: string, req: unknown, md = new grpc.Metadata()): Promise<{ err: grpc.ServiceError | null; res: unknown }> {
+function unary(
+  client: grpc.Client,
+  method: string,
+  req: unknown,
+  md = new grpc.Metadata(),
+): Promise<{ err: grpc.ServiceError | null; res: unknown }> {
   return new Promise((resolve) => {
-    (client as unknown as Record<string, Function>)[method](req, md, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: unknown) => resolve({ err, res }));
+    (client as unknown as Record<string, Function>)[method](
+      req,
+      md,
+      { deadline: Date.now() + 5000 },
+      (err: grpc.ServiceError | null, res: unknown) => resolve({ err, res }),
+    );
   });
 }
 
@@ -353,11 +392,13 @@ describe('TLS from certificate files', () => {
       const port = (app.server.address() as { port: number }).port;
       const ca = readFileSync(certFile);
       const body = await new Promise<string>((resolve, reject) => {
-        https.get({ host: '127.0.0.1', port, path: '/health/live', ca, servername: 'localhost' }, (res) => {
-          let s = '';
-          res.on('data', (d) => (s += d));
-          res.on('end', () => resolve(s));
-        }).on('error', reject);
+        https
+          .get({ host: '127.0.0.1', port, path: '/health/live', ca, servername: 'localhost' }, (res) => {
+            let s = '';
+            res.on('data', (d) => (s += d));
+            res.on('end', () => resolve(s));
+          })
+          .on('error', reject);
       });
       assert.deepEqual(JSON.parse(body), { status: 'live' });
       // A client that does not trust the certificate is refused by the handshake.
@@ -397,7 +438,12 @@ describe('HTTP methods', () => {
     assert.equal(trace.statusCode, 405);
     assert.equal(trace.headers.allow, 'POST');
     assert.equal(trace.json().code, 'SWIN_METHOD_NOT_ALLOWED');
-    const put = await app.inject({ method: 'PUT', url: '/models/abc?x=1', headers: { 'content-type': 'application/x-nothing' }, payload: 'zzz' });
+    const put = await app.inject({
+      method: 'PUT',
+      url: '/models/abc?x=1',
+      headers: { 'content-type': 'application/x-nothing' },
+      payload: 'zzz',
+    });
     assert.equal(put.statusCode, 405);
     assert.equal(put.headers.allow, 'GET, HEAD');
     assert.equal((await app.inject({ method: 'GET', url: '/models/abc' })).statusCode, 200);

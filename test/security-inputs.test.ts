@@ -12,14 +12,14 @@ import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
 import * as grpc from '@grpc/grpc-js';
 import { ERRORS, type ErrorCode } from '../src/errors.js';
-import { startGrpcServer } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { hostileCorpus, unusualValidImages, type HostileCase } from './fixtures/hostile/generate.js';
 import { FakeBackend } from './helpers/fake-backend.js';
-import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir, type ModelDir } from './helpers/reliability-model-dir.js';
 
 const MAX_BODY_BYTES = 1 << 20;
 const MAX_IMAGES = 8;
@@ -35,11 +35,20 @@ const outcomes: string[] = [];
 before(async () => {
   dir = writeFakeModelDir();
   const factory: BackendFactory = async (req) => new FakeBackend({ variant: req.variant, imageBytes: dir.imageBytes });
-  const config = loadConfig([], { MODELS_DIR: dir.root, MAX_BODY_BYTES: String(MAX_BODY_BYTES), MAX_IMAGES_PER_REQUEST: String(MAX_IMAGES) });
+  const config = loadConfig([], {
+    MODELS_DIR: dir.root,
+    MAX_BODY_BYTES: String(MAX_BODY_BYTES),
+    MAX_IMAGES_PER_REQUEST: String(MAX_IMAGES),
+  });
   const repo = await ModelRepository.load({ config, logger: pino({ level: 'silent' }), createBackend: factory });
   service = new CoreInferenceService(repo, config);
   app = await buildApp(config, service, { logger: false });
-  hostile = await hostileCorpus({ canaryUrl: 'http://127.0.0.1:9', canaryFile: '/nonexistent/swin-canary', maxBodyBytes: MAX_BODY_BYTES, maxImagesPerRequest: MAX_IMAGES });
+  hostile = await hostileCorpus({
+    canaryUrl: 'http://127.0.0.1:9',
+    canaryFile: '/nonexistent/swin-canary',
+    maxBodyBytes: MAX_BODY_BYTES,
+    maxImagesPerRequest: MAX_IMAGES,
+  });
   valid = await unusualValidImages();
   okPng = valid[0].body;
 });
@@ -52,7 +61,12 @@ after(async () => {
 });
 
 async function post(c: HostileCase) {
-  return app.inject({ method: 'POST', url: `/classify${c.query ? `?${c.query}` : ''}`, headers: { 'content-type': c.contentType }, payload: c.body });
+  return app.inject({
+    method: 'POST',
+    url: `/classify${c.query ? `?${c.query}` : ''}`,
+    headers: { 'content-type': c.contentType },
+    payload: c.body,
+  });
 }
 
 async function stillHealthy(after: string): Promise<void> {
@@ -76,7 +90,8 @@ describe('hostile inputs: each gets its 4xx and stable code, and the server stay
         // not JSON: reported below
       }
       outcomes.push(`${r.statusCode} ${body.code ?? '-'}  ${c.name}`);
-      if (r.statusCode !== exp.status || body.code !== exp.code) wrong.push(`${c.name}: got ${r.statusCode} ${body.code ?? r.body.slice(0, 100)}, want ${exp.status} ${exp.code}`);
+      if (r.statusCode !== exp.status || body.code !== exp.code)
+        wrong.push(`${c.name}: got ${r.statusCode} ${body.code ?? r.body.slice(0, 100)}, want ${exp.status} ${exp.code}`);
       assert.deepEqual(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], `${c.name}: error body shape`);
       assert.equal(body.statusCode, r.statusCode);
       assert.doesNotMatch(r.body, /\n\s+at |node:internal|\/src\//, `${c.name}: stack trace or path in the reply`);
@@ -106,7 +121,11 @@ describe('valid but unusual images are classified', () => {
 
 describe('hostile images over gRPC Predict: the same stable codes, as gRPC statuses', () => {
   test('corpus', async () => {
-    const server = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: MAX_BODY_BYTES }, pino({ level: 'silent' }));
+    const server = await startGrpcServer(
+      service,
+      { host: '127.0.0.1', port: 0, maxMessageBytes: MAX_BODY_BYTES },
+      pino({ level: 'silent' }),
+    );
     const client = new (loadProtos().classifier.swin.v1.Classifier)(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
     const predict = (images: Buffer[]) =>
       new Promise<grpc.ServiceError | null>((resolve) =>
@@ -114,14 +133,17 @@ describe('hostile images over gRPC Predict: the same stable codes, as gRPC statu
       );
     try {
       // Image-level cases: those whose body is one image and whose code comes from decoding.
-      const imageCases = hostile.filter((c) => !c.query && /^(image\/|application\/octet-stream)/.test(c.contentType) && c.body.length < MAX_BODY_BYTES);
+      const imageCases = hostile.filter(
+        (c) => !c.query && /^(image\/|application\/octet-stream)/.test(c.contentType) && c.body.length < MAX_BODY_BYTES,
+      );
       assert.ok(imageCases.length >= 20, `${imageCases.length} image cases`);
       const wrong: string[] = [];
       for (const c of imageCases) {
         const exp = c.expect as { code: ErrorCode };
         const err = await predict([c.body]);
         const code = err?.metadata.get('swin-code')[0];
-        if (err?.code !== ERRORS[exp.code].grpcStatus || code !== exp.code) wrong.push(`${c.name}: ${err ? grpc.status[err.code] : 'OK'} ${code}, want ${exp.code}`);
+        if (err?.code !== ERRORS[exp.code].grpcStatus || code !== exp.code)
+          wrong.push(`${c.name}: ${err ? grpc.status[err.code] : 'OK'} ${code}, want ${exp.code}`);
         assert.doesNotMatch(err?.details ?? '', /\n\s+at |node:internal/);
       }
       assert.deepEqual(wrong, []);

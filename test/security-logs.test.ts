@@ -8,14 +8,14 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import sharp from 'sharp';
-import { LOG_REDACT_PATHS } from '../src/access/http-access.js';
+import { LOG_REDACT_PATHS } from '../src/api/access/http-access.js';
 import type { BackendFactory } from '../src/backends/backend-factory.js';
 import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/http/app.js';
-import { CoreInferenceService } from '../src/inference-service.js';
-import { ModelRepository } from '../src/model-repository.js';
+import { buildApp } from '../src/api/http/app.js';
+import { CoreInferenceService } from '../src/service/inference-service.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
-import { writeFakeModelDir, type ModelDir } from './reliability-model-dir.js';
+import { writeFakeModelDir, type ModelDir } from './helpers/reliability-model-dir.js';
 
 const KEY = 'sk-live-KEYMARKER-9c1e5b7d';
 const WRONG = 'sk-WRONGKEYMARKER-0000';
@@ -65,22 +65,52 @@ test('keys and image bytes never reach the logs; replies carry no stack traces',
   const b64 = png.toString('base64');
   const boundary = 'b0undary';
   const multipart = Buffer.concat([
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${MARKER}.png"\r\nContent-Type: image/png\r\n\r\n`),
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="${MARKER}.png"\r\nContent-Type: image/png\r\n\r\n`,
+    ),
     png,
     Buffer.from(`\r\n--${boundary}--\r\n`),
   ]);
   const auth = { authorization: `Bearer ${KEY}` };
   const replies = [
     await app.inject({ method: 'POST', url: '/classify', headers: { ...auth, 'content-type': 'image/png' }, payload: png }),
-    await app.inject({ method: 'POST', url: '/classify', headers: { 'x-api-key': KEY, 'content-type': 'application/json' }, payload: JSON.stringify({ images: [b64] }) }),
-    await app.inject({ method: 'POST', url: '/classify', headers: { ...auth, 'content-type': `multipart/form-data; boundary=${boundary}` }, payload: multipart }),
+    await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'x-api-key': KEY, 'content-type': 'application/json' },
+      payload: JSON.stringify({ images: [b64] }),
+    }),
+    await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { ...auth, 'content-type': `multipart/form-data; boundary=${boundary}` },
+      payload: multipart,
+    }),
     // decode failure
-    await app.inject({ method: 'POST', url: '/classify', headers: { ...auth, 'content-type': 'image/png' }, payload: png.subarray(0, png.length - 30) }),
+    await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { ...auth, 'content-type': 'image/png' },
+      payload: png.subarray(0, png.length - 30),
+    }),
     // wrong keys
-    await app.inject({ method: 'POST', url: '/classify', headers: { authorization: `Bearer ${WRONG}`, 'content-type': 'image/png' }, payload: png }),
-    await app.inject({ method: 'POST', url: '/classify', headers: { 'x-api-key': WRONG, cookie: `session=${WRONG}`, 'content-type': 'image/png' }, payload: png }),
+    await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { authorization: `Bearer ${WRONG}`, 'content-type': 'image/png' },
+      payload: png,
+    }),
+    await app.inject({
+      method: 'POST',
+      url: '/classify',
+      headers: { 'x-api-key': WRONG, cookie: `session=${WRONG}`, 'content-type': 'image/png' },
+      payload: png,
+    }),
   ];
-  assert.deepEqual(replies.map((r) => r.statusCode), [200, 200, 200, 400, 401, 401]);
+  assert.deepEqual(
+    replies.map((r) => r.statusCode),
+    [200, 200, 200, 400, 401, 401],
+  );
   // An engine failure: logged at error level with the error, still no image bytes.
   engine.mode = 'throw';
   const failed = await app.inject({ method: 'POST', url: '/classify', headers: { ...auth, 'content-type': 'image/png' }, payload: png });

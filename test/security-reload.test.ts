@@ -8,10 +8,10 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { AccessController } from '../src/access/access-control.js';
-import { ACCESS_DEFAULTS } from '../src/access/access-config.js';
-import { startServer, type ServerProcess } from './reliability-harness.js';
-import { selfSignedCert } from './security-certs.js';
+import { AccessController } from '../src/api/access/access-control.js';
+import { ACCESS_DEFAULTS } from '../src/api/access/access-config.js';
+import { startServer, type ServerProcess } from './helpers/reliability-harness.js';
+import { selfSignedCert } from './helpers/security-certs.js';
 
 test('AccessController.reloadKeys replaces the accepted keys', () => {
   const a = new AccessController({ ...ACCESS_DEFAULTS, apiKeys: ['old'] });
@@ -22,77 +22,95 @@ test('AccessController.reloadKeys replaces the accepted keys', () => {
   assert.equal(req('old')?.code, 'SWIN_UNAUTHENTICATED');
 });
 
-function get(port: number, agent: https.Agent, ca: Buffer, key: string): Promise<{ status: number; socket: TLSSocket; fingerprint: string }> {
+function get(
+  port: number,
+  agent: https.Agent,
+  ca: Buffer,
+  key: string,
+): Promise<{ status: number; socket: TLSSocket; fingerprint: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/models', agent, ca, servername: 'localhost', headers: { authorization: `Bearer ${key}` } }, (res) => {
-      const socket = res.socket as TLSSocket;
-      const fingerprint = socket.getPeerCertificate().fingerprint256;
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, socket, fingerprint }));
-    });
+    const req = https.request(
+      { host: '127.0.0.1', port, path: '/models', agent, ca, servername: 'localhost', headers: { authorization: `Bearer ${key}` } },
+      (res) => {
+        const socket = res.socket as TLSSocket;
+        const fingerprint = socket.getPeerCertificate().fingerprint256;
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, socket, fingerprint }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
 }
 
-test('SIGHUP: the connection open before the reload survives; new connections see the new certificate and keys', { timeout: 120_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'swin-reload-'));
-  const first = join(dir, 'a');
-  const second = join(dir, 'b');
-  mkdirSync(first);
-  mkdirSync(second);
-  const a = selfSignedCert(first);
-  const b = selfSignedCert(second);
-  const certFile = join(dir, 'cert.pem');
-  const keyFile = join(dir, 'key.pem');
-  copyFileSync(a.certFile, certFile);
-  copyFileSync(a.keyFile, keyFile);
-  const keysFile = join(dir, 'keys');
-  writeFileSync(keysFile, 'old-key\n');
-  const caA = readFileSync(a.certFile);
-  const caB = readFileSync(b.certFile);
-  let server: ServerProcess | undefined;
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-  try {
-    server = await startServer({ SWIN_TLS_CERT_FILE: certFile, SWIN_TLS_KEY_FILE: keyFile, SWIN_AUTH_API_KEYS_FILE: keysFile, LOG_LEVEL: 'info' }, 90_000, caA, '/health/live');
-    const before = await get(server.port, agent, caA, 'old-key');
-    assert.equal(before.status, 200);
-    copyFileSync(b.certFile, certFile);
-    copyFileSync(b.keyFile, keyFile);
-    writeFileSync(keysFile, 'new-key\n');
-    server.proc.kill('SIGHUP');
-    for (let i = 0; i < 100 && !server.logs().includes('SIGHUP: API keys and HTTPS certificate reloaded'); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.match(server.logs(), /SIGHUP: API keys and HTTPS certificate reloaded/);
-    // The same TLS socket, still trusted under the first certificate, carries the next request.
-    const after = await get(server.port, agent, caA, 'new-key');
-    assert.equal(after.status, 200);
-    assert.equal(after.socket, before.socket, 'the keep-alive connection was kept');
-    assert.equal(after.fingerprint, before.fingerprint);
-    assert.equal((await get(server.port, agent, caA, 'old-key')).status, 401);
-    // A new connection gets the second certificate (it fails against the first CA).
-    const fresh = new https.Agent({ keepAlive: false });
-    const next = await get(server.port, fresh, caB, 'new-key');
-    assert.equal(next.status, 200);
-    assert.notEqual(next.fingerprint, before.fingerprint);
-    await assert.rejects(get(server.port, fresh, caA, 'new-key'));
-    fresh.destroy();
-  } finally {
-    agent.destroy();
-    if (server) {
-      server.proc.kill('SIGTERM');
-      await Promise.race([server.exited, new Promise((r) => setTimeout(r, 20_000))]);
+test(
+  'SIGHUP: the connection open before the reload survives; new connections see the new certificate and keys',
+  { timeout: 120_000 },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'swin-reload-'));
+    const first = join(dir, 'a');
+    const second = join(dir, 'b');
+    mkdirSync(first);
+    mkdirSync(second);
+    const a = selfSignedCert(first);
+    const b = selfSignedCert(second);
+    const certFile = join(dir, 'cert.pem');
+    const keyFile = join(dir, 'key.pem');
+    copyFileSync(a.certFile, certFile);
+    copyFileSync(a.keyFile, keyFile);
+    const keysFile = join(dir, 'keys');
+    writeFileSync(keysFile, 'old-key\n');
+    const caA = readFileSync(a.certFile);
+    const caB = readFileSync(b.certFile);
+    let server: ServerProcess | undefined;
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      server = await startServer(
+        { SWIN_TLS_CERT_FILE: certFile, SWIN_TLS_KEY_FILE: keyFile, SWIN_AUTH_API_KEYS_FILE: keysFile, LOG_LEVEL: 'info' },
+        90_000,
+        caA,
+        '/health/live',
+      );
+      const before = await get(server.port, agent, caA, 'old-key');
+      assert.equal(before.status, 200);
+      copyFileSync(b.certFile, certFile);
+      copyFileSync(b.keyFile, keyFile);
+      writeFileSync(keysFile, 'new-key\n');
+      server.proc.kill('SIGHUP');
+      for (let i = 0; i < 100 && !server.logs().includes('SIGHUP: API keys and HTTPS certificate reloaded'); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      assert.match(server.logs(), /SIGHUP: API keys and HTTPS certificate reloaded/);
+      // The same TLS socket, still trusted under the first certificate, carries the next request.
+      const after = await get(server.port, agent, caA, 'new-key');
+      assert.equal(after.status, 200);
+      assert.equal(after.socket, before.socket, 'the keep-alive connection was kept');
+      assert.equal(after.fingerprint, before.fingerprint);
+      assert.equal((await get(server.port, agent, caA, 'old-key')).status, 401);
+      // A new connection gets the second certificate (it fails against the first CA).
+      const fresh = new https.Agent({ keepAlive: false });
+      const next = await get(server.port, fresh, caB, 'new-key');
+      assert.equal(next.status, 200);
+      assert.notEqual(next.fingerprint, before.fingerprint);
+      await assert.rejects(get(server.port, fresh, caA, 'new-key'));
+      fresh.destroy();
+    } finally {
+      agent.destroy();
+      if (server) {
+        server.proc.kill('SIGTERM');
+        await Promise.race([server.exited, new Promise((r) => setTimeout(r, 20_000))]);
+      }
+      rmSync(dir, { recursive: true, force: true });
     }
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('gRPC: a new certificate reaches new handshakes; the connection open before it keeps working', { timeout: 60_000 }, async () => {
-  const { startGrpcServer } = await import('../src/grpc/grpc-server.js');
-  const { grpcServerTls, readTlsFiles } = await import('../src/access/tls.js');
-  const { loadProtos } = await import('../src/grpc/protos.js');
+  const { startGrpcServer } = await import('../src/api/grpc/grpc-server.js');
+  const { grpcServerTls, readTlsFiles } = await import('../src/api/access/tls.js');
+  const { loadProtos } = await import('../src/api/grpc/protos.js');
   const grpc = await import('@grpc/grpc-js');
   const { pino } = await import('pino');
-  const { FakeService } = await import('./kserve-fake-service.js');
+  const { FakeService } = await import('./helpers/kserve-fake-service.js');
   const dir = mkdtempSync(join(tmpdir(), 'swin-grpc-reload-'));
   mkdirSync(join(dir, 'a'));
   mkdirSync(join(dir, 'b'));
@@ -101,12 +119,19 @@ test('gRPC: a new certificate reaches new handshakes; the connection open before
   const caA = readFileSync(a.certFile);
   const caB = readFileSync(b.certFile);
   const tls = grpcServerTls({ tlsCertFile: a.certFile, tlsKeyFile: a.keyFile });
-  const server = await startGrpcServer(new FakeService(), { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, credentials: tls.credentials }, pino({ level: 'silent' }));
+  const server = await startGrpcServer(
+    new FakeService(),
+    { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20, credentials: tls.credentials },
+    pino({ level: 'silent' }),
+  );
   const Client = loadProtos().kserve.inference.GRPCInferenceService;
   // grpc.ssl_target_name_override: the certificates name localhost; we dial 127.0.0.1.
   const opts = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
   const client = (ca: Buffer) => new Client(`127.0.0.1:${server.port}`, grpc.credentials.createSsl(ca), opts);
-  const live = (c: InstanceType<typeof Client>) => new Promise<boolean>((resolve, reject) => c.ServerLive({}, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!.live))));
+  const live = (c: InstanceType<typeof Client>) =>
+    new Promise<boolean>((resolve, reject) =>
+      c.ServerLive({}, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!.live))),
+    );
   const before = client(caA);
   try {
     assert.equal(await live(before), true);

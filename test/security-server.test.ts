@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { loadProtos } from '../src/grpc/protos.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
 import { unusualValidImages } from './fixtures/hostile/generate.js';
 import { within } from './helpers/timeout.js';
-import { request, samplePng, startServer, type ServerProcess } from './reliability-harness.js';
-import { selfSignedCert } from './security-certs.js';
+import { request, samplePng, startServer, type ServerProcess } from './helpers/reliability-harness.js';
+import { selfSignedCert } from './helpers/security-certs.js';
 
 const KEY = 'srv-key-5d0c7a';
 let dir: string;
@@ -40,7 +40,13 @@ test('HTTPS with API keys: health public, /classify 401 without a key and 200 wi
   const denied = await request(server.url, { path: '/classify', body: png, contentType: 'image/png', ca });
   assert.equal(denied.status, 401);
   assert.equal(JSON.parse(denied.body).code, 'SWIN_UNAUTHENTICATED');
-  const ok = await request(server.url, { path: '/classify', body: png, contentType: 'image/png', ca, headers: { authorization: `Bearer ${KEY}` } });
+  const ok = await request(server.url, {
+    path: '/classify',
+    body: png,
+    contentType: 'image/png',
+    ca,
+    headers: { authorization: `Bearer ${KEY}` },
+  });
   assert.equal(ok.status, 200, ok.body);
   assert.equal(JSON.parse(ok.body).predictions.length, 1);
   // The certificate is required: a client that does not trust it cannot connect.
@@ -57,7 +63,9 @@ test('gRPC over TLS with API keys: Predict UNAUTHENTICATED without a key, OK wit
   const png = await samplePng();
   const predict = (md: grpc.Metadata) =>
     new Promise<{ err: grpc.ServiceError | null; res: unknown }>((resolve) =>
-      classifier.Predict({ images: [png] }, md, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, res: unknown) => resolve({ err, res })),
+      classifier.Predict({ images: [png] }, md, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, res: unknown) =>
+        resolve({ err, res }),
+      ),
     );
   try {
     const denied = await predict(new grpc.Metadata());
@@ -68,7 +76,12 @@ test('gRPC over TLS with API keys: Predict UNAUTHENTICATED without a key, OK wit
     assert.equal(ok.err, null, ok.err?.details);
     assert.equal((ok.res as { predictions: unknown[] }).predictions.length, 1);
     const h = await new Promise<{ err: grpc.ServiceError | null; res: unknown }>((resolve) =>
-      (health as unknown as { check: Function }).check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: unknown) => resolve({ err, res })),
+      (health as unknown as { check: Function }).check(
+        { service: '' },
+        new grpc.Metadata(),
+        { deadline: Date.now() + 5000 },
+        (err: grpc.ServiceError | null, res: unknown) => resolve({ err, res }),
+      ),
     );
     assert.equal(h.err, null, h.err?.details);
     assert.deepEqual(h.res, { status: 'SERVING' });

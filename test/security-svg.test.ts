@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ServeError } from '../src/errors.js';
-import type { ModelConfig } from '../src/model-config.js';
-import { Preprocessor } from '../src/preprocess.js';
+import type { ModelConfig } from '../src/models/model-config.js';
+import { Preprocessor } from '../src/decode/preprocess.js';
 import { hostileCorpus } from './fixtures/hostile/generate.js';
 import { within } from './helpers/timeout.js';
 
@@ -77,7 +77,14 @@ describe('SVG', () => {
   test('when accepted, rendering reads no file and fetches no URL', async () => {
     const p = new Preprocessor(model, { maxImagePixels: 1e6, acceptedFormats: ['png', 'svg'] });
     for (const c of await svgCases()) {
-      const outcome = await within(p.one(c.body).then(() => 'rendered', (e: ServeError) => e.code), 10_000, 'timeout');
+      const outcome = await within(
+        p.one(c.body).then(
+          () => 'rendered',
+          (e: ServeError) => e.code,
+        ),
+        10_000,
+        'timeout',
+      );
       assert.notEqual(outcome, 'timeout', `${c.name}: render blocked (it opened the FIFO)`);
       assert.ok(['rendered', 'SWIN_IMAGE_DECODE_FAILED'].includes(outcome as string), `${c.name}: ${outcome}`);
     }

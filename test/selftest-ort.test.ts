@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { OnnxRuntimeBackend } from '../src/backends/onnxruntime-backend.js';
-import { readModelConfig } from '../src/model-json.js';
-import { compareLogits, loadSelfTest, runSelfTest } from '../src/selftest.js';
+import { readModelConfig } from '../src/models/model-json.js';
+import { compareLogits, loadSelfTest, runSelfTest } from '../src/models/selftest.js';
 
 const DIR = path.resolve('engines/models/swin-fmnist');
 
@@ -14,9 +14,16 @@ for (const variant of ['fold', 'unfold'] as const) {
     const cfg = await readModelConfig(DIR);
     const data = await loadSelfTest(DIR, cfg);
     const backend = await OnnxRuntimeBackend.create({
-      path: path.join(DIR, cfg.artifacts[variant]!.onnxruntime!), variant, inputName: cfg.input.name, outputName: cfg.output.name,
-      imgSize: cfg.architecture.img_size, numClasses: cfg.architecture.num_classes, maxBatchSize: cfg.batching.max_batch_size,
-      instances: 1, intraOpThreads: 0, interOpThreads: 1,
+      path: path.join(DIR, cfg.artifacts[variant]!.onnxruntime!),
+      variant,
+      inputName: cfg.input.name,
+      outputName: cfg.output.name,
+      imgSize: cfg.architecture.img_size,
+      numClasses: cfg.architecture.num_classes,
+      maxBatchSize: cfg.batching.max_batch_size,
+      instances: 1,
+      intraOpThreads: 0,
+      interOpThreads: 1,
     });
     try {
       const r = await runSelfTest(backend, data);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { within } from './helpers/timeout.js';
-import { request, samplePng, startServer } from './reliability-harness.js';
+import { request, samplePng, startServer } from './helpers/reliability-harness.js';
 
 test('SIGTERM with SHUTDOWN_DELAY_MS: not ready, still classifying, then closed and exit 0', { timeout: 120_000 }, async () => {
   const server = await startServer({ SHUTDOWN_DELAY_MS: '3000', DRAIN_TIMEOUT_MS: '10000', LOG_LEVEL: 'warn' });

@@ -1,4 +1,4 @@
-// Graceful HTTP close (issue 15, src/http/graceful-close.ts): a request fully
+// Graceful HTTP close (issue 15, src/api/http/graceful-close.ts): a request fully
 // written before shutdown begins is read and answered (200, or 503
 // SWIN_SHUTTING_DOWN with Connection: close), never reset; an idle keep-alive
 // connection's next request gets that 503; close() still ends promptly.
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { buildApp } from '../src/http/app.js';
+import { buildApp } from '../src/api/http/app.js';
 import { fakeService } from './helpers/fake-service.js';
 import { greyPng } from './helpers/http-bodies.js';
 
@@ -55,29 +55,33 @@ async function burstThenClose(image: Buffer, seed: number): Promise<{ closeAt: n
   const outcomes: Outcome[] = [];
   let closeAt = Infinity;
   let stop = false;
-  const one = () => new Promise<void>((resolve) => {
-    const o: Outcome = { writtenAt: Infinity, result: '' };
-    outcomes.push(o);
-    const req = http.request({ host: '127.0.0.1', port, path: '/classify', method: 'POST', agent, headers: { 'content-type': 'image/png' } }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        o.result = res.statusCode === 200 ? '200' : `${res.statusCode} ${(JSON.parse(body) as { code: string }).code}`;
-        resolve();
-      });
-      res.on('error', (e: NodeJS.ErrnoException) => {
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const o: Outcome = { writtenAt: Infinity, result: '' };
+      outcomes.push(o);
+      const req = http.request(
+        { host: '127.0.0.1', port, path: '/classify', method: 'POST', agent, headers: { 'content-type': 'image/png' } },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => {
+            o.result = res.statusCode === 200 ? '200' : `${res.statusCode} ${(JSON.parse(body) as { code: string }).code}`;
+            resolve();
+          });
+          res.on('error', (e: NodeJS.ErrnoException) => {
+            o.result = `client ${e.code ?? e.message}`;
+            resolve();
+          });
+        },
+      );
+      req.on('finish', () => (o.writtenAt = performance.now()));
+      req.on('error', (e: NodeJS.ErrnoException) => {
         o.result = `client ${e.code ?? e.message}`;
+        if (e.code === 'ECONNREFUSED') stop = true;
         resolve();
       });
+      req.end(image);
     });
-    req.on('finish', () => (o.writtenAt = performance.now()));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      o.result = `client ${e.code ?? e.message}`;
-      if (e.code === 'ECONNREFUSED') stop = true;
-      resolve();
-    });
-    req.end(image);
-  });
   const workers = Array.from({ length: 8 }, async () => {
     while (!stop) await one();
   });
@@ -101,7 +105,11 @@ test('close at random points of a burst, 10 runs: no request written before it i
     for (const o of outcomes) {
       if (o.writtenAt < closeAt) {
         before++;
-        assert.match(o.result, /^(200|503 SWIN_SHUTTING_DOWN)$/, `run ${run}: a request written ${(closeAt - o.writtenAt).toFixed(1)} ms before close got ${o.result}`);
+        assert.match(
+          o.result,
+          /^(200|503 SWIN_SHUTTING_DOWN)$/,
+          `run ${run}: a request written ${(closeAt - o.writtenAt).toFixed(1)} ms before close got ${o.result}`,
+        );
       } else if (o.result.startsWith('client')) {
         refusedAfter++;
       }

@@ -8,9 +8,9 @@ import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { pino } from 'pino';
-import { startGrpcServer, type GrpcServerHandle } from '../src/grpc/grpc-server.js';
-import { loadProtos } from '../src/grpc/protos.js';
-import { initTracing, shutdownTracing, tracingFromEnv } from '../src/tracing.js';
+import { startGrpcServer, type GrpcServerHandle } from '../src/api/grpc/grpc-server.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { initTracing, shutdownTracing, tracingFromEnv } from '../src/observability/tracing.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng } from './helpers/http-bodies.js';
 
@@ -36,14 +36,22 @@ function checkTrace(spans: ReadableSpan[], serverName: string, traceId: string):
   const server = spans.find((x) => x.name === serverName);
   assert.ok(server, `no ${serverName} span among ${spans.map((x) => x.name).join(', ')}`);
   assert.equal(server.spanContext().traceId, traceId);
-  assert.equal(server.parentSpanContext?.spanId, PARENT, 'the server span continues the caller\'s span');
+  assert.equal(server.parentSpanContext?.spanId, PARENT, "the server span continues the caller's span");
   assert.equal(server.parentSpanContext?.traceState?.get('vendor'), 'v1');
-  const children = spans.filter((x) => x.parentSpanContext?.spanId === server.spanContext().spanId).map((x) => x.name).sort();
+  const children = spans
+    .filter((x) => x.parentSpanContext?.spanId === server.spanContext().spanId)
+    .map((x) => x.name)
+    .sort();
   assert.deepEqual(children, ['admission', 'decode', 'inference', 'queue', 'reply']);
   for (const name of ['queue', 'inference']) {
     const span = spans.find((x) => x.name === name && x.spanContext().traceId === traceId)!;
     assert.deepEqual(
-      { model: span.attributes['swin.model'], variant: span.attributes['swin.variant'], backend: span.attributes['swin.backend'], batch: span.attributes['swin.batch_size'] },
+      {
+        model: span.attributes['swin.model'],
+        variant: span.attributes['swin.variant'],
+        backend: span.attributes['swin.backend'],
+        batch: span.attributes['swin.batch_size'],
+      },
       { model: 'fake', variant: 'fold', backend: 'onnxruntime', batch: 1 },
     );
   }
@@ -55,7 +63,9 @@ function checkTrace(spans: ReadableSpan[], serverName: string, traceId: string):
 test('HTTP /classify: traceparent continued, one span per stage, the batch span linked to the request', async () => {
   exporter.reset();
   const r = await s.app.inject({
-    method: 'POST', url: '/classify', payload: await greyPng(80),
+    method: 'POST',
+    url: '/classify',
+    payload: await greyPng(80),
     headers: { 'content-type': 'image/png', traceparent: `00-${TRACE}-${PARENT}-01`, tracestate: 'vendor=v1' },
   });
   assert.equal(r.statusCode, 200, r.body);
@@ -74,7 +84,9 @@ test('gRPC Predict: traceparent metadata continued, the same stages', async () =
   md.set('tracestate', 'vendor=v1');
   try {
     const png = await greyPng(80);
-    await new Promise<void>((resolve, reject) => client.Predict({ images: [png] }, md, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      client.Predict({ images: [png] }, md, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve())),
+    );
   } finally {
     client.close();
   }
@@ -84,7 +96,11 @@ test('gRPC Predict: traceparent metadata continued, the same stages', async () =
 test('tracing is off unless OTEL_* asks for it', () => {
   assert.deepEqual(tracingFromEnv({}), { enabled: false });
   assert.deepEqual(tracingFromEnv({ OTEL_TRACES_EXPORTER: 'otlp' }), { enabled: true, exporter: 'otlp', sampler: 'parentbased_always_on' });
-  assert.deepEqual(tracingFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }), { enabled: true, exporter: 'otlp', sampler: 'parentbased_always_on' });
+  assert.deepEqual(tracingFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }), {
+    enabled: true,
+    exporter: 'otlp',
+    sampler: 'parentbased_always_on',
+  });
   assert.deepEqual(tracingFromEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }), { enabled: false });
   assert.deepEqual(tracingFromEnv({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }), { enabled: false });
 });

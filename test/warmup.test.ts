@@ -10,9 +10,9 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { BackendKind, Variant } from '../src/backends/backend.js';
 import { loadConfig } from '../src/config.js';
-import type { ModelConfig } from '../src/model-config.js';
-import { ModelConfigError, validateModelConfig } from '../src/model-json.js';
-import { ModelRepository } from '../src/model-repository.js';
+import type { ModelConfig } from '../src/models/model-config.js';
+import { ModelConfigError, validateModelConfig } from '../src/models/model-json.js';
+import { ModelRepository } from '../src/models/model-repository.js';
 import { FakeBackend } from './helpers/fake-backend.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
 import { writeFakeModel } from './helpers/fake-service.js';
@@ -36,7 +36,14 @@ async function load(kind: BackendKind, over: Partial<ModelConfig>, failAt?: numb
       return b;
     },
   });
-  return { repo, engines, async close() { await repo.close(); rmSync(root, { recursive: true, force: true }); } };
+  return {
+    repo,
+    engines,
+    async close() {
+      await repo.close();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
 }
 
 test('a GPU engine is run at every batch size from 1 to the batch limit, once per instance, before it serves', async () => {
@@ -89,6 +96,8 @@ test('a variant whose warm-up fails is refused with the batch size named', async
 });
 
 test('model.json warmup must list positive integers', () => {
-  assert.throws(() => validateModelConfig({ ...fakeModelConfig(), warmup: [1, 0] }, 'model.json'),
-    (e: unknown) => e instanceof ModelConfigError && e.message === 'model.json: warmup must be an array of positive integers (batch sizes)');
+  assert.throws(
+    () => validateModelConfig({ ...fakeModelConfig(), warmup: [1, 0] }, 'model.json'),
+    (e: unknown) => e instanceof ModelConfigError && e.message === 'model.json: warmup must be an array of positive integers (batch sizes)',
+  );
 });

@@ -382,7 +382,7 @@ ResizeGeometry resizeGeometry(int w, int h, bool squash, int resize, int out) {
     g.nw = g.nh = out;
     return g;
   }
-  // src/preprocess.ts: torchvision Resize(int), then a centre crop; JS arithmetic in doubles.
+  // src/decode/preprocess.ts: torchvision Resize(int), then a centre crop; JS arithmetic in doubles.
   const double scale = static_cast<double>(resize) / std::min(w, h);
   g.nw = w <= h ? resize : std::max(resize, static_cast<int>(std::floor(w * scale)));
   g.nh = h < w ? resize : std::max(resize, static_cast<int>(std::floor(h * scale)));

@@ -1,7 +1,7 @@
 // Resize + centre crop of decoded RGB images on the GPU, with the EXIF
 // orientation applied on the fly, for the GPU JPEG path (jpeg_decoder.cc).
 //
-// Geometry is src/preprocess.ts's, for the model's preprocess block:
+// Geometry is src/decode/preprocess.ts's, for the model's preprocess block:
 //   squash:             oriented W x H -> size x size
 //   shorter_side_crop:  shorter side -> resize (longer side floored, torchvision
 //                       Resize(int)), then a centre crop of size x size, offsets
@@ -40,7 +40,7 @@ inline void orientedSize(int stored_w, int stored_h, int orientation, int* w, in
   *h = swap ? stored_w : stored_h;
 }
 
-// Same arithmetic as src/preprocess.ts (`squash`: resize == out, no crop).
+// Same arithmetic as src/decode/preprocess.ts (`squash`: resize == out, no crop).
 ResizeGeometry resizeGeometry(int w, int h, bool squash, int resize, int out);
 
 #ifdef SWIN_HAVE_CUDA

@@ -128,7 +128,10 @@ function parsePositiveInt(text: string, flag: string, allowZero = false): number
 }
 
 function parseList(text: string, flag: string, integer: boolean): number[] {
-  const parts = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (parts.length === 0) throw new UsageError(`${flag}: expected a comma-separated list of numbers`);
   return parts.map((p) => {
     const n = Number(p);
@@ -146,9 +149,29 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 const FLAGS_WITH_VALUE = new Set([
-  '--api', '--url', '--path', '--grpc-target', '--proto', '--model', '--top-k', '--images', '--max-images',
-  '--mode', '--concurrency', '--rate', '--arrival', '--max-in-flight', '--connections', '--warmup', '--duration',
-  '--timeout', '--json', '--csv', '--label', '--progress', '--seed',
+  '--api',
+  '--url',
+  '--path',
+  '--grpc-target',
+  '--proto',
+  '--model',
+  '--top-k',
+  '--images',
+  '--max-images',
+  '--mode',
+  '--concurrency',
+  '--rate',
+  '--arrival',
+  '--max-in-flight',
+  '--connections',
+  '--warmup',
+  '--duration',
+  '--timeout',
+  '--json',
+  '--csv',
+  '--label',
+  '--progress',
+  '--seed',
 ]);
 const BOOLEAN_FLAGS = new Set(['--allow-remote', '--check', '-h', '--help']);
 

@@ -12,7 +12,14 @@ import { hostInfo, tableHeader, tableRow, toCsv, type BenchReport } from './repo
 
 async function makeTarget(o: BenchOptions): Promise<Target> {
   if (o.api === 'grpc') {
-    return GrpcTarget.create({ target: o.grpcTarget, proto: o.proto, model: o.model, topK: o.topK, timeoutMs: o.timeoutMs, check: o.check });
+    return GrpcTarget.create({
+      target: o.grpcTarget,
+      proto: o.proto,
+      model: o.model,
+      topK: o.topK,
+      timeoutMs: o.timeoutMs,
+      check: o.check,
+    });
   }
   return new HttpTarget({ url: o.url, path: o.path, model: o.model, topK: o.topK, timeoutMs: o.timeoutMs, check: o.check });
 }

@@ -3,7 +3,7 @@
 // (sharp on libuv's thread pool), with no HTTP, batcher or engine. Where the
 // service's /classify peak sits near this number, decoding bounds it.
 // --processes N decodes in N child processes as DECODE_PROCESSES=N does
-// (src/decode-pool.ts); 0 (default) in this process.
+// (src/decode/decode-pool.ts); 0 (default) in this process.
 //
 //   UV_THREADPOOL_SIZE=16 npx tsx bench/loadgen/decode-ceiling.ts --model engines/models/swin-fmnist \
 //       --images bench/.images/fmnist --seconds 10 [--in-flight 64] [--processes 0] [--json out.json]
@@ -21,9 +21,9 @@ function flag(name: string, fallback: string): string {
 
 // The pool size is read when the first task is queued: set it before sharp loads (as src/main.ts does).
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
-const { Preprocessor } = await import('../../src/preprocess.js');
-const { readModelConfig } = await import('../../src/model-json.js');
-const { DecodePool } = await import('../../src/decode-pool.js');
+const { Preprocessor } = await import('../../src/decode/preprocess.js');
+const { readModelConfig } = await import('../../src/models/model-json.js');
+const { DecodePool } = await import('../../src/decode/decode-pool.js');
 
 const cfg = await readModelConfig(flag('--model', 'engines/models/swin-fmnist'));
 const images = await loadImages(flag('--images', 'bench/.images/photos'));

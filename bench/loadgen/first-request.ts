@@ -107,10 +107,18 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const image = o.image
     ? await readFile(o.image)
-    : await (await import('sharp')).default({ create: { width: 256, height: 256, channels: 3, background: { r: 90, g: 140, b: 200 } } }).jpeg().toBuffer();
+    : await (
+        await import('sharp')
+      )
+        .default({ create: { width: 256, height: 256, channels: 3, background: { r: 90, g: 140, b: 200 } } })
+        .jpeg()
+        .toBuffer();
   const base = `http://127.0.0.1:${o.port}`;
   const url = `${base}/classify${o.model ? `?model=${encodeURIComponent(o.model)}` : ''}`;
-  const child = spawn(o.server[0], o.server.slice(1), { env: { ...process.env, SWIN_HOST: '127.0.0.1', SWIN_PORT: String(o.port) }, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(o.server[0], o.server.slice(1), {
+    env: { ...process.env, SWIN_HOST: '127.0.0.1', SWIN_PORT: String(o.port) },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   let ended = false;
   void exited.then(() => (ended = true));
@@ -121,7 +129,10 @@ async function main(): Promise<void> {
     for (;;) {
       if (ended) throw new Error('the server exited before it was ready');
       if (performance.now() - t0 > o.readyTimeoutMs) throw new Error(`not ready after ${o.readyTimeoutMs} ms`);
-      const r = await fetch(`${base}/health/ready`).then((x) => x.status, () => 0);
+      const r = await fetch(`${base}/health/ready`).then(
+        (x) => x.status,
+        () => 0,
+      );
       if (r === 200) break;
       await new Promise((res) => setTimeout(res, 10));
     }
@@ -135,12 +146,31 @@ async function main(): Promise<void> {
     const worst = Math.max(...table.map((r) => r.ratio));
     process.stdout.write(`ready after ${readyS.toFixed(1)} s; first request at each batch size against the p50 of ${o.repeats} more\n`);
     process.stdout.write('batch  first_ms    p50_ms  ratio\n');
-    for (const r of table) process.stdout.write(`${String(r.batch).padStart(5)} ${r.first_ms.toFixed(2).padStart(9)} ${r.p50_ms.toFixed(2).padStart(9)} ${r.ratio.toFixed(2).padStart(6)}\n`);
+    for (const r of table)
+      process.stdout.write(
+        `${String(r.batch).padStart(5)} ${r.first_ms.toFixed(2).padStart(9)} ${r.p50_ms.toFixed(2).padStart(9)} ${r.ratio.toFixed(2).padStart(6)}\n`,
+      );
     process.stdout.write(`server-side timings of the first request: ${JSON.stringify(firstTimings[0])}\n`);
     process.stdout.write(`worst ratio ${worst.toFixed(2)} (limit ${o.maxRatio})\n`);
     if (o.json) {
       await mkdir(dirname(o.json), { recursive: true });
-      await writeFile(o.json, JSON.stringify({ kind: 'first-request', host: hostInfo(), server: o.server, ready_s: readyS, repeats: o.repeats, rows: table, first_timings: firstTimings, worst_ratio: worst }, null, 2));
+      await writeFile(
+        o.json,
+        JSON.stringify(
+          {
+            kind: 'first-request',
+            host: hostInfo(),
+            server: o.server,
+            ready_s: readyS,
+            repeats: o.repeats,
+            rows: table,
+            first_timings: firstTimings,
+            worst_ratio: worst,
+          },
+          null,
+          2,
+        ),
+      );
     }
     process.exitCode = worst > o.maxRatio ? 1 : 0;
   } finally {

@@ -28,7 +28,11 @@ type PredictFn = (
   cb: (err: grpc.ServiceError | null, reply?: PredictReply) => void,
 ) => void;
 
-type ClientCtor = new (target: string, creds: grpc.ChannelCredentials, opts?: grpc.ChannelOptions) => grpc.Client & {
+type ClientCtor = new (
+  target: string,
+  creds: grpc.ChannelCredentials,
+  opts?: grpc.ChannelOptions,
+) => grpc.Client & {
   Predict: PredictFn;
 };
 
@@ -47,7 +51,10 @@ export class GrpcTarget implements Target {
   private clients: Array<InstanceType<ClientCtor>> = [];
   private next = 0;
 
-  private constructor(private readonly opts: GrpcTargetOptions, Client: ClientCtor) {
+  private constructor(
+    private readonly opts: GrpcTargetOptions,
+    Client: ClientCtor,
+  ) {
     this.Client = Client;
     this.setConnections(1);
   }
@@ -84,7 +91,10 @@ export class GrpcTarget implements Target {
         { deadline: Date.now() + this.opts.timeoutMs },
         (err, reply) => {
           if (err) {
-            resolve({ ok: false, code: err.code === grpc.status.DEADLINE_EXCEEDED && !err.metadata?.get('swin-code')?.length ? 'timeout' : grpcErrorCode(err) });
+            resolve({
+              ok: false,
+              code: err.code === grpc.status.DEADLINE_EXCEEDED && !err.metadata?.get('swin-code')?.length ? 'timeout' : grpcErrorCode(err),
+            });
           } else {
             resolve({ ok: true, top1: this.opts.check ? reply?.predictions?.[0]?.classes?.[0]?.label : undefined });
           }

@@ -64,7 +64,7 @@ export class HttpTarget implements Target {
     if (opts.model) q.set('model', opts.model);
     if (opts.topK) q.set('top_k', String(opts.topK));
     const qs = q.toString();
-    this.requestPath = (u.pathname.replace(/\/+$/, '') + opts.path) + (qs ? `?${qs}` : '');
+    this.requestPath = u.pathname.replace(/\/+$/, '') + opts.path + (qs ? `?${qs}` : '');
     this.agent = this.makeAgent(1);
   }
 

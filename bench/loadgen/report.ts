@@ -30,8 +30,26 @@ export function hostInfo(): BenchReport['host'] {
 }
 
 export const CSV_COLUMNS = [
-  'label', 'api', 'mode', 'concurrency', 'rate', 'arrival', 'window_s', 'requests', 'ok', 'errors',
-  'throughput_rps', 'p50_ms', 'p90_ms', 'p95_ms', 'p99_ms', 'mean_ms', 'min_ms', 'max_ms', 'client_cpu_pct', 'error_codes',
+  'label',
+  'api',
+  'mode',
+  'concurrency',
+  'rate',
+  'arrival',
+  'window_s',
+  'requests',
+  'ok',
+  'errors',
+  'throughput_rps',
+  'p50_ms',
+  'p90_ms',
+  'p95_ms',
+  'p99_ms',
+  'mean_ms',
+  'min_ms',
+  'max_ms',
+  'client_cpu_pct',
+  'error_codes',
 ] as const;
 
 function csvCell(v: unknown): string {
@@ -42,11 +60,31 @@ function csvCell(v: unknown): string {
 export function toCsv(label: string, api: string, steps: readonly StepResult[]): string {
   const rows = steps.map((s) =>
     [
-      label, api, s.mode, s.concurrency, s.rate, s.arrival, s.window_s, s.requests, s.ok, s.error_count,
-      s.throughput_rps, s.latency.p50_ms, s.latency.p90_ms, s.latency.p95_ms, s.latency.p99_ms, s.latency.mean_ms,
-      s.latency.min_ms, s.latency.max_ms, s.client_cpu_pct,
-      Object.entries(s.errors).map(([k, n]) => `${k}=${n}`).join(';'),
-    ].map(csvCell).join(','),
+      label,
+      api,
+      s.mode,
+      s.concurrency,
+      s.rate,
+      s.arrival,
+      s.window_s,
+      s.requests,
+      s.ok,
+      s.error_count,
+      s.throughput_rps,
+      s.latency.p50_ms,
+      s.latency.p90_ms,
+      s.latency.p95_ms,
+      s.latency.p99_ms,
+      s.latency.mean_ms,
+      s.latency.min_ms,
+      s.latency.max_ms,
+      s.client_cpu_pct,
+      Object.entries(s.errors)
+        .map(([k, n]) => `${k}=${n}`)
+        .join(';'),
+    ]
+      .map(csvCell)
+      .join(','),
   );
   return [CSV_COLUMNS.join(','), ...rows].join('\n') + '\n';
 }
@@ -61,17 +99,21 @@ export function tableHeader(): string {
 
 export function tableRow(s: StepResult): string {
   const load = s.mode === 'closed' ? `c=${s.concurrency}` : `${s.rate}/s ${s.arrival === 'constant' ? 'const' : 'pois'}`;
-  const errs = Object.entries(s.errors).map(([k, n]) => `${k}:${n}`).join(', ');
-  return [
-    load.padEnd(14),
-    fmt(s.throughput_rps).padStart(9),
-    fmt(s.latency.p50_ms, 2).padStart(9),
-    fmt(s.latency.p90_ms, 2).padStart(9),
-    fmt(s.latency.p95_ms, 2).padStart(9),
-    fmt(s.latency.p99_ms, 2).padStart(9),
-    fmt(s.latency.max_ms, 2).padStart(9),
-    String(s.ok).padStart(9),
-    String(s.error_count).padStart(9),
-    `${fmt(s.client_cpu_pct, 0)}%`.padStart(9),
-  ].join(' ') + (errs ? `  [${errs}]` : '');
+  const errs = Object.entries(s.errors)
+    .map(([k, n]) => `${k}:${n}`)
+    .join(', ');
+  return (
+    [
+      load.padEnd(14),
+      fmt(s.throughput_rps).padStart(9),
+      fmt(s.latency.p50_ms, 2).padStart(9),
+      fmt(s.latency.p90_ms, 2).padStart(9),
+      fmt(s.latency.p95_ms, 2).padStart(9),
+      fmt(s.latency.p99_ms, 2).padStart(9),
+      fmt(s.latency.max_ms, 2).padStart(9),
+      String(s.ok).padStart(9),
+      String(s.error_count).padStart(9),
+      `${fmt(s.client_cpu_pct, 0)}%`.padStart(9),
+    ].join(' ') + (errs ? `  [${errs}]` : '')
+  );
 }

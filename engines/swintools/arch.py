@@ -1,7 +1,7 @@
 """Architecture presets and model construction.
 
 An architecture is a plain dict with exactly the fields of `ArchitectureConfig` in
-src/model-config.ts (family, timm_name, img_size, patch_size, window_size, embed_dim,
+src/models/model-config.ts (family, timm_name, img_size, patch_size, window_size, embed_dim,
 depths, num_heads, mlp_ratio, num_classes), so the same dict goes into model.json.
 """
 

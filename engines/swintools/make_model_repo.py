@@ -9,7 +9,7 @@ Steps (each prints progress): load weights strictly (or a seeded random init wit
 --random-seed and no --weights), save them as <name>.safetensors, export
 <name>.fold.onnx and <name>.unfold.onnx, write the self-test input (real Fashion-MNIST
 test images preprocessed like the service) and PyTorch fp32 expected logits, run the
-parity report, and write model.json (src/model-config.ts, docs/model-json.md).
+parity report, and write model.json (src/models/model-config.ts, docs/model-json.md).
 """
 
 from __future__ import annotations

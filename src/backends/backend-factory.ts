@@ -4,7 +4,7 @@
 // not built) those kinds are simply unavailable, and why is logged.
 import path from 'node:path';
 import type { Backend, BackendChoice, BackendKind, Variant } from './backend.js';
-import type { ModelConfig } from '../model-config.js';
+import type { ModelConfig } from '../models/model-config.js';
 import { nativeCapabilities, type NativeCapabilities } from '../native/addon.js';
 import { createNativeBackend } from './native-backend.js';
 import { OnnxRuntimeBackend } from './onnxruntime-backend.js';
@@ -65,10 +65,16 @@ export const createBackend: BackendFactory = async (req) => {
   const { kind, config, variant, opts } = req;
   if (kind === 'onnxruntime') {
     return OnnxRuntimeBackend.create({
-      path: req.path, variant, inputName: config.input.name, outputName: config.output.name,
-      imgSize: config.architecture.img_size, numClasses: config.architecture.num_classes,
-      maxBatchSize: opts.maxBatchSize, instances: opts.instances,
-      intraOpThreads: opts.ort.intraOpThreads, interOpThreads: opts.ort.interOpThreads,
+      path: req.path,
+      variant,
+      inputName: config.input.name,
+      outputName: config.output.name,
+      imgSize: config.architecture.img_size,
+      numClasses: config.architecture.num_classes,
+      maxBatchSize: opts.maxBatchSize,
+      instances: opts.instances,
+      intraOpThreads: opts.ort.intraOpThreads,
+      interOpThreads: opts.ort.interOpThreads,
     });
   }
   return createNativeBackend(kind, req.path, config, variant, opts);

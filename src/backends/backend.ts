@@ -20,7 +20,7 @@ export interface Backend {
   readonly precision?: 'fp32' | 'fp16';
   /**
    * A backend that spreads batches over several GPUs: one Backend per GPU, each
-   * self-tested on its own (src/selftest.ts selfTestDevices). Absent: one device.
+   * self-tested on its own (src/models/selftest.ts selfTestDevices). Absent: one device.
    */
   readonly perDevice?: readonly Backend[];
   /** Takes these perDevice parts out of service (they failed their self-test) and releases them. */

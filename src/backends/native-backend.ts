@@ -9,8 +9,8 @@
 // there says why and the factory falls back to onnxruntime.
 import path from 'node:path';
 import type { Backend, Variant } from './backend.js';
-import type { ModelConfig } from '../model-config.js';
-import { normaliseGpuInfo, setGpuInfoSource } from '../metrics.js';
+import type { ModelConfig } from '../models/model-config.js';
+import { normaliseGpuInfo, setGpuInfoSource } from '../observability/metrics.js';
 import { gpuInfo, loadAddon, type NativeEngine, type NativeLoadOptions } from '../native/addon.js';
 
 export interface NativeBackendOptions {
@@ -35,13 +35,16 @@ export interface NativeBackendOptions {
 
 /** An Error whose `code` is one of the addon's ERR_* codes. */
 export class NativeBackendError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'NativeBackendError';
   }
 }
 
-// The GPU gauges of src/metrics.ts read the addon through this source: metrics is the
+// The GPU gauges of src/observability/metrics.ts read the addon through this source: metrics is the
 // bottom layer and imports nothing above it, so the native side registers itself.
 setGpuInfoSource(async () => normaliseGpuInfo(await gpuInfo()));
 
@@ -176,7 +179,10 @@ export async function createNativeBackend(
     }
     const missing = (opts.devices ?? []).filter((d) => d >= caps.gpus);
     if (opts.deviceIndex === undefined && missing.length > 0) {
-      throw new NativeBackendError('ERR_NO_DEVICE', `DEVICES names GPU ${missing.join(', ')}; this host has ${caps.gpus} (0..${caps.gpus - 1})`);
+      throw new NativeBackendError(
+        'ERR_NO_DEVICE',
+        `DEVICES names GPU ${missing.join(', ')}; this host has ${caps.gpus} (0..${caps.gpus - 1})`,
+      );
     }
     devices = opts.deviceIndex !== undefined ? [opts.deviceIndex] : opts.devices?.length ? [...opts.devices] : [...Array(caps.gpus).keys()];
     loadEngine = (deviceIndex, options) => addon.loadEngine(kind, artifactPath, { ...options, deviceIndex });
@@ -199,7 +205,8 @@ export async function createNativeBackend(
   const engines = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   // A GPU whose engine does not load is left out and reported; the others serve.
   const loadFailures = settled.flatMap((s, i) =>
-    s.status === 'rejected' ? [{ device: `GPU ${devices[i]}`, reason: String((s.reason as Error)?.message ?? s.reason) }] : []);
+    s.status === 'rejected' ? [{ device: `GPU ${devices[i]}`, reason: String((s.reason as Error)?.message ?? s.reason) }] : [],
+  );
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (engines.length === 0 && failed) rethrow(failed.reason);
   // The engine must be the model that model.json describes.

@@ -78,26 +78,33 @@ export class OnnxRuntimeBackend implements Backend {
 
   private spawn(): Promise<Slot> {
     const init: WorkerInit = {
-      path: this.opts.path, inputName: this.opts.inputName, outputName: this.opts.outputName,
-      height: this.opts.imgSize, width: this.opts.imgSize,
-      intraOpThreads: sessionThreads(this.opts.intraOpThreads, this.opts.instances), interOpThreads: this.opts.interOpThreads,
+      path: this.opts.path,
+      inputName: this.opts.inputName,
+      outputName: this.opts.outputName,
+      height: this.opts.imgSize,
+      width: this.opts.imgSize,
+      intraOpThreads: sessionThreads(this.opts.intraOpThreads, this.opts.instances),
+      interOpThreads: this.opts.interOpThreads,
     };
     const worker = WORKER_URL.pathname.endsWith('.ts')
-      // Loader hooks do not reach worker threads on Node 20: register tsx inside the worker first.
-      ? new Worker(
-        `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
-        { eval: true, workerData: init },
-      )
+      ? // Loader hooks do not reach worker threads on Node 20: register tsx inside the worker first.
+        new Worker(
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
+          { eval: true, workerData: init },
+        )
       : new Worker(WORKER_URL, { workerData: init });
     const slot: Slot = { worker, busy: false, pending: new Map() };
     return new Promise<Slot>((resolve, reject) => {
       const onFirst = (msg: WorkerReply) => {
         if ('type' in msg && msg.type === 'ready') {
-          const missing = [this.opts.inputName].filter((n) => !msg.inputNames.includes(n))
+          const missing = [this.opts.inputName]
+            .filter((n) => !msg.inputNames.includes(n))
             .concat([this.opts.outputName].filter((n) => !msg.outputNames.includes(n)));
           if (missing.length > 0) {
             void worker.terminate();
-            reject(new Error(`${this.opts.path}: no tensor named ${missing.join(', ')} (inputs ${msg.inputNames}, outputs ${msg.outputNames})`));
+            reject(
+              new Error(`${this.opts.path}: no tensor named ${missing.join(', ')} (inputs ${msg.inputNames}, outputs ${msg.outputNames})`),
+            );
             return;
           }
           worker.off('message', onFirst);

@@ -42,7 +42,14 @@ export interface NativeLoadOptions {
 export interface AddonCapabilities {
   gpus: number;
   deviceReason?: string;
-  cuda: { built: boolean; buildStatus: string; headersVersion: string; runtimeVersion: string; driverVersion: string; testKernels: boolean };
+  cuda: {
+    built: boolean;
+    buildStatus: string;
+    headersVersion: string;
+    runtimeVersion: string;
+    driverVersion: string;
+    testKernels: boolean;
+  };
   tensorrt: { built: boolean; buildStatus: string; headersVersion: string; libraryVersion?: string };
   cudaEngine: { built: boolean; buildStatus: string };
   /** Compiled in and a GPU present. */
@@ -67,7 +74,7 @@ export interface NativeGpuInfo {
   source: 'nvml' | 'cuda';
 }
 
-/** The spec JpegDecoder#decode takes (geometry of src/preprocess.ts). */
+/** The spec JpegDecoder#decode takes (geometry of src/decode/preprocess.ts). */
 export interface GpuDecodeSpec {
   size: number;
   mode: 'squash' | 'shorter_side_crop';
@@ -198,10 +205,9 @@ export function nativeCapabilities(): NativeCapabilities {
   } catch (err) {
     return { tensorrt: false, cuda: false, gpus: 0, reason: `capabilities() failed: ${(err as Error).message}` };
   }
-  const reasons = [
-    caps.reasons.tensorrt && `tensorrt: ${caps.reasons.tensorrt}`,
-    caps.reasons.cuda && `cuda: ${caps.reasons.cuda}`,
-  ].filter(Boolean);
+  const reasons = [caps.reasons.tensorrt && `tensorrt: ${caps.reasons.tensorrt}`, caps.reasons.cuda && `cuda: ${caps.reasons.cuda}`].filter(
+    Boolean,
+  );
   return {
     tensorrt: caps.backends.tensorrt,
     cuda: caps.backends.cuda,

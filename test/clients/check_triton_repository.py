@@ -5,6 +5,7 @@
 Index, unload and load over tritonclient.http and tritonclient.grpc, as a
 Triton user would call them; prints what each step saw as one JSON object.
 """
+
 import json
 import sys
 

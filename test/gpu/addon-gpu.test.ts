@@ -10,11 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { gpuInfo, loadAddon, type SwinAddon } from '../../src/native/addon.js';
 import { createNativeBackend } from '../../src/backends/native-backend.js';
-import type { ModelConfig } from '../../src/model-config.js';
+import type { ModelConfig } from '../../src/models/model-config.js';
 
 const load = loadAddon();
 const caps = load.addon?.capabilities();
-const noGpu = !caps ? ('reason' in load ? load.reason : 'no addon') : caps.gpus === 0 ? caps.deviceReason ?? 'no GPU' : false;
+const noGpu = !caps ? ('reason' in load ? load.reason : 'no addon') : caps.gpus === 0 ? (caps.deviceReason ?? 'no GPU') : false;
 
 function addon(): SwinAddon {
   assert.ok(load.addon);
@@ -118,36 +118,42 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
   });
 
   const engineFile = process.env.SWIN_TEST_CUDA_ENGINE;
-  it('the CUDA engine serves swin-fmnist through the native backend without blocking the loop', {
-    skip: !engineFile ? 'set SWIN_TEST_CUDA_ENGINE' : !caps?.backends.cuda && 'cuda backend not built',
-  }, async () => {
-    const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
-    const modelDir = path.join(root, 'engines/models/swin-fmnist');
-    const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
-    const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
-    const expected = JSON.parse(readFileSync(path.join(modelDir, model.selftest.expected_logits), 'utf8')) as number[][];
-    const backend = await createNativeBackend('cuda', engineFile!, model, 'unfold', { instances: 2 });
-    try {
-      // The self-test picks its tolerance from this; an fp16 engine judged by the fp32 bound is refused.
-      assert.equal(backend.precision, 'fp16');
-      const n = model.selftest.count;
-      const { ticks, ms, result } = await ticksDuring(async () => {
-        let last: Float32Array | undefined;
-        for (let i = 0; i < 50; i++) last = await backend.run(input, n);
-        return last!;
-      });
-      let maxDiff = 0;
-      for (let i = 0; i < n; i++) {
-        for (let c = 0; c < model.architecture.num_classes; c++) {
-          const v = result[i * model.architecture.num_classes + c];
-          assert.ok(Number.isFinite(v));
-          maxDiff = Math.max(maxDiff, Math.abs(v - expected[i][c]));
+  it(
+    'the CUDA engine serves swin-fmnist through the native backend without blocking the loop',
+    {
+      skip: !engineFile ? 'set SWIN_TEST_CUDA_ENGINE' : !caps?.backends.cuda && 'cuda backend not built',
+    },
+    async () => {
+      const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
+      const modelDir = path.join(root, 'engines/models/swin-fmnist');
+      const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
+      const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
+      const expected = JSON.parse(readFileSync(path.join(modelDir, model.selftest.expected_logits), 'utf8')) as number[][];
+      const backend = await createNativeBackend('cuda', engineFile!, model, 'unfold', { instances: 2 });
+      try {
+        // The self-test picks its tolerance from this; an fp16 engine judged by the fp32 bound is refused.
+        assert.equal(backend.precision, 'fp16');
+        const n = model.selftest.count;
+        const { ticks, ms, result } = await ticksDuring(async () => {
+          let last: Float32Array | undefined;
+          for (let i = 0; i < 50; i++) last = await backend.run(input, n);
+          return last!;
+        });
+        let maxDiff = 0;
+        for (let i = 0; i < n; i++) {
+          for (let c = 0; c < model.architecture.num_classes; c++) {
+            const v = result[i * model.architecture.num_classes + c];
+            assert.ok(Number.isFinite(v));
+            maxDiff = Math.max(maxDiff, Math.abs(v - expected[i][c]));
+          }
         }
+        console.log(
+          `cuda backend on ${backend.device}: 50 batches of ${n} in ${ms.toFixed(1)} ms, ${ticks} timer ticks; max |diff| to PyTorch ${maxDiff}`,
+        );
+        assert.ok(maxDiff <= model.selftest.tolerance.fp16, `max abs diff ${maxDiff}`);
+      } finally {
+        await backend.dispose();
       }
-      console.log(`cuda backend on ${backend.device}: 50 batches of ${n} in ${ms.toFixed(1)} ms, ${ticks} timer ticks; max |diff| to PyTorch ${maxDiff}`);
-      assert.ok(maxDiff <= model.selftest.tolerance.fp16, `max abs diff ${maxDiff}`);
-    } finally {
-      await backend.dispose();
-    }
-  });
+    },
+  );
 });

@@ -1,6 +1,6 @@
 // A small in-memory model description for tests that need no engine:
 // 8 x 8 inputs, 10 classes named class0..class9.
-import type { ModelConfig } from '../../src/model-config.js';
+import type { ModelConfig } from '../../src/models/model-config.js';
 
 export function fakeModelConfig(over: Partial<ModelConfig> & { size?: number } = {}): ModelConfig {
   const size = over.size ?? 8;
@@ -9,8 +9,15 @@ export function fakeModelConfig(over: Partial<ModelConfig> & { size?: number } =
     name: 'fake',
     version: '1',
     architecture: {
-      family: 'swinv2', img_size: size, patch_size: 2, window_size: 2, embed_dim: 8,
-      depths: [1], num_heads: [1], mlp_ratio: 2, num_classes: classes,
+      family: 'swinv2',
+      img_size: size,
+      patch_size: 2,
+      window_size: 2,
+      embed_dim: 8,
+      depths: [1],
+      num_heads: [1],
+      mlp_ratio: 2,
+      num_classes: classes,
     },
     preprocess: { mode: 'squash', resize: size, crop: size, kernel: 'nearest', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
     labels: Array.from({ length: classes }, (_, i) => `class${i}`),

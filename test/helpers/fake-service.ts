@@ -8,10 +8,10 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Variant } from '../../src/backends/backend.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { buildApp } from '../../src/http/app.js';
-import { CoreInferenceService } from '../../src/inference-service.js';
-import { ModelRepository } from '../../src/model-repository.js';
-import type { ModelConfig } from '../../src/model-config.js';
+import { buildApp } from '../../src/api/http/app.js';
+import { CoreInferenceService } from '../../src/service/inference-service.js';
+import { ModelRepository } from '../../src/models/model-repository.js';
+import type { ModelConfig } from '../../src/models/model-config.js';
 import { FakeBackend, fakeLogits, uniformImages, type FakeMode } from './fake-backend.js';
 import { fakeModelConfig } from './fake-model.js';
 import { pino } from 'pino';
@@ -39,7 +39,10 @@ export function writeFakeModel(root: string, cfg: ModelConfig): void {
   const images = uniformImages([0, 125], bytes); // classes 0 and 5
   const logits = fakeLogits(images, 2, bytes, cfg.architecture.num_classes);
   writeFileSync(path.join(dir, cfg.selftest.input), images);
-  writeFileSync(path.join(dir, cfg.selftest.expected_logits), JSON.stringify([...Array(2)].map((_, i) => [...logits.subarray(i * 10, i * 10 + 10)])));
+  writeFileSync(
+    path.join(dir, cfg.selftest.expected_logits),
+    JSON.stringify([...Array(2)].map((_, i) => [...logits.subarray(i * 10, i * 10 + 10)])),
+  );
   writeFileSync(path.join(dir, 'model.json'), JSON.stringify(cfg, null, 2));
 }
 
@@ -54,8 +57,12 @@ export async function fakeService(o: FakeServiceOptions = {}): Promise<FakeServi
     logger: pino({ level: 'silent' }),
     createBackend: async (req) => {
       const b = new FakeBackend({
-        variant: req.variant, imageBytes: cfg.architecture.img_size ** 2 * 3, numClasses: 10,
-        maxBatchSize: req.opts.maxBatchSize, delayMs: o.delayMs, mode: o.modes?.[req.variant] ?? 'ok',
+        variant: req.variant,
+        imageBytes: cfg.architecture.img_size ** 2 * 3,
+        numClasses: 10,
+        maxBatchSize: req.opts.maxBatchSize,
+        delayMs: o.delayMs,
+        mode: o.modes?.[req.variant] ?? 'ok',
       });
       backends.set(req.variant, b);
       return b;
@@ -65,7 +72,10 @@ export async function fakeService(o: FakeServiceOptions = {}): Promise<FakeServi
   const app = await buildApp(config, service, { logger: false });
   await app.ready();
   return {
-    app, service, config, backends,
+    app,
+    service,
+    config,
+    backends,
     async close() {
       await app.close();
       await service.close();

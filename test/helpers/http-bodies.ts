@@ -3,10 +3,15 @@ import sharp from 'sharp';
 
 /** A uniform grey PNG (the fake engine classifies grey 25c as class c). */
 export function greyPng(value: number, size = 12): Promise<Buffer> {
-  return sharp({ create: { width: size, height: size, channels: 3, background: { r: value, g: value, b: value } } }).png().toBuffer();
+  return sharp({ create: { width: size, height: size, channels: 3, background: { r: value, g: value, b: value } } })
+    .png()
+    .toBuffer();
 }
 
-export function multipart(parts: Array<{ name: string; file?: Buffer; value?: string; type?: string }>): { body: Buffer; contentType: string } {
+export function multipart(parts: Array<{ name: string; file?: Buffer; value?: string; type?: string }>): {
+  body: Buffer;
+  contentType: string;
+} {
   const boundary = '----swin-test-boundary-7d1f';
   const chunks: Buffer[] = [];
   parts.forEach((p, i) => {

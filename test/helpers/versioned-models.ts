@@ -9,12 +9,12 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { startGrpcServer, type GrpcServerHandle } from '../../src/grpc/grpc-server.js';
-import { buildApp } from '../../src/http/app.js';
-import { CoreInferenceService } from '../../src/inference-service.js';
-import type { ModelConfig } from '../../src/model-config.js';
-import type { GpuMemory } from '../../src/model-instance.js';
-import { ModelRepository } from '../../src/model-repository.js';
+import { startGrpcServer, type GrpcServerHandle } from '../../src/api/grpc/grpc-server.js';
+import { buildApp } from '../../src/api/http/app.js';
+import { CoreInferenceService } from '../../src/service/inference-service.js';
+import type { ModelConfig } from '../../src/models/model-config.js';
+import type { GpuMemory } from '../../src/models/model-instance.js';
+import { ModelRepository } from '../../src/models/model-repository.js';
 import { FakeBackend, fakeLogits, uniformImages, type FakeMode } from './fake-backend.js';
 import { fakeModelConfig } from './fake-model.js';
 
@@ -61,14 +61,25 @@ function writeVersionFolder(modelDir: string, v: number): void {
   writeFileSync(path.join(dir, 'selftest.json'), JSON.stringify([Array.from(logits.subarray(0, 10)), Array.from(logits.subarray(10, 20))]));
 }
 
-export async function versionedRepo(models: Record<string, number[]>, env: Record<string, string> = {}, over: Partial<ModelConfig> = {}, backendKind: 'onnxruntime' | 'cuda' = 'onnxruntime'): Promise<VersionedRepo> {
+export async function versionedRepo(
+  models: Record<string, number[]>,
+  env: Record<string, string> = {},
+  over: Partial<ModelConfig> = {},
+  backendKind: 'onnxruntime' | 'cuda' = 'onnxruntime',
+): Promise<VersionedRepo> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'swin-versions-'));
   for (const [m, vs] of Object.entries(models)) writeVersionedModel(root, m, vs, over);
   const engines: VersionedEngine[] = [];
   const modes: Record<string, FakeMode | 'load'> = {};
   const gpus: GpuMemory[] = [{ index: 0, memoryFreeBytes: 64 * 2 ** 30 }];
   const gates: Record<string, Promise<void>> = {};
-  const config = loadConfig([], { MODELS_DIR: root, LOG_LEVEL: 'silent', SELFTEST_RETRY_MS: '60000', REPOSITORY_POLL_SECS: '3600', ...env });
+  const config = loadConfig([], {
+    MODELS_DIR: root,
+    LOG_LEVEL: 'silent',
+    SELFTEST_RETRY_MS: '60000',
+    REPOSITORY_POLL_SECS: '3600',
+    ...env,
+  });
   const repo = await ModelRepository.load({
     config,
     logger: pino({ level: 'silent' }),
@@ -78,7 +89,14 @@ export async function versionedRepo(models: Record<string, number[]>, env: Recor
       await gates[version];
       const mode = modes[version] ?? 'ok';
       if (mode === 'load') throw new Error(`injected load failure of version ${version}`);
-      const backend = new FakeBackend({ variant: req.variant, kind: backendKind, imageBytes: IMAGE_BYTES, maxBatchSize: req.opts.maxBatchSize, delayMs: 2, mode });
+      const backend = new FakeBackend({
+        variant: req.variant,
+        kind: backendKind,
+        imageBytes: IMAGE_BYTES,
+        maxBatchSize: req.opts.maxBatchSize,
+        delayMs: 2,
+        mode,
+      });
       const engine: VersionedEngine = { version, backend, runsAfterDispose: 0 };
       const run = backend.run.bind(backend);
       backend.run = (images, n) => {
@@ -94,7 +112,15 @@ export async function versionedRepo(models: Record<string, number[]>, env: Recor
   await app.ready();
   const grpc = await startGrpcServer(service, { host: '127.0.0.1', port: 0, maxMessageBytes: 1 << 20 }, pino({ level: 'silent' }));
   return {
-    root, app, service, repo, grpc, engines, modes, gpus, gates,
+    root,
+    app,
+    service,
+    repo,
+    grpc,
+    engines,
+    modes,
+    gpus,
+    gates,
     addVersion: (model, v) => writeVersionFolder(path.join(root, model), v),
     async close() {
       await app.close();
