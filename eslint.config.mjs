@@ -3,7 +3,26 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'src/generated/', 'coverage/', '.cache/', '.carry/', 'bench/.out/', 'addon/build/', 'build/'] },
+  // What .gitignore keeps out of the tree (virtual environments carry third-party JavaScript).
+  {
+    ignores: [
+      '**/dist/',
+      '**/node_modules/',
+      '**/.venv/',
+      '**/build/',
+      'src/generated/',
+      'coverage/',
+      '.cache/',
+      '.carry/',
+      '.gl/',
+      '.whl/',
+      'tmp/',
+      'third_party/',
+      'bench/.out/',
+      'bench/.images/',
+      'bench/.tools/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
