@@ -25,6 +25,12 @@ export interface Config {
   backend: BackendChoice;
   /** Where JPEGs are decoded: auto (GPU when the model runs on a native GPU backend), cpu (sharp), gpu (src/decode/gpu-decode.ts). */
   decode: DecodeMode;
+  /**
+   * JPEGs for an engine that decodes on its GPU (the cuda backend with nvJPEG) travel encoded through
+   * the batcher and are decoded per batch into the engine's input (addon/binding/image_batch.h);
+   * false: per request, through src/decode/gpu-decode.ts. Only where `decode` sends JPEGs to the GPU.
+   */
+  batchDecode: boolean;
   /** Child processes that run sharp for the CPU decode path (src/decode/decode-pool.ts); 0 = in this process. */
   decodeProcesses: number;
   /** Variant to serve first (overrides model.json default_variant); undefined = the model's choice. */
@@ -163,6 +169,13 @@ export const SETTINGS: readonly Setting[] = [
     kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] },
     def: 'auto',
     help: 'where JPEGs are decoded: auto (GPU with a GPU backend), cpu, gpu',
+  },
+  {
+    env: 'BATCH_DECODE',
+    flag: 'batch-decode',
+    kind: { type: 'enum', values: ['true', 'false'] },
+    def: 'true',
+    help: 'true: JPEGs for the cuda backend are decoded per batch on its GPU, into the engine input; false: per request',
   },
   {
     env: 'DECODE_PROCESSES',
@@ -479,6 +492,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     repositoryPollSecs: num('REPOSITORY_POLL_SECS'),
     backend: v.get('BACKEND') as BackendChoice,
     decode: v.get('DECODE') as DecodeMode,
+    batchDecode: v.get('BATCH_DECODE') === 'true',
     decodeProcesses: num('DECODE_PROCESSES'),
     variant: v.get('VARIANT') as Variant | undefined,
     devices,

@@ -199,6 +199,7 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
       const counting = (e: NativeEngine): NativeEngine => ({
         info: e.info,
         dispose: () => e.dispose(),
+        inferImages: (images, jpeg, spec) => e.inferImages(images, jpeg, spec),
         infer: async (images, n) => {
           const c = perEngine.get(e.info.device) ?? { now: 0, peak: 0 };
           perEngine.set(e.info.device, c);
@@ -269,6 +270,7 @@ describe('several GPUs (fault engines as devices 0..2)', () => {
             return {
               info: e.info,
               dispose: () => e.dispose(),
+              inferImages: (images, jpeg, spec) => e.inferImages(images, jpeg, spec),
               infer: async (images, n) => {
                 const out = await e.infer(images, n);
                 if (poisoned.has(e.info.device)) out.fill(Number.NaN);

@@ -5,6 +5,7 @@
 
 #include "binding/js_errors.h"
 #include "common/gpu_device.h"
+#include "nvjpeg/jpeg_decoder.h"
 
 namespace swin {
 
@@ -54,6 +55,7 @@ Napi::Function NativeEngine::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "Engine",
                                     {
                                         InstanceMethod<&NativeEngine::Infer>("infer"),
+                                        InstanceMethod<&NativeEngine::InferImages>("inferImages"),
                                         InstanceMethod<&NativeEngine::Dispose>("dispose"),
                                         InstanceAccessor<&NativeEngine::GetInfo>("info"),
                                     });
@@ -146,6 +148,91 @@ Napi::Value NativeEngine::Infer(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
+Napi::Value NativeEngine::InferImages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (disposed_ || !engine_) return rejectedPromise(env, ErrorCode::kDisposed, "the engine was disposed");
+  std::string why;
+  if (!imageBatchesSupported(*engine_, &why)) return rejectedPromise(env, ErrorCode::kBackendUnavailable, why);
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[2].IsObject()) {
+    return rejectedPromise(env, ErrorCode::kInvalidArgument,
+                           "inferImages(images: Uint8Array[], jpeg: Uint8Array, spec) expected");
+  }
+  Napi::Array arr = info[0].As<Napi::Array>();
+  Napi::Uint8Array flags = info[1].As<Napi::Uint8Array>();
+  const EngineInfo& ei = engine_->info();
+  const int n = static_cast<int>(arr.Length());
+  if (n < 1 || n > ei.max_batch) {
+    return rejectedPromise(
+        env, ErrorCode::kBatchRange,
+        "batch of " + std::to_string(n) + " images is outside 1.." + std::to_string(ei.max_batch) + " for this engine");
+  }
+  if (flags.ElementLength() != static_cast<size_t>(n)) {
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "jpeg must hold one flag per image");
+  }
+  auto batch = std::make_shared<ImageBatch>();
+  if (!parseDecodeSpec(info[2].As<Napi::Object>(), &batch->spec)) {
+    return rejectedPromise(env, ErrorCode::kInvalidArgument, "bad decode spec");
+  }
+  // References keep every image, the output and this engine alive until done.
+  auto refs = std::make_shared<std::vector<Napi::ObjectReference>>();
+  for (int i = 0; i < n; ++i) {
+    Napi::Value v = arr.Get(static_cast<uint32_t>(i));
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      return rejectedPromise(env, ErrorCode::kInvalidArgument, "every image must be a Uint8Array");
+    }
+    Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+    batch->data.push_back(a.Data());
+    batch->lengths.push_back(a.ByteLength());
+    batch->is_jpeg.push_back(flags[i] ? 1 : 0);
+    refs->push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Float32Array logits = Napi::Float32Array::New(env, static_cast<size_t>(n) * ei.num_classes);
+  batch->logits = logits.Data();
+  refs->push_back(Napi::Persistent(logits.As<Napi::Object>()));
+  refs->push_back(Napi::Persistent(Value()));
+  auto deferred = Napi::Promise::Deferred::New(env);
+  std::shared_ptr<Engine> engine = engine_;
+  std::shared_ptr<RunnerPool> pool = runners_;
+  const int device = ei.device_index;
+  executor_->submit(
+      env,
+      [engine, pool, batch, device] {
+        std::unique_ptr<ImageBatchRunner> runner;
+        {
+          std::lock_guard<std::mutex> lock(pool->mu);
+          if (!pool->idle.empty()) {
+            runner = std::move(pool->idle.back());
+            pool->idle.pop_back();
+          }
+        }
+        if (!runner) runner = std::make_unique<ImageBatchRunner>(device);
+        runner->run(*engine, *batch);
+        std::lock_guard<std::mutex> lock(pool->mu);
+        pool->idle.push_back(std::move(runner));
+      },
+      [deferred, refs, batch, n](Napi::Env env, std::exception_ptr error) {
+        Napi::Value out = (*refs)[n].Value();
+        for (auto& r : *refs) r.Reset();
+        if (error) {
+          deferred.Reject(toJsError(env, error).Value());
+          return;
+        }
+        Napi::Object result = Napi::Object::New(env);
+        result.Set("logits", out);
+        Napi::Uint8Array decoded = Napi::Uint8Array::New(env, n);
+        Napi::Array reasons = Napi::Array::New(env, n);
+        for (int i = 0; i < n; ++i) {
+          decoded[i] = batch->decoded[i];
+          reasons.Set(i, batch->decoded[i] ? env.Null() : Napi::String::New(env, batch->reasons[i]));
+        }
+        result.Set("decoded", decoded);
+        result.Set("reasons", reasons);
+        deferred.Resolve(result);
+      });
+  return deferred.Promise();
+}
+
 Napi::Value NativeEngine::Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (disposed_) {
@@ -154,6 +241,7 @@ Napi::Value NativeEngine::Dispose(const Napi::CallbackInfo& info) {
     return d.Promise();
   }
   disposed_ = true;
+  runners_.reset();  // idle decoders and buffers go now; a queued batch keeps the pool it holds
   // Batches already queued still run; new infer() calls reject with ERR_DISPOSED.
   auto* worker = new DisposeWorker(env, std::move(executor_), std::move(engine_), Value());
   Napi::Promise p = worker->Promise();
@@ -176,6 +264,10 @@ Napi::Value NativeEngine::GetInfo(const Napi::CallbackInfo& info) {
   o.Set("width", ei.width);
   o.Set("numClasses", ei.num_classes);
   o.Set("instances", threads_);
+  std::string why;
+  const bool batches = imageBatchesSupported(*engine_, &why);
+  o.Set("imageBatches", batches);
+  o.Set("imageBatchesReason", batches ? env.Null() : Napi::String::New(env, why));
   return o;
 }
 

@@ -11,6 +11,7 @@
 #include "build_config.h"
 #include "common/engine.h"
 #include "common/gpu_device.h"
+#include "nvjpeg/decoder_core.h"
 #include "nvjpeg/resize_kernels.h"
 
 #ifdef SWIN_HAVE_NVJPEG
@@ -128,23 +129,6 @@ JpegHeader parseJpegHeader(const uint8_t* d, size_t n) {
 
 // ------------------------------------------------------------ nvJPEG core
 
-struct DecodeSpec {
-  int size = 0;
-  bool squash = true;
-  int resize = 0;
-  ResizeKernel kernel = ResizeKernel::Linear;
-  double max_pixels = 0;
-};
-
-struct DecodeJob {
-  std::vector<const uint8_t*> data;
-  std::vector<size_t> lengths;
-  DecodeSpec spec;
-  uint8_t* out = nullptr;        // n * size * size * 3, JS-owned
-  std::vector<uint8_t> decoded;  // per image: 1 on the GPU, 0 refused
-  std::vector<std::string> reasons;
-};
-
 #ifdef SWIN_HAVE_NVJPEG
 
 namespace {
@@ -191,10 +175,9 @@ void ensure(DeviceBuffer& b, size_t bytes) {
 
 }  // namespace
 
-class JpegDecoderCore {
- public:
+struct JpegDecoderCore::State {
   // Worker thread, device already current.
-  JpegDecoderCore(int device, const std::string& backend) : device_(device) {
+  State(int device, const std::string& backend) : device_(device) {
     if (backend != "default") {
       const nvjpegStatus_t s = nvjpegCreateEx(NVJPEG_BACKEND_HARDWARE, nullptr, nullptr, 0, &hw_);
       if (s != NVJPEG_STATUS_SUCCESS) {
@@ -212,7 +195,7 @@ class JpegDecoderCore {
     SWIN_NVJPEG_CHECK(nvjpegJpegStateCreate(def_, &def_state_));
     SWIN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
-  ~JpegDecoderCore() {
+  ~State() {
     if (stream_) (void)cudaStreamSynchronize(stream_);
     if (parsed_) nvjpegJpegStreamDestroy(parsed_);
     if (hw_state_) nvjpegJpegStateDestroy(hw_state_);
@@ -223,7 +206,9 @@ class JpegDecoderCore {
   }
   const char* backendName() const { return hw_ ? "hardware" : "default"; }
 
-  void decode(DecodeJob& job) {
+  // Decodes job's images into d_out (device), image i at slot(i); the resize is enqueued on
+  // stream_, not waited for. Refused images' slots are zeroed.
+  void decodeTo(DecodeJob& job, uint8_t* d_out) {
     const int n = static_cast<int>(job.data.size());
     const DecodeSpec& sp = job.spec;
     job.decoded.assign(n, 0);
@@ -281,11 +266,6 @@ class JpegDecoderCore {
     const size_t image_bytes = static_cast<size_t>(sp.size) * sp.size * 3;
     ensure(decoded_, std::max<size_t>(decoded_bytes, 256));
     ensure(tmp_, std::max<size_t>(tmp_bytes, 256));
-    ensure(out_, image_bytes * n);
-    if (staging_.bytes() < image_bytes * n) {
-      staging_ = PinnedBuffer();
-      staging_ = PinnedBuffer(image_bytes * n + image_bytes * n / 4);
-    }
     auto dest = [&](int i) {
       nvjpegImage_t d{};
       d.channel[0] = decoded_.get<unsigned char>() + items[i].offset;
@@ -334,20 +314,33 @@ class JpegDecoderCore {
       }
     }
 
-    SWIN_CUDA_CHECK(cudaMemsetAsync(out_.get(), 0, image_bytes * n, stream_));
     for (int i = 0; i < n; ++i) {
-      if (!job.decoded[i]) continue;
+      uint8_t* dst = d_out + image_bytes * job.slot(i);
+      if (!job.decoded[i]) {
+        SWIN_CUDA_CHECK(cudaMemsetAsync(dst, 0, image_bytes, stream_));
+        continue;
+      }
       const Item& it = items[i];
       launchResizeOriented(decoded_.get<uint8_t>() + it.offset, it.w, it.h, it.w * 3, it.orientation, it.g, sp.kernel,
-                           reinterpret_cast<float*>(tmp_.get<uint8_t>() + it.tmp_offset),
-                           out_.get<uint8_t>() + image_bytes * i, stream_);
+                           reinterpret_cast<float*>(tmp_.get<uint8_t>() + it.tmp_offset), dst, stream_);
     }
-    SWIN_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), out_.get(), image_bytes * n, cudaMemcpyDeviceToHost, stream_));
-    SWIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    std::memcpy(job.out, staging_.get(), image_bytes * n);
   }
 
- private:
+  // decodeTo a device buffer of its own, then to job.out (host) through pinned staging.
+  void decodeToHost(DecodeJob& job) {
+    const size_t bytes = static_cast<size_t>(job.spec.size) * job.spec.size * 3 * job.data.size();
+    ensure(out_, bytes);
+    if (staging_.bytes() < bytes) {
+      staging_ = PinnedBuffer();
+      staging_ = PinnedBuffer(bytes + bytes / 4);
+    }
+    job.slots.clear();
+    decodeTo(job, out_.get<uint8_t>());
+    SWIN_CUDA_CHECK(cudaMemcpyAsync(staging_.get(), out_.get(), bytes, cudaMemcpyDeviceToHost, stream_));
+    SWIN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::memcpy(job.out, staging_.get(), bytes);
+  }
+
   int device_ = 0;
   nvjpegHandle_t hw_ = nullptr, def_ = nullptr;
   nvjpegJpegState_t hw_state_ = nullptr, def_state_ = nullptr;
@@ -359,17 +352,27 @@ class JpegDecoderCore {
   PinnedBuffer staging_;
 };
 
+JpegDecoderCore::JpegDecoderCore(int device, const std::string& backend)
+    : state_(std::make_unique<State>(device, backend)) {}
+JpegDecoderCore::~JpegDecoderCore() = default;
+const char* JpegDecoderCore::backendName() const { return state_->backendName(); }
+void JpegDecoderCore::decode(DecodeJob& job) { state_->decodeToHost(job); }
+void JpegDecoderCore::decodeToDevice(DecodeJob& job, uint8_t* d_out) { state_->decodeTo(job, d_out); }
+void* JpegDecoderCore::stream() const { return state_->stream_; }
+
 #else  // no nvJPEG: the class exists so the JS side can ask why
 
-class JpegDecoderCore {
- public:
-  JpegDecoderCore(int, const std::string&) {
-    throw EngineError(ErrorCode::kBackendUnavailable,
-                      std::string("GPU JPEG decoding is not in this build: nvJPEG ") + SWIN_BUILD_NVJPEG_STATUS);
-  }
-  const char* backendName() const { return "none"; }
-  void decode(DecodeJob&) {}
-};
+struct JpegDecoderCore::State {};
+
+JpegDecoderCore::JpegDecoderCore(int, const std::string&) {
+  throw EngineError(ErrorCode::kBackendUnavailable,
+                    std::string("GPU JPEG decoding is not in this build: nvJPEG ") + SWIN_BUILD_NVJPEG_STATUS);
+}
+JpegDecoderCore::~JpegDecoderCore() = default;
+const char* JpegDecoderCore::backendName() const { return "none"; }
+void JpegDecoderCore::decode(DecodeJob&) {}
+void JpegDecoderCore::decodeToDevice(DecodeJob&, uint8_t*) {}
+void* JpegDecoderCore::stream() const { return nullptr; }
 
 #endif
 
@@ -412,6 +415,26 @@ struct Holder {
 };
 
 }  // namespace
+
+bool parseDecodeSpec(const Napi::Object& so, DecodeSpec* spec) {
+  const int size = so.Get("size").ToNumber().Int32Value();
+  const std::string mode = so.Get("mode").ToString().Utf8Value();
+  const std::string kernel = so.Get("kernel").ToString().Utf8Value();
+  static const std::array<const char*, 6> kKernels = {"nearest", "linear", "cubic", "mitchell", "lanczos2", "lanczos3"};
+  int k = -1;
+  for (int i = 0; i < 6; ++i)
+    if (kernel == kKernels[i]) k = i;
+  spec->size = size;
+  spec->squash = mode == "squash";
+  spec->resize = so.Has("resize") ? so.Get("resize").ToNumber().Int32Value() : size;
+  spec->max_pixels = so.Has("maxPixels") ? so.Get("maxPixels").ToNumber().DoubleValue() : 1e18;
+  if (size < 1 || size > 8192 || k < 0 || (mode != "squash" && mode != "shorter_side_crop") ||
+      (!spec->squash && spec->resize < size)) {
+    return false;
+  }
+  spec->kernel = static_cast<ResizeKernel>(k);
+  return true;
+}
 
 Napi::Function JpegDecoder::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "JpegDecoder",
@@ -491,22 +514,10 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
   Napi::Object so = info[1].As<Napi::Object>();
   auto job = std::make_shared<DecodeJob>();
   const int n = static_cast<int>(arr.Length());
-  const int size = so.Get("size").ToNumber().Int32Value();
-  const std::string mode = so.Get("mode").ToString().Utf8Value();
-  const std::string kernel = so.Get("kernel").ToString().Utf8Value();
-  static const std::array<const char*, 6> kKernels = {"nearest", "linear", "cubic", "mitchell", "lanczos2", "lanczos3"};
-  int k = -1;
-  for (int i = 0; i < 6; ++i)
-    if (kernel == kKernels[i]) k = i;
-  job->spec.size = size;
-  job->spec.squash = mode == "squash";
-  job->spec.resize = so.Has("resize") ? so.Get("resize").ToNumber().Int32Value() : size;
-  job->spec.max_pixels = so.Has("maxPixels") ? so.Get("maxPixels").ToNumber().DoubleValue() : 1e18;
-  if (n < 1 || size < 1 || size > 8192 || k < 0 || (mode != "squash" && mode != "shorter_side_crop") ||
-      (!job->spec.squash && job->spec.resize < size)) {
+  if (n < 1 || !parseDecodeSpec(so, &job->spec)) {
     return rejectedPromise(env, ErrorCode::kInvalidArgument, "bad decode spec or empty image list");
   }
-  job->spec.kernel = static_cast<ResizeKernel>(k);
+  const int size = job->spec.size;
   auto refs = std::make_shared<std::vector<Napi::ObjectReference>>();
   for (int i = 0; i < n; ++i) {
     Napi::Value v = arr.Get(static_cast<uint32_t>(i));

@@ -14,8 +14,9 @@
 //     Refused images leave zeros in `pixels`; the caller decodes them with sharp.
 //   decoder.info -> {backend: 'hardware'|'default', deviceIndex, device}
 //   decoder.dispose(): Promise<void>
-// Output goes to a host array (pinned staging, then a copy): the CUDA engine
-// takes host input today, so this is not yet the "no round trip" path.
+// Output goes to a host array (pinned staging, then a copy). The serving path for
+// the cuda backend decodes inside the engine's batch instead (engine.inferImages,
+// binding/image_batch.h), with no host round trip of pixels.
 #pragma once
 
 #include <napi.h>
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "binding/executor.h"
+#include "nvjpeg/decoder_core.h"
 
 namespace swin {
 
@@ -40,6 +42,9 @@ struct JpegHeader {
   std::string reason;        // empty: the GPU may try it; else why sharp must decode it
 };
 JpegHeader parseJpegHeader(const uint8_t* data, size_t size);
+
+// {size, mode: 'squash'|'shorter_side_crop', resize?, kernel, maxPixels?} -> spec; false when invalid.
+bool parseDecodeSpec(const Napi::Object& so, DecodeSpec* spec);
 
 class JpegDecoder : public Napi::ObjectWrap<JpegDecoder> {
  public:

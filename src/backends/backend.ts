@@ -33,5 +33,28 @@ export interface Backend {
    * Must not block the event loop for the duration of the inference.
    */
   run(images: Uint8Array, n: number): Promise<Float32Array>;
+  /**
+   * Runs one batch whose JPEGs the backend decodes on its own device (the cuda backend, with
+   * nvJPEG): images[i] is a JPEG where jpeg[i], else H*W*3 pixels. decoded[i] false: the device
+   * refused JPEG i and its row of logits is meaningless (the caller decodes it with sharp).
+   * Absent where the backend cannot.
+   */
+  runImages?(images: Uint8Array[], jpeg: readonly boolean[], spec: DeviceDecodeSpec): Promise<DeviceBatchResult>;
   dispose(): Promise<void>;
+}
+
+/** How a backend that decodes on its device turns a JPEG into model input (the model's preprocess block). */
+export interface DeviceDecodeSpec {
+  size: number;
+  mode: 'squash' | 'shorter_side_crop';
+  resize: number;
+  kernel: string;
+  maxPixels: number;
+}
+
+export interface DeviceBatchResult {
+  logits: Float32Array;
+  /** Per image: true = its logits are real; false = a JPEG the device refused (reasons[i] says why). */
+  decoded: boolean[];
+  reasons: (string | null)[];
 }

@@ -8,7 +8,7 @@
 // on first use (src/native/addon.ts); where it is missing, nativeCapabilities()
 // there says why and the factory falls back to onnxruntime.
 import path from 'node:path';
-import type { Backend, Variant } from './backend.js';
+import type { Backend, DeviceBatchResult, DeviceDecodeSpec, Variant } from './backend.js';
 import type { ModelConfig } from '../models/model-config.js';
 import { normaliseGpuInfo, setGpuInfoSource } from '../observability/metrics.js';
 import { gpuInfo, loadAddon, type NativeEngine, type NativeLoadOptions } from '../native/addon.js';
@@ -82,6 +82,11 @@ class DeviceBackend implements Backend {
     return this.engine.infer(images, n);
   }
 
+  async runImages(images: Uint8Array[], jpeg: readonly boolean[], spec: DeviceDecodeSpec): Promise<DeviceBatchResult> {
+    const r = await this.engine.inferImages(images, Uint8Array.from(jpeg, Number), spec);
+    return { logits: r.logits, decoded: Array.from(r.decoded, (d) => d === 1), reasons: r.reasons };
+  }
+
   dispose(): Promise<void> {
     return this.engine.dispose();
   }
@@ -92,6 +97,9 @@ class NativeBackend implements Backend {
   private inflight: number[];
   private next = 0;
 
+  /** Present when every GPU's engine decodes JPEGs into its own input (engine.info.imageBatches). */
+  readonly runImages?: Backend['runImages'];
+
   constructor(
     readonly kind: 'tensorrt' | 'cuda',
     readonly variant: Variant,
@@ -101,6 +109,9 @@ class NativeBackend implements Backend {
   ) {
     this.parts = parts;
     this.inflight = parts.map(() => 0);
+    if (parts.every((p) => p.engine.info.imageBatches === true)) {
+      this.runImages = (images, jpeg, spec) => this.onLeastLoaded((p) => p.runImages(images, jpeg, spec));
+    }
   }
 
   get perDevice(): readonly Backend[] {
@@ -120,8 +131,12 @@ class NativeBackend implements Backend {
     return this.parts.some((p) => p.precision === 'fp16') ? 'fp16' : 'fp32';
   }
 
-  async run(images: Uint8Array, n: number): Promise<Float32Array> {
-    // Least loaded GPU; ties rotate so idle GPUs share single requests.
+  run(images: Uint8Array, n: number): Promise<Float32Array> {
+    return this.onLeastLoaded((p) => p.run(images, n));
+  }
+
+  /** Runs `work` on the least loaded GPU; ties rotate so idle GPUs share single requests. */
+  private async onLeastLoaded<T>(work: (part: DeviceBackend) => Promise<T>): Promise<T> {
     let best = -1;
     for (let k = 0; k < this.parts.length; k++) {
       const i = (this.next + k) % this.parts.length;
@@ -131,7 +146,7 @@ class NativeBackend implements Backend {
     const part = this.parts[best];
     this.inflight[best]++;
     try {
-      return await part.run(images, n);
+      return await work(part);
     } finally {
       // the part may have been removed meanwhile
       const i = this.parts.indexOf(part);

@@ -11,7 +11,12 @@
 // timeout does: "reject" ends the request, "delay" moves it behind every
 // request of its level that has not timed out). A batch takes requests in
 // that order. Nothing here preempts a running batch.
-import type { BackendKind, Variant } from '../backends/backend.js';
+//
+// Where the backend decodes JPEGs on its device (runImages), a request may carry
+// its images encoded (EncodedImages): a batch holding any such request goes to
+// runImages as one list of JPEGs and decoded images, so decoding happens per
+// batch on the GPU, not per request on the host.
+import type { BackendKind, DeviceBatchResult, Variant } from '../backends/backend.js';
 import { ServeError, isServeError } from '../errors.js';
 import {
   backendErrors,
@@ -42,6 +47,11 @@ export interface BatcherOptions {
   numClasses: number;
   /** Runs one batch: n images, n*imageBytes bytes -> n*numClasses logits. */
   run(images: Uint8Array, n: number): Promise<Float32Array>;
+  /**
+   * Runs one batch of n images, each a JPEG (jpeg[i]) for the backend to decode on its device,
+   * or imageBytes of pixels. Absent: submit() takes pixels only.
+   */
+  runImages?(images: Uint8Array[], jpeg: boolean[], n: number): Promise<DeviceBatchResult>;
   /** Told about every failed batch (after its callers were rejected). */
   onBatchError?(err: ServeError): void;
   /** Tracing (tracing.ts): called as a batch starts with each request's trace context; the result is called when it ends. */
@@ -91,9 +101,21 @@ export interface SubmitOptions {
   trace?: unknown;
 }
 
+/** A request's images as they arrive from the client: a JPEG where jpeg[i], else imageBytes of pixels. */
+export interface EncodedImages {
+  readonly images: readonly Uint8Array[];
+  readonly jpeg: readonly boolean[];
+}
+
 export interface BatchResult {
   /** This caller's n x numClasses logits (a copy; the caller owns it). */
   logits: Float32Array;
+  /**
+   * EncodedImages only: per image, false where the device refused the JPEG (its logits row is
+   * meaningless; reasons[i] says why). Absent: every row is real.
+   */
+  decoded?: boolean[];
+  reasons?: (string | null)[];
   /** Longest time one of its images waited in the queue, ms. */
   queueMs: number;
   /** Backend time of the batch(es) it ran in, ms (the longest when split). */
@@ -105,7 +127,7 @@ export interface BatchResult {
 type JobState = 'queued' | 'running' | 'done';
 
 interface Job {
-  images: Uint8Array;
+  images: Uint8Array | EncodedImages;
   n: number;
   enqueuedAt: number;
   deadline?: number;
@@ -186,13 +208,20 @@ export class Batcher {
     return this.inflight;
   }
 
-  /** Queues n images (n*imageBytes bytes) and resolves with their logits. Rejects with a ServeError. */
-  submit(images: Uint8Array, n: number, opts: SubmitOptions = {}): Promise<BatchResult> {
+  /** Whether submit() takes EncodedImages (the backend decodes JPEGs on its device). */
+  get takesEncoded(): boolean {
+    return this.opts.runImages !== undefined;
+  }
+
+  /**
+   * Queues n images (n*imageBytes bytes of pixels, or EncodedImages where takesEncoded) and
+   * resolves with their logits. Rejects with a ServeError.
+   */
+  submit(images: Uint8Array | EncodedImages, n: number, opts: SubmitOptions = {}): Promise<BatchResult> {
     const { maxBatchSize, imageBytes, numClasses, model } = this.opts;
     if (this.closing) return Promise.reject(new ServeError('SWIN_SHUTTING_DOWN'));
-    if (!Number.isInteger(n) || n < 1 || images.length !== n * imageBytes) {
-      return Promise.reject(new ServeError('SWIN_BAD_TENSOR', `expected ${n} x ${imageBytes} bytes, got ${images.length}`));
-    }
+    const bad = checkImages(images, n, imageBytes, this.takesEncoded);
+    if (bad) return Promise.reject(new ServeError('SWIN_BAD_TENSOR', bad));
     if (opts.signal?.aborted) {
       droppedRequests.inc({ model, reason: 'cancelled' }, n);
       return Promise.reject(new ServeError('SWIN_CANCELLED'));
@@ -223,13 +252,7 @@ export class Batcher {
     opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
     for (let start = 0; start < n; start += maxBatchSize) {
       const k = Math.min(maxBatchSize, n - start);
-      const p = this.enqueue(
-        images.subarray(start * imageBytes, (start + k) * imageBytes),
-        k,
-        { ...opts, signal: inner.signal },
-        now,
-        level,
-      );
+      const p = this.enqueue(sliceImages(images, start, k, imageBytes), k, { ...opts, signal: inner.signal }, now, level);
       p.catch(() => inner.abort());
       parts.push(p);
     }
@@ -241,8 +264,14 @@ export class Batcher {
           logits.set(r.logits, off);
           off += r.logits.length;
         }
+        const encoded = !(images instanceof Uint8Array);
         return {
           logits,
+          ...(encoded && {
+            // an encoded part always runs through runImages, which reports every image
+            decoded: results.flatMap((r) => r.decoded ?? []),
+            reasons: results.flatMap((r) => r.reasons ?? []),
+          }),
           queueMs: Math.max(...results.map((r) => r.queueMs)),
           inferenceMs: Math.max(...results.map((r) => r.inferenceMs)),
           batchSize: Math.max(...results.map((r) => r.batchSize)),
@@ -348,7 +377,7 @@ export class Batcher {
     return Math.max(1, Math.ceil((batches * Math.max(this.opts.maxQueueDelayMs, 10)) / 1000));
   }
 
-  private enqueue(images: Uint8Array, n: number, opts: SubmitOptions, now: number, level: number): Promise<BatchResult> {
+  private enqueue(images: Uint8Array | EncodedImages, n: number, opts: SubmitOptions, now: number, level: number): Promise<BatchResult> {
     return new Promise<BatchResult>((resolve, reject) => {
       const job: Job = {
         images,
@@ -523,19 +552,8 @@ export class Batcher {
   }
 
   private dispatch(jobs: Job[], total: number, now: number): void {
-    const { model, variant, backend, imageBytes, numClasses } = this.opts;
+    const { model, variant, backend, numClasses } = this.opts;
     const labels = { model, variant, backend };
-    let batch: Uint8Array;
-    if (jobs.length === 1) {
-      batch = jobs[0].images;
-    } else {
-      batch = new Uint8Array(total * imageBytes);
-      let off = 0;
-      for (const j of jobs) {
-        batch.set(j.images, off);
-        off += j.images.length;
-      }
-    }
     for (const j of jobs) {
       j.state = 'running';
       const waited = (now - j.enqueuedAt) / 1000;
@@ -549,24 +567,32 @@ export class Batcher {
       total,
       jobs.map((j) => j.trace),
     );
-    let promise: Promise<Float32Array>;
+    let promise: Promise<Float32Array | DeviceBatchResult>;
     try {
-      promise = this.opts.run(batch, total);
+      promise = this.runBatch(jobs, total);
     } catch (err) {
       promise = Promise.reject(err);
     }
     promise
-      .then((logits) => {
+      .then((out) => {
         const inferenceMs = performance.now() - start;
         inferenceDuration.observe(labels, inferenceMs / 1000);
+        const logits = out instanceof Float32Array ? out : out.logits;
         if (!(logits instanceof Float32Array) || logits.length !== total * numClasses) {
           throw new ServeError('SWIN_INFERENCE_FAILED', model, `backend returned ${logits?.length} values for ${total} x ${numClasses}`);
         }
         let row = 0;
         for (const j of jobs) {
           const mine = logits.slice(row * numClasses, (row + j.n) * numClasses);
+          const device = out instanceof Float32Array || j.images instanceof Uint8Array ? undefined : out;
+          this.finish(j, {
+            logits: mine,
+            queueMs: now - j.enqueuedAt,
+            inferenceMs,
+            batchSize: total,
+            ...(device && { decoded: device.decoded.slice(row, row + j.n), reasons: device.reasons.slice(row, row + j.n) }),
+          });
           row += j.n;
-          this.finish(j, { logits: mine, queueMs: now - j.enqueuedAt, inferenceMs, batchSize: total });
         }
         endTrace?.();
       })
@@ -589,6 +615,33 @@ export class Batcher {
       });
   }
 
+  /** Pixels to run(), joined into one buffer; a batch holding any EncodedImages to runImages() as one list. */
+  private runBatch(jobs: Job[], total: number): Promise<Float32Array | DeviceBatchResult> {
+    const { imageBytes } = this.opts;
+    if (this.opts.runImages && jobs.some((j) => !(j.images instanceof Uint8Array))) {
+      const images: Uint8Array[] = [];
+      const jpeg: boolean[] = [];
+      for (const j of jobs) {
+        if (j.images instanceof Uint8Array) {
+          for (let i = 0; i < j.n; i++) images.push(j.images.subarray(i * imageBytes, (i + 1) * imageBytes));
+          for (let i = 0; i < j.n; i++) jpeg.push(false);
+        } else {
+          images.push(...j.images.images);
+          jpeg.push(...j.images.jpeg);
+        }
+      }
+      return this.opts.runImages(images, jpeg, total);
+    }
+    if (jobs.length === 1) return this.opts.run(jobs[0].images as Uint8Array, total);
+    const batch = new Uint8Array(total * imageBytes);
+    let off = 0;
+    for (const j of jobs) {
+      batch.set(j.images as Uint8Array, off);
+      off += (j.images as Uint8Array).length;
+    }
+    return this.opts.run(batch, total);
+  }
+
   private checkDrained(): void {
     if (this.closing && this.drained && this.queuedJobs === 0 && this.inflight === 0) {
       if (this.wakeTimer) clearTimeout(this.wakeTimer);
@@ -597,4 +650,22 @@ export class Batcher {
       done();
     }
   }
+}
+
+/** Why `images` is not n images this batcher takes (null: it is). */
+function checkImages(images: Uint8Array | EncodedImages, n: number, imageBytes: number, takesEncoded: boolean): string | null {
+  if (!Number.isInteger(n) || n < 1) return `expected a positive image count, got ${n}`;
+  if (images instanceof Uint8Array) {
+    return images.length === n * imageBytes ? null : `expected ${n} x ${imageBytes} bytes, got ${images.length}`;
+  }
+  if (!takesEncoded) return 'this backend takes decoded pixels only';
+  if (images.images.length !== n || images.jpeg.length !== n) return `expected ${n} images, got ${images.images.length}`;
+  const wrong = images.images.findIndex((img, i) => !images.jpeg[i] && img.length !== imageBytes);
+  return wrong < 0 ? null : `image ${wrong}: expected ${imageBytes} bytes of pixels, got ${images.images[wrong].length}`;
+}
+
+/** Images start..start+k of a request, without copying. */
+function sliceImages(images: Uint8Array | EncodedImages, start: number, k: number, imageBytes: number): Uint8Array | EncodedImages {
+  if (images instanceof Uint8Array) return images.subarray(start * imageBytes, (start + k) * imageBytes);
+  return { images: images.images.slice(start, start + k), jpeg: images.jpeg.slice(start, start + k) };
 }

@@ -93,6 +93,28 @@ export class GpuDecodeRouter {
     return this.unavailable;
   }
 
+  /**
+   * Per image: whether it may travel encoded to an engine that decodes JPEGs per batch on its GPU
+   * (model-instance.ts warmImageBatches): a JPEG whose header the GPU path takes
+   * (JpegDecoder.inspect: baseline/progressive 8-bit, 1 or 3 components, whole) within
+   * `maxImagePixels`, with no marker damage (those go to sharp for its warnings, as in many()).
+   */
+  deviceJpegs(images: readonly Buffer[], maxImagePixels: number): boolean[] {
+    const load = loadAddon();
+    if (!load.addon || this.mode === 'cpu') return images.map(() => false);
+    const inspect = load.addon.JpegDecoder.inspect;
+    return images.map((b) => {
+      if (!isJpeg(b)) return false;
+      const h = inspect(b);
+      return h.reason === null && h.width * h.height <= maxImagePixels && !jpegLooksDamaged(b);
+    });
+  }
+
+  /** JPEGs the engine's batch decoding refused (they went to sharp): each distinct reason told once. */
+  noteRefused(reasons: readonly (string | null)[]): void {
+    for (const reason of reasons) this.tell(`GPU decoder refused a JPEG: ${reason ?? 'no reason given'}`);
+  }
+
   /** Whether a model on backend `kind` should try the GPU path for its JPEGs. */
   wants(kind: BackendKind | null | undefined): boolean {
     if (this.mode === 'cpu') return false;

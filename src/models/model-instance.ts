@@ -7,7 +7,8 @@
 // ones it accepted, then releases its engines.
 import path from 'node:path';
 import type { BaseLogger } from 'pino';
-import type { Backend, BackendKind, Variant } from '../backends/backend.js';
+import sharp from 'sharp';
+import type { Backend, BackendKind, DeviceDecodeSpec, Variant } from '../backends/backend.js';
 import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from '../backends/backend-factory.js';
 import { Batcher, type BatchResult } from '../batching/batcher.js';
 import { batcherPriorityOptions, withPolicyOverrides } from '../batching/queue-policy.js';
@@ -34,6 +35,8 @@ export interface VariantSlot {
   retryDelayMs: number;
   /** Multi-GPU backends: every device, serving or left out (and why). */
   devices?: DeviceStatus[];
+  /** Set where the batcher takes JPEGs encoded and the backend decodes them per batch on its GPU. */
+  imageSpec?: DeviceDecodeSpec | null;
 }
 
 export interface LoadedModel {
@@ -244,7 +247,7 @@ export class ModelInstances {
         ...backend.perDevice.map((p) => ({ device: p.device, ready: true })),
         ...leftOut.map((d) => ({ device: d.device, ready: false, reason: d.reason })),
       ];
-      this.attach(m, slot, kind, backend);
+      this.attach(m, slot, kind, backend, await this.warmImageBatches(m, slot, kind, backend));
       return;
     }
     slot.reason = failures.length > 0 ? failures.join('; ') : `no usable backend (${skipped.join('; ') || 'none configured'})`;
@@ -263,9 +266,54 @@ export class ModelInstances {
     }
   }
 
-  private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): void {
+  /**
+   * Where JPEGs go encoded to this backend (BATCH_DECODE, DECODE not cpu, JPEG accepted, the
+   * backend decodes on its device): the decode spec, after one JPEG per batch in flight has run
+   * (the first call on each engine thread opens its nvJPEG decoder). Null: per-request decoding;
+   * a failure here is logged and leaves the variant serving that way.
+   */
+  private async warmImageBatches(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): Promise<DeviceDecodeSpec | null> {
+    const o = this.opts.config;
+    if (!backend.runImages || !o.batchDecode || o.decode === 'cpu' || !o.acceptedFormats.includes('jpeg')) return null;
+    const pre = m.config.preprocess;
+    const size = m.config.architecture.img_size;
+    const spec: DeviceDecodeSpec = {
+      size,
+      mode: pre.mode,
+      resize: pre.mode === 'squash' ? size : pre.resize,
+      kernel: pre.kernel,
+      maxPixels: o.limits.maxImagePixels,
+    };
+    const labels = { model: m.name, variant: slot.variant, backend: kind };
+    const start = performance.now();
+    try {
+      const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 120, g: 90, b: 60 } } })
+        .jpeg()
+        .toBuffer();
+      const runs = Math.max(1, m.batching.instances) * Math.max(1, backend.perDevice?.length ?? 1);
+      const outs = await Promise.all(Array.from({ length: runs }, () => backend.runImages!([jpeg], [true], spec)));
+      for (const r of outs) {
+        if (!r.decoded[0]) throw new Error(`the GPU refused the warm-up JPEG: ${r.reasons[0] ?? 'no reason given'}`);
+        if (!r.logits.every(Number.isFinite)) throw new Error('non-finite logits');
+      }
+    } catch (err) {
+      this.log.warn(
+        labels,
+        `model ${m.name} variant ${slot.variant}: JPEGs decoded per request: batch decoding failed: ${(err as Error).message}`,
+      );
+      return null;
+    }
+    this.log.info(
+      { ...labels, ms: Math.round(performance.now() - start) },
+      `model ${m.name} variant ${slot.variant}: JPEGs decoded per batch on the GPU`,
+    );
+    return spec;
+  }
+
+  private attach(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend, imageSpec: DeviceDecodeSpec | null = null): void {
     slot.kind = kind;
     slot.backend = backend;
+    slot.imageSpec = imageSpec;
     slot.ready = true;
     slot.reason = undefined;
     slot.retryDelayMs = this.opts.config.selftestRetryMs;
@@ -289,6 +337,18 @@ export class ModelInstances {
         }
         return logits;
       },
+      ...(imageSpec && {
+        runImages: async (images: Uint8Array[], jpeg: boolean[]) => {
+          const r = await backend.runImages!(images, jpeg, imageSpec);
+          const k = m.config.architecture.num_classes;
+          for (let i = 0; i < r.logits.length; i++) {
+            if (r.decoded[Math.floor(i / k)] && !Number.isFinite(r.logits[i])) {
+              throw new ServeError('SWIN_NON_FINITE_OUTPUT', m.name, `${slot.variant} on ${kind}`);
+            }
+          }
+          return r;
+        },
+      }),
       onBatchError: (err) => this.takeOutOfService(m, slot, err),
       ...(tracingEnabled() && {
         traceBatch: (n: number, requests: unknown[]) => {
@@ -384,7 +444,7 @@ export class ModelInstances {
     if (slot.backend.perDevice?.length !== devicesBefore) {
       // fewer GPUs now: a batcher whose in-flight limit matches them
       await slot.batcher?.close();
-      this.attach(m, slot, slot.kind!, slot.backend);
+      this.attach(m, slot, slot.kind!, slot.backend, slot.imageSpec);
     }
     slot.ready = true;
     slot.reason = undefined;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { BaseLogger } from 'pino';
 import type { Variant } from '../backends/backend.js';
 import { artifactPath } from '../backends/backend-factory.js';
-import type { SubmitOptions } from '../batching/batcher.js';
+import type { EncodedImages, SubmitOptions } from '../batching/batcher.js';
 import { loadAddon } from '../native/addon.js';
 import { ServeError } from '../errors.js';
 import { modelReady } from '../observability/metrics.js';
@@ -183,7 +183,13 @@ export class ModelRepository {
   }
 
   /** n preprocessed images (uint8 NHWC) -> logits, through the variant's batcher of copy m (from acquire). */
-  async infer(m: LoadedModel, variant: Variant | undefined, pixels: Uint8Array, n: number, opts: SubmitOptions): Promise<InferOutcome> {
+  async infer(
+    m: LoadedModel,
+    variant: Variant | undefined,
+    pixels: Uint8Array | EncodedImages,
+    n: number,
+    opts: SubmitOptions,
+  ): Promise<InferOutcome> {
     for (let attempt = 0; ; attempt++) {
       const slot = this.resolveVariant(m, variant);
       try {

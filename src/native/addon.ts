@@ -19,12 +19,30 @@ export interface NativeEngineInfo {
   width: number;
   numClasses: number;
   instances: number;
+  /** Whether inferImages works here (a build with nvJPEG and the cuda backend, a CUDA engine). */
+  imageBatches: boolean;
+  imageBatchesReason: string | null;
+}
+
+/** engine.inferImages(): logits of a batch whose JPEGs were decoded on the engine's GPU. */
+export interface ImageBatchResult {
+  /** n * numClasses; a refused JPEG's row is meaningless. */
+  logits: Float32Array;
+  /** 1 = the image's logits are real; 0 = nvJPEG refused this JPEG (see reasons). */
+  decoded: Uint8Array;
+  reasons: (string | null)[];
 }
 
 export interface NativeEngine {
   readonly info: NativeEngineInfo;
   /** images: n*H*W*3 uint8 RGB NHWC. Resolves to n*numClasses logits. */
   infer(images: Uint8Array, n: number): Promise<Float32Array>;
+  /**
+   * images[i]: a JPEG where jpeg[i] is 1, else H*W*3 pixels. JPEGs are decoded and resized into
+   * the engine's input on its GPU (addon/binding/image_batch.h); rejects ERR_BACKEND_UNAVAILABLE
+   * where info.imageBatches is false.
+   */
+  inferImages(images: Uint8Array[], jpeg: Uint8Array, spec: GpuDecodeSpec): Promise<ImageBatchResult>;
   dispose(): Promise<void>;
 }
 

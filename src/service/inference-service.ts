@@ -3,7 +3,7 @@
 // Front ends translate their protocol to these calls and record their own
 // request metrics; this class records images served.
 import sharp, { type Metadata } from 'sharp';
-import type { SubmitOptions } from '../batching/batcher.js';
+import type { EncodedImages, SubmitOptions } from '../batching/batcher.js';
 import type { BackendKind, Variant } from '../backends/backend.js';
 import type { Config } from '../config.js';
 import { ServeError } from '../errors.js';
@@ -11,7 +11,7 @@ import { estimateDecodeCost } from '../decode/decode-cost.js';
 import { DecodeGate, windowError, type DecodeWindow } from '../decode/decode-gate.js';
 import { DecodePool, type DecodePoolEvents } from '../decode/decode-pool.js';
 import { GpuDecodeRouter, type CpuPreprocessor, type GpuDecodeOptions } from '../decode/gpu-decode.js';
-import { decodeCostRefusals, droppedRequests, imageWarnings, imagesTotal } from '../observability/metrics.js';
+import { decodeCostRefusals, decodedImages, droppedRequests, imageWarnings, imagesTotal } from '../observability/metrics.js';
 import { decodeEach, formatName, looksLikeMarkup } from '../decode/preprocess.js';
 import type { InferOutcome, LoadedModel, ModelRepository } from '../models/model-repository.js';
 import type { ModelControlMode } from '../config.js';
@@ -128,7 +128,9 @@ export class CoreInferenceService implements InferenceService {
       let m: LoadedModel;
       try {
         m = this.repo.get(name);
-        kind = this.repo.resolveVariant(m, undefined).kind;
+        const slot = this.repo.resolveVariant(m, undefined);
+        if (slot.batcher?.takesEncoded) continue; // its engine decodes JPEGs itself, warmed at load
+        kind = slot.kind;
       } catch {
         continue; // not servable: nothing to warm
       }
@@ -191,21 +193,27 @@ export class CoreInferenceService implements InferenceService {
     this.checkImageCount(images.length);
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
-    const { pixels, warnings } = await this.admitAndDecode(
-      m,
-      images,
-      opts.variant,
-      { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal },
-      opts,
-    );
-    const preprocessMs = performance.now() - start;
+    const when = { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal };
+    let { pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, true);
+    let preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
-    const r = await this.inferTraced(m, opts.variant, pixels, images.length, {
-      deadline,
-      timeoutMs,
-      signal: opts.signal,
-      ...policyOf(opts),
-    });
+    const submit = { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) };
+    let r: InferOutcome;
+    try {
+      r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
+    } catch (err) {
+      // The variant changed to one that takes pixels only while the JPEGs waited: decode them here.
+      if (pixels instanceof Uint8Array || !(err instanceof ServeError) || err.code !== 'SWIN_BAD_TENSOR') throw err;
+      ({ pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, false));
+      preprocessMs = performance.now() - start;
+      r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
+    }
+    if (!(pixels instanceof Uint8Array)) {
+      const redo = await this.redoRefused(m, images, pixels, r, opts, when, submit);
+      r = redo.outcome;
+      warnings.push(...redo.warnings);
+      preprocessMs += redo.preprocessMs;
+    }
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
@@ -239,6 +247,7 @@ export class CoreInferenceService implements InferenceService {
         undefined,
         { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal },
         opts,
+        false,
       );
       return pixels;
     } finally {
@@ -286,6 +295,46 @@ export class CoreInferenceService implements InferenceService {
     };
   }
 
+  /**
+   * After a batch that decoded JPEGs on the GPU: the images the GPU refused (decoded[i] false)
+   * go through sharp, with the CPU path's checks and error codes, and run again as pixels; their
+   * rows replace the meaningless ones. Counts the images each decoder handled.
+   */
+  private async redoRefused(
+    m: LoadedModel,
+    images: Buffer[],
+    sent: EncodedImages,
+    r: InferOutcome,
+    opts: RequestOptions & { variant?: Variant },
+    when: DecodeWindow,
+    submit: SubmitOptions,
+  ): Promise<{ outcome: InferOutcome; warnings: ImageWarning[]; preprocessMs: number }> {
+    const refused = sent.jpeg.flatMap((jpeg, i) => (jpeg && r.decoded?.[i] === false ? [i] : []));
+    const onGpu = sent.jpeg.filter(Boolean).length - refused.length;
+    if (onGpu > 0) decodedImages.inc({ model: m.name, decoder: 'gpu' }, onGpu);
+    if (refused.length === 0) return { outcome: r, warnings: [], preprocessMs: 0 };
+    this.decoder.noteRefused(refused.map((i) => r.reasons?.[i] ?? null));
+    const start = performance.now();
+    const again = await this.admitAndDecode(
+      m,
+      refused.map((i) => images[i]),
+      opts.variant,
+      when,
+      opts,
+      false,
+    );
+    const preprocessMs = performance.now() - start;
+    const r2 = await this.inferTraced(m, opts.variant, again.pixels, refused.length, submit);
+    const k = m.config.architecture.num_classes;
+    const logits = r.logits.slice();
+    refused.forEach((img, j) => logits.set(r2.logits.subarray(j * k, (j + 1) * k), img * k));
+    return {
+      outcome: { ...r2, logits, queueMs: r.queueMs + r2.queueMs, inferenceMs: r.inferenceMs + r2.inferenceMs },
+      warnings: again.warnings.map((w) => ({ ...w, image: refused[w.image] })),
+      preprocessMs,
+    };
+  }
+
   /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
   close(): Promise<void> {
     this.closing ??= this.repo
@@ -298,7 +347,9 @@ export class CoreInferenceService implements InferenceService {
   /**
    * Fails fast on an unknown or unavailable variant, then admits before decoding: under
    * overload requests are refused here rather than decoded and then refused, and no more
-   * images are decoded than the variant's queue can take.
+   * images are decoded than the variant's queue can take. With `encoded`, where the variant's
+   * engine decodes JPEGs per batch on its GPU, the JPEGs it takes stay encoded (EncodedImages)
+   * and only the others are decoded here.
    */
   private async admitAndDecode(
     m: LoadedModel,
@@ -306,7 +357,24 @@ export class CoreInferenceService implements InferenceService {
     variant: Variant | undefined,
     when: DecodeWindow,
     opts: RequestOptions,
-  ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }> {
+    encoded: true,
+  ): Promise<{ pixels: Uint8Array | EncodedImages; warnings: ImageWarning[] }>;
+  private async admitAndDecode(
+    m: LoadedModel,
+    images: Buffer[],
+    variant: Variant | undefined,
+    when: DecodeWindow,
+    opts: RequestOptions,
+    encoded: false,
+  ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }>;
+  private async admitAndDecode(
+    m: LoadedModel,
+    images: Buffer[],
+    variant: Variant | undefined,
+    when: DecodeWindow,
+    opts: RequestOptions,
+    encoded: boolean,
+  ): Promise<{ pixels: Uint8Array | EncodedImages; warnings: ImageWarning[] }> {
     const { priority, trace } = opts;
     const attrs = trace && { 'swin.model': m.name, 'swin.images': images.length };
     const admission = startStage(trace, 'admission', attrs);
@@ -331,7 +399,9 @@ export class CoreInferenceService implements InferenceService {
     const onAbort = () => gone.abort();
     when.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const costs = await this.priceImages(m.name, images);
+      const onDevice = encoded && slot.batcher?.takesEncoded ? this.decoder.deviceJpegs(images, this.config.limits.maxImagePixels) : null;
+      // JPEGs for the GPU cost no CPU decode: not priced, not gated.
+      const costs = await this.priceImages(m.name, images, onDevice);
       checkWindow(when); // gone while its headers were read
       const base: CpuPreprocessor = this.decodePool ? this.decodePool.preprocessor(m.preprocessor) : m.preprocessor;
       const warnings: ImageWarning[] = [];
@@ -356,6 +426,14 @@ export class CoreInferenceService implements InferenceService {
         },
         many: (list) => decodeEach(list, (img, i) => gated.one(img, i)),
       };
+      if (onDevice?.some(Boolean)) {
+        const items = await untilDeadline(Promise.all(images.map((img, i) => (onDevice[i] ? img : gated.one(img, i)))), when);
+        const onCpu = onDevice.filter((d) => !d).length;
+        if (onCpu > 0) decodedImages.inc({ model: m.name, decoder: 'sharp' }, onCpu);
+        endSpan(decode);
+        warnings.sort((a, b) => a.image - b.image);
+        return { pixels: { images: items, jpeg: onDevice }, warnings };
+      }
       const pixels = await untilDeadline(
         this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels),
         when,
@@ -380,10 +458,10 @@ export class CoreInferenceService implements InferenceService {
    * headers, formats not accepted, more than MAX_IMAGE_PIXELS) are priced 0 and left to it,
    * so they keep their own codes.
    */
-  private async priceImages(model: string, images: Buffer[]): Promise<number[]> {
+  private async priceImages(model: string, images: Buffer[], skip: readonly boolean[] | null): Promise<number[]> {
     return Promise.all(
       images.map(async (img, i) => {
-        if (img.length === 0 || looksLikeMarkup(img)) return 0;
+        if (skip?.[i] || img.length === 0 || looksLikeMarkup(img)) return 0;
         let meta: Metadata;
         try {
           meta = await sharp(img, { limitInputPixels: false }).metadata();
@@ -409,7 +487,7 @@ export class CoreInferenceService implements InferenceService {
   private async inferTraced(
     m: LoadedModel,
     variant: Variant | undefined,
-    pixels: Uint8Array,
+    pixels: Uint8Array | EncodedImages,
     n: number,
     opts: SubmitOptions,
   ): Promise<InferOutcome> {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import sharp from 'sharp';
 import { gpuInfo, loadAddon, type SwinAddon } from '../../src/native/addon.js';
 import { createNativeBackend } from '../../src/backends/native-backend.js';
 import type { ModelConfig } from '../../src/models/model-config.js';
@@ -153,6 +154,76 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
         assert.ok(maxDiff <= model.selftest.tolerance.fp16, `max abs diff ${maxDiff}`);
       } finally {
         await backend.dispose();
+      }
+    },
+  );
+
+  it(
+    'inferImages decodes JPEGs into the engine input: the logits of JpegDecoder.decode + infer, pixels beside them, a truncated JPEG refused',
+    {
+      skip: !engineFile ? 'set SWIN_TEST_CUDA_ENGINE' : !caps?.backends.cuda && 'cuda backend not built',
+    },
+    async () => {
+      const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
+      const modelDir = path.join(root, 'engines/models/swin-fmnist');
+      const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
+      const size = model.architecture.img_size;
+      const k = model.architecture.num_classes;
+      const bytes = size * size * 3;
+      const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
+      const n = model.selftest.count;
+      // The self-test images as JPEGs, larger than the input so the resize runs.
+      const jpegs = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          sharp(input.subarray(i * bytes, (i + 1) * bytes), { raw: { width: size, height: size, channels: 3 } })
+            .resize(size * 3, size * 2)
+            .jpeg({ quality: 90 })
+            .toBuffer(),
+        ),
+      );
+      const spec = {
+        size,
+        mode: model.preprocess.mode,
+        resize: model.preprocess.mode === 'squash' ? size : model.preprocess.resize,
+        kernel: model.preprocess.kernel,
+        maxPixels: 1e8,
+      };
+      const backend = await createNativeBackend('cuda', engineFile!, model, 'unfold', { instances: 2 });
+      const decoder = new (addon().JpegDecoder)();
+      try {
+        assert.ok(backend.runImages, 'the cuda backend takes image batches');
+        const ref = await decoder.decode(jpegs, spec);
+        assert.equal(
+          ref.decoded.reduce((a, b) => a + b, 0),
+          n,
+        );
+        const want = await backend.run(ref.pixels, n);
+        const got = await backend.runImages!(
+          jpegs,
+          jpegs.map(() => true),
+          spec,
+        );
+        const maxDiff = (a: Float32Array, b: Float32Array, rows: number[]) =>
+          Math.max(...rows.flatMap((r) => Array.from({ length: k }, (_, c) => Math.abs(a[r * k + c] - b[r * k + c]))));
+        const all = [...Array(n).keys()];
+        assert.deepEqual(
+          got.decoded,
+          all.map(() => true),
+        );
+        const d1 = maxDiff(got.logits, want, all);
+        // Mixed: odd images as pixels; one truncated JPEG in the middle.
+        const truncated = jpegs[0].subarray(0, Math.floor(jpegs[0].length / 2));
+        const mixed = [...all.map((i) => (i % 2 ? ref.pixels.subarray(i * bytes, (i + 1) * bytes) : jpegs[i])), truncated];
+        const flags = [...all.map((i) => i % 2 === 0), true];
+        const got2 = await backend.runImages!(mixed, flags, spec);
+        assert.deepEqual(got2.decoded, [...all.map(() => true), false]);
+        assert.match(got2.reasons[n] ?? '', /truncated/);
+        const d2 = maxDiff(got2.logits, want, all);
+        console.log(`inferImages: ${n} JPEGs, max |diff| to decode + infer ${d1}; mixed with pixels ${d2}`);
+        // Same pixels in the same engine: only the batch's order of work may differ.
+        assert.ok(d1 <= 1e-3 && d2 <= 1e-3, `${d1} ${d2}`);
+      } finally {
+        await Promise.all([backend.dispose(), decoder.dispose()]);
       }
     },
   );
