@@ -36,7 +36,8 @@
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
-# BASELINE_COMPILE=0 to leave torch.compile out, LOCAL=1 for a dry run of `run` off the GPU host
+# BASELINE_COMPILE=0 to leave torch.compile out, SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
+# with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC, LOCAL=1 for a dry run of `run` off the GPU host
 # (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -157,6 +158,37 @@ peak_rps() { node -e 'const r=require(require("path").resolve(process.argv[1]));
 
 proc_cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }   # user+sys seconds (USER_HZ 100)
 
+# serve_and_measure LABEL "VAR=v,VAR=v" ADDON: starts the service with those settings, runs the
+# closed-loop sweep, an open loop at 80% of its peak and a gRPC step; files carry the label.
+serve_and_measure() {
+  local label=$1 envs=$2 ADDON=$3 sfx=""
+  [ "$label" = default ] || sfx="-$label"
+  local -a extra=()
+  [ -n "$envs" ] && IFS=',' read -r -a extra <<< "$envs"
+  log "run: swin-serve ($BACKEND backend) [$label] ${envs:-default settings}"
+  if curl -s -m 2 "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then echo "port $PORT is taken"; exit 1; fi
+  nvidia-smi dmon -s u -d 1 > "$RES/dmon$sfx.txt" 2>&1 &
+  local dmon=$!
+  env "${extra[@]}" SWIN_ADDON_PATH="$ADDON" node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
+    --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service$sfx.log" 2>&1 &
+  local svc=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 120 || { tail -40 "$RES/service$sfx.log"; kill $dmon; exit 1; }
+  curl -s "http://127.0.0.1:$PORT/models" > "$RES/models$sfx.json" || true
+  local c0; c0=$(proc_cpu_s "$svc"); local t0; t0=$(date +%s.%N)
+  bench "swin-serve http$sfx" "serve-http$sfx" --url "http://127.0.0.1:$PORT" --concurrency "$CONC"
+  local c1; c1=$(proc_cpu_s "$svc"); local t1; t1=$(date +%s.%N)
+  awk -v c="$c1" -v d="$c0" -v t="$t1" -v u="$t0" -v l="$label" 'BEGIN{printf "[%s] service process CPU during the closed-loop sweep (warm-ups included): %.2f cores\n", l, (c-d)/(t-u)}' | tee -a "$RES/bench.log"
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics-sweep$sfx.txt" || true
+  local peak; peak=$(peak_rps "$RES/serve-http$sfx.json")
+  local rate; rate=$(node -e "console.log(Math.round(0.8 * $peak))")
+  log "run: [$label] open loop at 80% of peak ($peak req/s) = $rate req/s"
+  bench "swin-serve http open 80%$sfx" "serve-http-open80$sfx" --url "http://127.0.0.1:$PORT" --mode open --rate "$rate" --arrival poisson --duration "$((DURATION * 2))s"
+  bench "swin-serve grpc$sfx" "serve-grpc$sfx" --api grpc --grpc-target "127.0.0.1:$GRPC_PORT" --proto proto/swin/v1/classifier.proto --concurrency "${GRPC_CONC:-64,256}"
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics$sfx.txt" || true
+  kill "$svc" 2>/dev/null || true; wait "$svc" 2>/dev/null || true
+  kill "$dmon" 2>/dev/null || true
+}
+
 run() {
   command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
   if [ "${LOCAL:-0}" != 1 ]; then   # LOCAL=1: this checkout's node_modules and dist (a dry run off the GPU host)
@@ -173,27 +205,13 @@ run() {
       --seconds 5 --json "$RES/decode-ceiling-pool$pool.json" 2>&1 | tee -a "$RES/bench.log" || true
   done
 
-  log "run: swin-serve ($BACKEND backend)"
-  if curl -s -m 2 "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then echo "port $PORT is taken"; exit 1; fi
-  nvidia-smi dmon -s u -d 1 > "$RES/dmon.txt" 2>&1 &
-  local dmon=$!
-  SWIN_ADDON_PATH=$ADDON node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
-    --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service.log" 2>&1 &
-  local svc=$!
-  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 120 || { tail -40 "$RES/service.log"; kill $dmon; exit 1; }
-  curl -s "http://127.0.0.1:$PORT/models" > "$RES/models.json" || true
-  local c0; c0=$(proc_cpu_s "$svc"); local t0; t0=$(date +%s.%N)
-  bench "swin-serve http" serve-http --url "http://127.0.0.1:$PORT" --concurrency "$CONC"
-  local c1; c1=$(proc_cpu_s "$svc"); local t1; t1=$(date +%s.%N)
-  awk -v c="$c1" -v d="$c0" -v t="$t1" -v u="$t0" 'BEGIN{printf "service process CPU during the closed-loop sweep (warm-ups included): %.2f cores\n", (c-d)/(t-u)}' | tee -a "$RES/bench.log"
-  local peak; peak=$(peak_rps "$RES/serve-http.json")
-  local rate; rate=$(node -e "console.log(Math.round(0.8 * $peak))")
-  log "run: open loop at 80% of peak ($peak req/s) = $rate req/s"
-  bench "swin-serve http open 80%" serve-http-open80 --url "http://127.0.0.1:$PORT" --mode open --rate "$rate" --arrival poisson --duration "$((DURATION * 2))s"
-  bench "swin-serve grpc" serve-grpc --api grpc --grpc-target "127.0.0.1:$GRPC_PORT" --proto proto/swin/v1/classifier.proto --concurrency 64,256
-  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics.txt" || true
-  kill "$svc" 2>/dev/null || true; wait "$svc" 2>/dev/null || true
-  kill "$dmon" 2>/dev/null || true
+  # One service run per entry of SERVICE_ENVS ("label:VAR=v,VAR=v;label2:..."), same images and
+  # load: before/after comparisons of service settings in one call.
+  local entry
+  IFS=';' read -r -a entries <<< "${SERVICE_ENVS:-default:}"
+  for entry in "${entries[@]}"; do
+    serve_and_measure "${entry%%:*}" "${entry#*:}" "$ADDON"
+  done
 
   if [ "${SKIP_BASELINE:-0}" != 1 ]; then
     baseline "python eager fp32" base-eager-fp32 --arch swin_tiny
@@ -205,11 +223,20 @@ run() {
   log "run: summary"
   node -e '
     const fs = require("fs"), dir = process.argv[1];
-    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json") && !f.startsWith("decode") && f !== "models.json" && !f.startsWith("hackathon"))) {
+    for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".json") && !f.startsWith("decode") && !f.startsWith("models") && !f.startsWith("hackathon"))) {
       const r = JSON.parse(fs.readFileSync(dir + "/" + f));
       if (!r.steps) continue;
       const best = r.steps.reduce((a, s) => (s.throughput_rps > a.throughput_rps ? s : a));
       console.log(`${r.label.padEnd(32)} peak ${best.throughput_rps.toFixed(1).padStart(8)} req/s at ${best.concurrency ?? best.rate}  p99 ${best.latency.p99_ms} ms  errors ${best.error_count}`);
+    }
+    // Per service run, from its /metrics after the closed-loop sweep: mean batch and engine time.
+    for (const f of fs.readdirSync(dir).filter((f) => /^metrics-sweep.*\.txt$/.test(f))) {
+      const t = fs.readFileSync(dir + "/" + f, "utf8");
+      const sum = (name) => t.split("\n").filter((l) => l.startsWith(name + "{") || l.startsWith(name + " ")).reduce((a, l) => a + Number(l.split(" ").pop()), 0);
+      const b = sum("swin_batch_size_sum") / sum("swin_batch_size_count");
+      const ms = (1000 * sum("swin_inference_duration_seconds_sum")) / sum("swin_inference_duration_seconds_count");
+      const dec = t.split("\n").filter((l) => l.startsWith("swin_decoded_images_total")).map((l) => l.replace(/^swin_decoded_images_total/, "")).join(" ");
+      console.log(`${f.padEnd(32)} mean batch ${b.toFixed(1)} images, ${ms.toFixed(2)} ms a batch (decode included where batched); decoded ${dec}`);
     }' "$(cd "$RES" && pwd)" | tee "$RES/summary.txt"
 }
 
