@@ -28,9 +28,9 @@ import type {
 } from './service-types.js';
 import { topK } from './postprocess.js';
 
-/** The request's priority and policy timeout, as the batcher takes them. */
-function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace'> {
-  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace };
+/** The request's priority, policy timeout, trace and warm-up mark, as the batcher takes them. */
+function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace' | 'warmup'> {
+  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace, warmup: opts.warmup };
 }
 
 /** Requests abandoned or expired before the batcher saw them, counted like the batcher's own drops (same metric, same labels). */
@@ -207,7 +207,7 @@ export class CoreInferenceService implements InferenceService {
       ...policyOf(opts),
     });
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
-    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
+    if (!opts.warmup) imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
       model: m.name,
@@ -274,7 +274,7 @@ export class CoreInferenceService implements InferenceService {
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
     const r = await this.inferTraced(m, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
-    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
+    if (!opts.warmup) imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
     return {
       model: m.name,
       version: m.version,
@@ -344,6 +344,7 @@ export class CoreInferenceService implements InferenceService {
             return await base.one(input, index, {
               signal: gone.signal,
               costMs: costs[index],
+              warmup: opts.warmup,
               onWarning: (warning) => {
                 warnings.push({ image: index, warning });
                 opts.onWarning?.({ image: index, warning });
@@ -357,7 +358,9 @@ export class CoreInferenceService implements InferenceService {
         many: (list) => decodeEach(list, (img, i) => gated.one(img, i)),
       };
       const pixels = await untilDeadline(
-        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels),
+        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels, {
+          warmup: opts.warmup,
+        }),
         when,
       );
       endSpan(decode);
