@@ -29,8 +29,9 @@
 #          CPU path), and reads swin_decoded_images_total; then runs test/gpu/gpu-decode.test.ts and
 #          addon-gpu.test.ts (compiled, from dist/test). Exits non-zero when a check fails.
 # first:   (instead of run, same carry) first request after /health/ready against the steady-state
-#          p50 at every batch size (dist/bench/loadgen/first-request.js), with model.json's warm-up and
-#          with warm-up off for contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
+#          p50 at every batch size (dist/bench/loadgen/first-request.js), three times: warm (model.json's
+#          warm-up and WARMUP_REQUESTS), engine (the engine's warm-up only) and cold (neither), for
+#          contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
@@ -294,12 +295,14 @@ first() {
   local cold=$G/models-nowarm
   rm -rf "$cold"; mkdir -p "$cold"; cp -r "$MODELS_DIR/$MODEL" "$cold/"
   node -e 'const f=process.argv[1], c=JSON.parse(require("fs").readFileSync(f)); c.warmup=[]; require("fs").writeFileSync(f, JSON.stringify(c, null, 2))' "$cold/$MODEL/model.json"
-  for mode in warm cold; do
+  for mode in warm engine cold; do
     local dir=$MODELS_DIR; [ "$mode" = cold ] && dir=$cold
-    log "first: $mode ($dir)"
+    local requests=false; [ "$mode" = warm ] && requests=true
+    log "first: $mode ($dir, warm-up requests $requests)"
     SWIN_ADDON_PATH=$ADDON SWIN_LOG_LEVEL=warn node dist/bench/loadgen/first-request.js --sizes "${FIRST_SIZES:-1-32}" \
       --repeats "${FIRST_REPEATS:-30}" --image "$img" --port "$PORT" --json "$RES/first-$mode.json" \
       -- node dist/src/main.js --models-dir "$dir" --models "$MODEL" --backend "$BACKEND" --grpc-port "$GRPC_PORT" \
+      --warmup-requests "$requests" \
       2>&1 | tee "$RES/first-$mode.txt" || true   # exit 1 = over the limit: the table says where
   done
   grep -E '^(ready|worst)' "$RES"/first-*.txt | tee "$RES/summary.txt"

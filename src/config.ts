@@ -77,6 +77,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
   selftestRetryMs: number;
+  /** Before the listeners open, send unrecorded POST /classify requests through the app (src/api/http/warmup.ts). */
+  warmupRequests: boolean;
   /** gRPC connections are closed (GOAWAY) after this long, so clients re-resolve and re-balance; 0 = never. */
   grpcMaxConnectionAgeMs: number;
   /** Default top_k when the request names none (capped at the model's class count). */
@@ -364,6 +366,13 @@ export const SETTINGS: readonly Setting[] = [
     help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)',
   },
   {
+    env: 'WARMUP_REQUESTS',
+    flag: 'warmup-requests',
+    kind: { type: 'enum', values: ['false', 'true'] },
+    def: 'true',
+    help: 'true: before listening, send unrecorded POST /classify requests to every ready model (a warm first request)',
+  },
+  {
     env: 'GRPC_MAX_CONNECTION_AGE_MS',
     flag: 'grpc-max-connection-age-ms',
     kind: NON_NEGATIVE(2_147_483_647),
@@ -531,6 +540,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     shutdownDelayMs: num('SHUTDOWN_DELAY_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
+    warmupRequests: v.get('WARMUP_REQUESTS') === 'true',
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],

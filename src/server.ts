@@ -18,6 +18,7 @@ import { BodyBudget } from './api/body-budget.js';
 import { grpcBodyBudgetInterceptor } from './api/grpc/grpc-body-budget.js';
 import { startGrpcServer } from './api/grpc/grpc-server.js';
 import { buildApp } from './api/http/app.js';
+import { sendWarmupRequests } from './api/http/warmup.js';
 import { CoreInferenceService } from './service/inference-service.js';
 import { ModelRepository } from './models/model-repository.js';
 import { ModelConfigError } from './models/model-json.js';
@@ -76,6 +77,15 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
   logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
   const app = await buildApp(config, service, { loggerInstance: logger, access, bodyBudget, server: httpsServerOptions(config.access) });
+  // WARMUP_REQUESTS: not counted, logged or traced one by one; this line says they ran (docs/model-json.md#warm-up).
+  const warm = await sendWarmupRequests(app, service, config);
+  if (warm) {
+    for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
+    logger.info(
+      { requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) },
+      'warm-up requests sent through POST /classify',
+    );
+  }
   await app.listen({ port: config.port, host: config.host });
 
   const grpcTls = grpcServerTls(config.access);

@@ -99,6 +99,8 @@ export interface SubmitOptions {
   policyTimeoutMs?: number;
   /** Opaque trace context, handed to traceBatch (links from the batch span). */
   trace?: unknown;
+  /** A start-up warm-up request (src/api/http/warmup.ts): a batch of only these records no metric and no span. */
+  warmup?: boolean;
 }
 
 /** A request's images as they arrive from the client: a JPEG where jpeg[i], else imageBytes of pixels. */
@@ -134,6 +136,7 @@ interface Job {
   budgetMs: number;
   signal?: AbortSignal;
   trace?: unknown;
+  warmup: boolean;
   /** Index into levels (priority - 1). */
   level: number;
   /** Date.now() ms after which a "delay" policy moves it behind its level; Infinity: never. */
@@ -387,6 +390,7 @@ export class Batcher {
         budgetMs: opts.timeoutMs ?? (opts.deadline === undefined ? 0 : opts.deadline - now),
         signal: opts.signal,
         trace: opts.trace,
+        warmup: opts.warmup === true,
         level,
         delayAt: opts.policyTimeoutMs === undefined ? Infinity : now + opts.policyTimeoutMs,
         delayed: false,
@@ -554,19 +558,26 @@ export class Batcher {
   private dispatch(jobs: Job[], total: number, now: number): void {
     const { model, variant, backend, numClasses } = this.opts;
     const labels = { model, variant, backend };
+    // Warm-up requests run before the service listens, so alone: a batch of them is not recorded
+    // (an engine error still is: backendErrors, onBatchError).
+    const recorded = jobs.some((j) => !j.warmup);
     for (const j of jobs) {
       j.state = 'running';
       const waited = (now - j.enqueuedAt) / 1000;
-      for (let i = 0; i < j.n; i++) queueDuration.observe(labels, waited);
+      if (!j.warmup) for (let i = 0; i < j.n; i++) queueDuration.observe(labels, waited);
     }
     this.inflight++;
-    inflightBatches.inc({ model });
-    batchSize.observe(labels, total);
+    if (recorded) {
+      inflightBatches.inc({ model });
+      batchSize.observe(labels, total);
+    }
     const start = performance.now();
-    const endTrace = this.opts.traceBatch?.(
-      total,
-      jobs.map((j) => j.trace),
-    );
+    const endTrace = recorded
+      ? this.opts.traceBatch?.(
+          total,
+          jobs.map((j) => j.trace),
+        )
+      : undefined;
     let promise: Promise<Float32Array | DeviceBatchResult>;
     try {
       promise = this.runBatch(jobs, total);
@@ -576,7 +587,7 @@ export class Batcher {
     promise
       .then((out) => {
         const inferenceMs = performance.now() - start;
-        inferenceDuration.observe(labels, inferenceMs / 1000);
+        if (recorded) inferenceDuration.observe(labels, inferenceMs / 1000);
         const logits = out instanceof Float32Array ? out : out.logits;
         if (!(logits instanceof Float32Array) || logits.length !== total * numClasses) {
           throw new ServeError('SWIN_INFERENCE_FAILED', model, `backend returned ${logits?.length} values for ${total} x ${numClasses}`);
@@ -609,7 +620,7 @@ export class Batcher {
       })
       .finally(() => {
         this.inflight--;
-        inflightBatches.dec({ model });
+        if (recorded) inflightBatches.dec({ model });
         this.schedule();
         this.checkDrained();
       });

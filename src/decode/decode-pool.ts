@@ -133,7 +133,7 @@ export class DecodePool {
         ctx,
       });
     }).finally(() => ctx.signal?.removeEventListener('abort', onGone));
-    preprocessDuration.observe({ model: local.model.name }, (performance.now() - start) / 1000);
+    if (!ctx.warmup) preprocessDuration.observe({ model: local.model.name }, (performance.now() - start) / 1000);
     return pixels;
   }
 

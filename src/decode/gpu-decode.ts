@@ -124,7 +124,8 @@ export class GpuDecodeRouter {
 
   /**
    * Encoded images -> n x size x size x 3 bytes, as cpu.many() would return.
-   * `kind` is the backend of the variant the request will run on.
+   * `kind` is the backend of the variant the request will run on; `warmup`: a start-up
+   * warm-up request's images, left out of the decode metrics (src/api/http/warmup.ts).
    */
   async many(
     model: ModelConfig,
@@ -133,15 +134,16 @@ export class GpuDecodeRouter {
     kind: BackendKind | null | undefined,
     acceptedFormats: string[],
     maxImagePixels: number,
+    opts: { warmup?: boolean } = {},
   ): Promise<Uint8Array> {
     const jpegIdx =
       this.wants(kind) && acceptedFormats.includes('jpeg')
         ? // A JPEG whose markers show damage goes to sharp, which reports its warnings (src/jpeg-damage.ts).
           images.map((b, i) => (isJpeg(b) && !jpegLooksDamaged(b) ? i : -1)).filter((i) => i >= 0)
         : [];
-    if (jpegIdx.length === 0) return this.cpuAll(model, cpu, images);
+    if (jpegIdx.length === 0) return this.cpuAll(model, cpu, images, opts);
     const pool = await this.decoders();
-    if (!pool) return this.cpuAll(model, cpu, images);
+    if (!pool) return this.cpuAll(model, cpu, images, opts);
     const slot = pool.reduce((a, b) => (b.busy < a.busy ? b : a));
 
     const start = performance.now();
@@ -162,7 +164,7 @@ export class GpuDecodeRouter {
       );
     } catch (err) {
       this.tell(`GPU decode failed, using sharp: ${(err as Error).message}`);
-      return this.cpuAll(model, cpu, images);
+      return this.cpuAll(model, cpu, images, opts);
     } finally {
       slot.busy--;
     }
@@ -189,6 +191,7 @@ export class GpuDecodeRouter {
     const gpuCount = onGpu.filter(Boolean).length;
     this.counts.gpu += gpuCount;
     this.counts.cpu += n - gpuCount;
+    if (opts.warmup) return out;
     decodedImages.inc({ model: model.name, decoder: 'gpu' }, gpuCount);
     if (n > gpuCount) decodedImages.inc({ model: model.name, decoder: 'sharp' }, n - gpuCount);
     for (let i = 0; i < gpuCount; i++) preprocessDuration.observe({ model: model.name }, gpuMs / 1000);
@@ -226,10 +229,10 @@ export class GpuDecodeRouter {
     await Promise.all([...new Set(pool?.map((s) => s.d))].map((d) => d.dispose().catch(() => undefined)));
   }
 
-  private async cpuAll(model: ModelConfig, cpu: CpuPreprocessor, images: Buffer[]): Promise<Uint8Array> {
+  private async cpuAll(model: ModelConfig, cpu: CpuPreprocessor, images: Buffer[], opts: { warmup?: boolean }): Promise<Uint8Array> {
     this.counts.cpu += images.length;
     const out = await cpu.many(images);
-    decodedImages.inc({ model: model.name, decoder: 'sharp' }, images.length);
+    if (!opts.warmup) decodedImages.inc({ model: model.name, decoder: 'sharp' }, images.length);
     return out;
   }
 

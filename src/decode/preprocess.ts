@@ -37,6 +37,8 @@ export interface DecodeContext {
   signal?: AbortSignal;
   /** The image's estimated decode cost, ms (src/decode-cost.ts). */
   costMs?: number;
+  /** A start-up warm-up request's image: not in the preprocess metrics. */
+  warmup?: boolean;
 }
 
 const RESIZE_KERNELS = new Set(['nearest', 'linear', 'cubic', 'mitchell', 'lanczos2', 'lanczos3']);
@@ -119,7 +121,7 @@ export class Preprocessor {
     if (out.info.channels !== 3 || out.data.length !== this.imageBytes) {
       throw new ServeError('SWIN_IMAGE_DECODE_FAILED', index, `decoded to ${out.info.width}x${out.info.height}x${out.info.channels}`);
     }
-    preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
+    if (!ctx.warmup) preprocessDuration.observe({ model: this.model.name }, (performance.now() - start) / 1000);
     return out.data;
   }
 

@@ -28,9 +28,9 @@ import type {
 } from './service-types.js';
 import { topK } from './postprocess.js';
 
-/** The request's priority and policy timeout, as the batcher takes them. */
-function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace'> {
-  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace };
+/** The request's priority, policy timeout, trace and warm-up mark, as the batcher takes them. */
+function policyOf(opts: RequestOptions): Pick<SubmitOptions, 'priority' | 'policyTimeoutMs' | 'trace' | 'warmup'> {
+  return { priority: opts.priority, policyTimeoutMs: opts.timeoutMs, trace: opts.trace, warmup: opts.warmup };
 }
 
 /** Requests abandoned or expired before the batcher saw them, counted like the batcher's own drops (same metric, same labels). */
@@ -215,7 +215,7 @@ export class CoreInferenceService implements InferenceService {
       preprocessMs += redo.preprocessMs;
     }
     const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
-    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
+    if (!opts.warmup) imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
       model: m.name,
@@ -283,7 +283,7 @@ export class CoreInferenceService implements InferenceService {
     const deadline = opts.deadline ?? Date.now() + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
     const r = await this.inferTraced(m, opts.variant, pixels, n, { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) });
-    imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
+    if (!opts.warmup) imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, n);
     return {
       model: m.name,
       version: m.version,
@@ -311,7 +311,7 @@ export class CoreInferenceService implements InferenceService {
   ): Promise<{ outcome: InferOutcome; warnings: ImageWarning[]; preprocessMs: number }> {
     const refused = sent.jpeg.flatMap((jpeg, i) => (jpeg && r.decoded?.[i] === false ? [i] : []));
     const onGpu = sent.jpeg.filter(Boolean).length - refused.length;
-    if (onGpu > 0) decodedImages.inc({ model: m.name, decoder: 'gpu' }, onGpu);
+    if (onGpu > 0 && !opts.warmup) decodedImages.inc({ model: m.name, decoder: 'gpu' }, onGpu);
     if (refused.length === 0) return { outcome: r, warnings: [], preprocessMs: 0 };
     this.decoder.noteRefused(refused.map((i) => r.reasons?.[i] ?? null));
     const start = performance.now();
@@ -414,6 +414,7 @@ export class CoreInferenceService implements InferenceService {
             return await base.one(input, index, {
               signal: gone.signal,
               costMs: costs[index],
+              warmup: opts.warmup,
               onWarning: (warning) => {
                 warnings.push({ image: index, warning });
                 opts.onWarning?.({ image: index, warning });
@@ -429,13 +430,15 @@ export class CoreInferenceService implements InferenceService {
       if (onDevice?.some(Boolean)) {
         const items = await untilDeadline(Promise.all(images.map((img, i) => (onDevice[i] ? img : gated.one(img, i)))), when);
         const onCpu = onDevice.filter((d) => !d).length;
-        if (onCpu > 0) decodedImages.inc({ model: m.name, decoder: 'sharp' }, onCpu);
+        if (onCpu > 0 && !opts.warmup) decodedImages.inc({ model: m.name, decoder: 'sharp' }, onCpu);
         endSpan(decode);
         warnings.sort((a, b) => a.image - b.image);
         return { pixels: { images: items, jpeg: onDevice }, warnings };
       }
       const pixels = await untilDeadline(
-        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels),
+        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels, {
+          warmup: opts.warmup,
+        }),
         when,
       );
       endSpan(decode);

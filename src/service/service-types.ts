@@ -23,6 +23,8 @@ export interface RequestOptions {
   client?: string;
   /** Called for each decoder warning about one of its images (front ends without a `warnings` field: KServe). */
   onWarning?: (warning: ImageWarning) => void;
+  /** A start-up warm-up request (src/api/http/warmup.ts): served like any other, recorded in no metric. */
+  warmup?: boolean;
 }
 
 export interface TopKEntry {

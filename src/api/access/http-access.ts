@@ -9,6 +9,7 @@ import fp from 'fastify-plugin';
 import type { AccessConfig } from './access-config.js';
 import { AccessController, type AccessRequest } from './access-control.js';
 import { methodNotAllowed } from './method-policy.js';
+import { isWarmupRequest } from '../http/warmup.js';
 
 const HEALTH_PATHS = new Set(['/health/live', '/health/ready', '/v2/health/live', '/v2/health/ready']);
 
@@ -50,6 +51,8 @@ async function accessPlugin(app: FastifyInstance, opts: { controller: AccessCont
   app.addHook('onRequest', async (request: FastifyRequest, reply) => {
     // CORS preflights carry no credentials by design; @fastify/cors answers them.
     if (request.method === 'OPTIONS' && origins.length > 0) return;
+    // The service's own start-up requests (src/api/http/warmup.ts): no key, no rate-limit bucket.
+    if (isWarmupRequest(request)) return;
     const denied = controller.check({
       kind: httpRequestKind(request.url),
       authorization: request.headers.authorization,

@@ -27,6 +27,7 @@ import { registerGracefulClose } from './graceful-close.js';
 import { applyHttpTimeouts, clientErrorHandler, trackRequests } from './http-timeouts.js';
 import { modelsRoutes } from './models-routes.js';
 import { errorBody, healthReply } from './schemas.js';
+import { isWarmupRequest } from './warmup.js';
 
 export interface BuildAppOptions {
   /** pino options or false; default: JSON logs at config.logLevel with credentials redacted. */
@@ -103,6 +104,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     closing = true;
   });
   app.addHook('onRequest', async (request) => {
+    // Start-up warm-up requests (warmup.ts) leave no log line, span or metric.
+    if (isWarmupRequest(request)) return;
     request.log.debug({ req: request }, 'incoming request');
     if (tracingEnabled()) {
       const path = request.url.split('?')[0].slice(0, 200);
@@ -136,6 +139,7 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
       request.swinReplySpan = startStage(request.swinTrace.ctx, 'reply', { 'http.response.status_code': reply.statusCode });
   });
   app.addHook('onResponse', async (request, reply) => {
+    if (isWarmupRequest(request)) return;
     const api = request.routeOptions.config?.api;
     const path = request.url.split('?')[0].slice(0, 200);
     logRequest(

@@ -15,6 +15,7 @@ import type { TraceContext } from '../../observability/tracing.js';
 import type { Span } from '@opentelemetry/api';
 import { ACCEPTED_CONTENT_TYPES } from './http-errors.js';
 import { classifyJsonBody, classifyQuery, classifyReply, errorResponses } from './schemas.js';
+import { isWarmupRequest } from './warmup.js';
 
 export interface ClassifyRouteOptions {
   service: InferenceService;
@@ -157,6 +158,7 @@ export async function classifyRoute(app: FastifyInstance, opts: ClassifyRouteOpt
         client: requestClient(request.headers.authorization, request.headers['x-api-key'], request.ip),
         // deadline: the service's default, REQUEST_TIMEOUT_MS from now (the body has been read)
         signal: disconnectSignal(reply),
+        ...(isWarmupRequest(request) && { warmup: true }),
       });
     },
   );
