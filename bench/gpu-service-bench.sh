@@ -34,7 +34,7 @@
 #          contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
-# Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC,
+# Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
 # BASELINE_COMPILE=0 to leave torch.compile out, SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
@@ -201,7 +201,7 @@ run() {
   local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
 
   log "run: decode ceiling (service preprocessing, sharp, no HTTP)"
-  for pool in 16 32; do
+  [ "${SKIP_CEILING:-0}" = 1 ] || for pool in 16 32; do
     UV_THREADPOOL_SIZE=$pool node dist/bench/loadgen/decode-ceiling.js --model "$MODELS_DIR/$MODEL" --images "$IMAGES" \
       --seconds 5 --json "$RES/decode-ceiling-pool$pool.json" 2>&1 | tee -a "$RES/bench.log" || true
   done
