@@ -18,8 +18,18 @@
 #          fp16 engine files (bench/gpu_model_repo.py).
 # run:     unpacks node_modules and dist; measures the decode ceiling; starts the service
 #          (cuda backend) and runs a closed-loop sweep, then an open-loop Poisson run at
-#          80% of the sweep's peak, and a gRPC step; then the Python baseline (eager fp32,
-#          eager fp16 with naive batching, torch.compile) with the same client and images.
+#          80% of the sweep's peak, and a gRPC step; then the Python baselines
+#          (bench/python_baseline.py, aiohttp; docs/benchmarks.md section 3) with the same
+#          client and images, each started fresh and driven only once /health/ready answers:
+#            python eager fp32                  PIL decode, one request at a time
+#            python eager fp16 batch<=32        PIL decode, fp16 autocast, naive batching
+#            python torch.compile fp16          PIL decode, torch.compile (inductor), batch 1
+#            python gpu-decode + torch.compile fp16 batch<=64
+#                                               the strongest plain-Python server: JPEG batches
+#                                               decoded by nvJPEG (torchvision), resize/crop on
+#                                               the GPU, torch.compile fp16 on power-of-two
+#                                               batch buckets compiled at start-up, top-k on GPU
+#          (the two torch.compile ones compile for a minute or more before they are ready).
 # hackathon: bench/hackathon_tables.py (builds the C API library if prepare has not; carries nothing).
 # fmnist:  (after prepare, carry .carry/bench-run) the repository as committed, default settings:
 #          starts `node dist/src/main.js` with the addon where `npm install` puts it
@@ -37,8 +47,10 @@
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
-# BASELINE_COMPILE=0 to leave torch.compile out, SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
-# with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC, LOCAL=1 for a dry run of `run` off the GPU host
+# BASELINE_COMPILE=0 to leave the torch.compile baselines out, SKIP_SERVICE=1 to run only the
+# baselines (e.g. in a call of their own), SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
+# with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC,
+# LOCAL=1 for a dry run of `run` off the GPU host
 # (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -190,6 +202,7 @@ serve_and_measure() {
   kill "$dmon" 2>/dev/null || true
 }
 
+
 run() {
   command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
   if [ "${LOCAL:-0}" != 1 ]; then   # LOCAL=1: this checkout's node_modules and dist (a dry run off the GPU host)
@@ -208,17 +221,20 @@ run() {
 
   # One service run per entry of SERVICE_ENVS ("label:VAR=v,VAR=v;label2:..."), same images and
   # load: before/after comparisons of service settings in one call.
-  local entry
-  IFS=';' read -r -a entries <<< "${SERVICE_ENVS:-default:}"
-  for entry in "${entries[@]}"; do
-    serve_and_measure "${entry%%:*}" "${entry#*:}" "$ADDON"
-  done
-
+  if [ "${SKIP_SERVICE:-0}" != 1 ]; then
+    local entry
+    IFS=';' read -r -a entries <<< "${SERVICE_ENVS:-default:}"
+    for entry in "${entries[@]}"; do
+      serve_and_measure "${entry%%:*}" "${entry#*:}" "$ADDON"
+    done
+  fi
   if [ "${SKIP_BASELINE:-0}" != 1 ]; then
     baseline "python eager fp32" base-eager-fp32 --arch swin_tiny
     baseline "python eager fp16 batch<=32" base-eager-fp16-b32 --arch swin_tiny --half --max-batch 32
     if [ "${BASELINE_COMPILE:-1}" = 1 ]; then
       baseline "python torch.compile fp16" base-compile-fp16 --arch swin_tiny --half --compile --max-batch 1
+      baseline "python gpu-decode + torch.compile fp16 batch<=64" base-gpudecode-compile-fp16-b64 \
+        --arch swin_tiny --gpu-decode --half --compile --max-batch 64
     fi
   fi
   log "run: summary"
@@ -228,7 +244,7 @@ run() {
       const r = JSON.parse(fs.readFileSync(dir + "/" + f));
       if (!r.steps) continue;
       const best = r.steps.reduce((a, s) => (s.throughput_rps > a.throughput_rps ? s : a));
-      console.log(`${r.label.padEnd(32)} peak ${best.throughput_rps.toFixed(1).padStart(8)} req/s at ${best.concurrency ?? best.rate}  p99 ${best.latency.p99_ms} ms  errors ${best.error_count}`);
+      console.log(`${r.label.padEnd(50)} peak ${best.throughput_rps.toFixed(1).padStart(8)} req/s at ${best.concurrency ?? best.rate}  p99 ${best.latency.p99_ms} ms  errors ${best.error_count}`);
     }
     // Per service run, from its /metrics after the closed-loop sweep: mean batch and engine time.
     for (const f of fs.readdirSync(dir).filter((f) => /^metrics-sweep.*\.txt$/.test(f))) {
@@ -239,6 +255,10 @@ run() {
       const dec = t.split("\n").filter((l) => l.startsWith("swin_decoded_images_total")).map((l) => l.replace(/^swin_decoded_images_total/, "")).join(" ");
       console.log(`${f.padEnd(32)} mean batch ${b.toFixed(1)} images, ${ms.toFixed(2)} ms a batch (decode included where batched); decoded ${dec}`);
     }' "$(cd "$RES" && pwd)" | tee "$RES/summary.txt"
+  if [ ${#BASE_FAILED[@]} -gt 0 ]; then
+    printf 'FAIL: baseline %s\n' "${BASE_FAILED[@]}" | tee -a "$RES/summary.txt"
+    exit 1
+  fi
 }
 
 fmnist() {
@@ -308,17 +328,25 @@ first() {
   grep -E '^(ready|worst)' "$RES"/first-*.txt | tee "$RES/summary.txt"
 }
 
+BASE_FAILED=()   # baselines that did not start or answered no request: `run` exits 1 after its summary
+
 baseline() {  # label, name, python_baseline args...
   local label=$1 name=$2; shift 2
   log "run: baseline $label"
   "$PY" bench/python_baseline.py "$@" --device "${BASE_DEVICE:-cuda}" --port "$BPORT" > "$RES/$name.server.log" 2>&1 &
   local pid=$!
-  if wait_ready "http://127.0.0.1:$BPORT/health/ready" "$pid" 300; then
+  # Ready only after the server compiled and warmed every batch shape (its log says how long each took).
+  if wait_ready "http://127.0.0.1:$BPORT/health/ready" "$pid" "${BASE_READY_S:-300}"; then
+    grep -E 'baseline: ' "$RES/$name.server.log" | tee -a "$RES/bench.log" || true
     bench "$label" "$name" --url "http://127.0.0.1:$BPORT" --concurrency "${BASE_CONC:-8,32,64}" --timeout 60s
+    node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1])); process.exit(r.steps.some((s)=>s.ok>0)?0:1)' "$RES/$name.json" 2>/dev/null \
+      || { echo "FAIL: baseline $label answered no request (server log: $name.server.log)" | tee -a "$RES/bench.log"; tail -40 "$RES/$name.server.log"; BASE_FAILED+=("$label"); }
   else
-    tail -20 "$RES/$name.server.log"
+    echo "FAIL: baseline $label did not become ready" | tee -a "$RES/bench.log"
+    tail -40 "$RES/$name.server.log"
+    BASE_FAILED+=("$label")
   fi
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
 case "$PHASE" in
