@@ -7,8 +7,8 @@
 // prints the functions with the most self time. Issue 18 asks where a request's
 // CPU goes before multi-core front ends are considered; this answers on any machine.
 //
-//   npx tsx bench/frontend-profile.ts [--images bench/.images/photos] [--concurrency 64]
-//       [--seconds 10] [--classes 1000] [--cpu-prof-out bench/.out/frontend.cpuprofile]
+//   npx tsx bench/frontend-profile.ts [--api http|grpc] [--images bench/.images/photos]
+//       [--concurrency 64] [--seconds 10] [--classes 1000] [--cpu-prof-out bench/.out/frontend.cpuprofile]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -17,6 +17,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { Backend, DeviceBatchResult, Variant } from '../src/backends/backend.js';
+import { startGrpcServer } from '../src/api/grpc/grpc-server.js';
 import { buildApp } from '../src/api/http/app.js';
 import { loadConfig } from '../src/config.js';
 import { ModelRepository } from '../src/models/model-repository.js';
@@ -24,6 +25,7 @@ import type { ModelConfig } from '../src/models/model-config.js';
 import { CoreInferenceService } from '../src/service/inference-service.js';
 
 interface Options {
+  api: 'http' | 'grpc';
   images: string;
   concurrency: number;
   seconds: number;
@@ -37,6 +39,7 @@ function parse(argv: string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   return {
+    api: get('--api') === 'grpc' ? 'grpc' : 'http',
     images: get('--images') ?? 'bench/.images/photos',
     concurrency: Number(get('--concurrency') ?? 64),
     seconds: Number(get('--seconds') ?? 10),
@@ -65,7 +68,11 @@ function instantBackend(variant: Variant, classes: number): Backend {
     maxBatchSize: 64,
     device: 'none (frontend-profile)',
     precision: 'fp32',
-    run: async (images, n) => logitsOf(Array.from({ length: n }, (_, i) => images.subarray(i * bytes, (i + 1) * bytes)), classes),
+    run: async (images, n) =>
+      logitsOf(
+        Array.from({ length: n }, (_, i) => images.subarray(i * bytes, (i + 1) * bytes)),
+        classes,
+      ),
     runImages: async (images): Promise<DeviceBatchResult> => ({
       logits: logitsOf(images, classes),
       decoded: images.map(() => true),
@@ -82,10 +89,7 @@ function writeModel(root: string, classes: number): void {
   const half = images.length / 2;
   const logits = logitsOf([images.subarray(0, half), images.subarray(half)], classes);
   writeFileSync(path.join(dir, 'selftest.u8'), images);
-  writeFileSync(
-    path.join(dir, 'selftest.json'),
-    JSON.stringify([0, 1].map((i) => [...logits.subarray(i * classes, (i + 1) * classes)])),
-  );
+  writeFileSync(path.join(dir, 'selftest.json'), JSON.stringify([0, 1].map((i) => [...logits.subarray(i * classes, (i + 1) * classes)])));
   const cfg: ModelConfig = {
     name: 'frontend',
     version: '1',
@@ -100,7 +104,14 @@ function writeModel(root: string, classes: number): void {
       mlp_ratio: 4,
       num_classes: classes,
     },
-    preprocess: { mode: 'shorter_side_crop', resize: 256, crop: SIZE, kernel: 'cubic', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+    preprocess: {
+      mode: 'shorter_side_crop',
+      resize: 256,
+      crop: SIZE,
+      kernel: 'cubic',
+      mean: [0.485, 0.456, 0.406],
+      std: [0.229, 0.224, 0.225],
+    },
     labels: Array.from({ length: classes }, (_, i) => `class${i}`),
     input: { name: 'pixels', datatype: 'UINT8', shape: [-1, SIZE, SIZE, 3], layout: 'NHWC' },
     output: { name: 'logits', datatype: 'FP32', shape: [-1, classes] },
@@ -115,7 +126,7 @@ function writeModel(root: string, classes: number): void {
 }
 
 /** Top functions by self time in a V8 CPU profile. */
-function topSelf(profile: import("node:inspector").Profiler.Profile, n = 25): string[] {
+function topSelf(profile: import('node:inspector').Profiler.Profile, n = 25): string[] {
   const byId = new Map(profile.nodes.map((x) => [x.id, x]));
   const self = new Map<string, number>();
   let total = 0;
@@ -147,6 +158,15 @@ async function main(): Promise<void> {
   const app = await buildApp(config, service, { logger: { level: 'silent' } });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as { port: number }).port;
+  const grpc = await startGrpcServer(
+    service,
+    { host: '127.0.0.1', port: 0, maxMessageBytes: config.limits.maxBodyBytes },
+    pino({ level: 'silent' }),
+  );
+  const target =
+    o.api === 'grpc'
+      ? ['--api', 'grpc', '--grpc-target', `127.0.0.1:${grpc.port}`, '--proto', 'proto/swin/v1/classifier.proto']
+      : ['--url', `http://127.0.0.1:${port}`];
   const warmupS = 3;
   const loadgen = spawn(
     process.execPath,
@@ -154,8 +174,7 @@ async function main(): Promise<void> {
       '--import',
       'tsx',
       'bench/loadgen/cli.ts',
-      '--url',
-      `http://127.0.0.1:${port}`,
+      ...target,
       '--images',
       o.images,
       '--concurrency',
@@ -200,6 +219,7 @@ async function main(): Promise<void> {
     process.stdout.write(`CPU profile of the window: ${o.cpuProfOut}; most self time:\n${topSelf(profile).join('\n')}\n`);
   }
   await done;
+  await grpc.close(1000);
   await app.close();
   await service.close();
   rmSync(root, { recursive: true, force: true });
@@ -219,7 +239,9 @@ async function main(): Promise<void> {
     const r = await app.inject({ method: 'GET', url: '/metrics' });
     return r.body
       .split('\n')
-      .filter((l) => l.startsWith('swin_requests_total{') && l.includes('code="OK"'))
+      .filter(
+        (l) => l.startsWith('swin_requests_total{') && l.includes(`api="${o.api === 'grpc' ? 'grpc' : 'http'}"`) && l.includes('code="OK"'),
+      )
       .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
   }
 }

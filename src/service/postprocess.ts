@@ -46,23 +46,11 @@ export function topIndices(values: ArrayLike<number>, row: number, c: number, k:
   return best;
 }
 
-/**
- * Top k of softmax(logits[row]), highest first, with labels. Softmax keeps the order, so the
- * k are picked from the logits and only the softmax's normaliser is computed over the row:
- * the same scores as softmaxRow's (same max, same sum in the same order), without writing
- * c probabilities per image.
- */
+/** Top k of softmax(logits[row]), highest first, with labels. */
 export function topK(logits: Float32Array, row: number, numClasses: number, k: number, labels: readonly string[]): TopKEntry[] {
-  const base = row * numClasses;
-  let max = -Infinity;
-  for (let j = 0; j < numClasses; j++) max = Math.max(max, logits[base + j]);
-  let sum = 0;
-  for (let j = 0; j < numClasses; j++) sum += Math.exp(logits[base + j] - max);
-  return topIndices(logits, row, numClasses, k).map((index) => ({
-    label: labels[index],
-    index,
-    score: Math.exp(logits[base + index] - max) / sum,
-  }));
+  const probs = new Float64Array(numClasses);
+  softmaxRow(logits.subarray(row * numClasses, (row + 1) * numClasses), 0, numClasses, probs);
+  return topIndices(probs, 0, numClasses, k).map((index) => ({ label: labels[index], index, score: probs[index] }));
 }
 
 /**
