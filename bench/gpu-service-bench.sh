@@ -48,7 +48,7 @@
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
 # BASELINE_COMPILE=0 to leave the torch.compile baselines out, SKIP_SERVICE=1 to run only the
-# baselines (e.g. in a call of their own), SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
+# baselines (e.g. in a call of their own), LOADGEN_PROCS (4), SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
 # with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC,
 # LOCAL=1 for a dry run of `run` off the GPU host
 # (e.g. LOCAL=1 BACKEND=onnxruntime MODEL=swin-fmnist MODELS_DIR=engines/models IMAGES=bench/.images/fmnist).
@@ -80,6 +80,9 @@ PORT=${PORT:-28080}
 GRPC_PORT=${GRPC_PORT:-28081}
 BPORT=${BPORT:-28090}
 PY=${PY:-python3}
+# Load-generator processes per step (bench/loadgen/procs.ts): one Node process tops out near one
+# core, below what the service can answer over gRPC.
+LOADGEN_PROCS=${LOADGEN_PROCS:-4}
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 # Servers and monitors started here end with the script, whatever way it ends.
 finish() {
@@ -163,7 +166,7 @@ wait_ready() {  # url, pid, seconds
 
 bench() {  # label, json name, extra args...
   local label=$1 name=$2; shift 2
-  node dist/bench/loadgen/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 \
+  node dist/bench/loadgen/cli.js --images "$IMAGES" --warmup "${WARMUP}s" --duration "${DURATION}s" --progress 2000 --procs "$LOADGEN_PROCS" \
     --label "$label" --json "$RES/$name.json" --csv "$RES/$name.csv" "$@" 2>&1 | tee -a "$RES/bench.log" || true   # a failed step is in the log; go on
 }
 

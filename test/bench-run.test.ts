@@ -16,7 +16,9 @@ import { parseBenchArgs } from '../bench/loadgen/args.js';
 import { runBench } from '../bench/loadgen/cli.js';
 import { HttpTarget } from '../bench/loadgen/http-target.js';
 import { loadImages } from '../bench/loadgen/images.js';
-import { runStep } from '../bench/loadgen/load.js';
+import { runStep, type StepResult } from '../bench/loadgen/load.js';
+import { mergeSteps, shares } from '../bench/loadgen/procs.js';
+import { LatencyHistogram } from '../bench/loadgen/stats.js';
 
 const DELAY_MS = 5;
 let dir: string;
@@ -242,4 +244,70 @@ test('gRPC Predict: replies and status codes with the swin-code trailer', async 
   } finally {
     gserver.forceShutdown();
   }
+});
+
+test('--procs spreads a step over load processes and merges their histograms exactly', async () => {
+  // mergeSteps against one histogram of all the latencies
+  const a = new LatencyHistogram();
+  const b = new LatencyHistogram();
+  const all = new LatencyHistogram();
+  for (let i = 0; i < 500; i++) {
+    const us = 800 + ((i * 7919) % 40_000);
+    (i % 3 ? a : b).record(us);
+    all.record(us);
+  }
+  const step = (h: LatencyHistogram, ok: number): StepResult => ({
+    mode: 'closed',
+    concurrency: 2,
+    rate: null,
+    arrival: null,
+    warmup_s: 0,
+    window_s: 2,
+    requests: ok + 1,
+    ok,
+    error_count: 1,
+    errors: { timeout: 1 },
+    throughput_rps: ok / 2,
+    latency: h.summary(),
+    client_cpu_pct: 40,
+    histogram_us: h.toSparse(),
+  });
+  const merged = mergeSteps([step(a, a.count), step(b, b.count)], 4);
+  assert.deepEqual(
+    [merged.latency.p50_ms, merged.latency.p99_ms, merged.latency.max_ms, merged.latency.min_ms, merged.ok],
+    [all.summary().p50_ms, all.summary().p99_ms, all.summary().max_ms, all.summary().min_ms, 500],
+  );
+  assert.deepEqual(merged.errors, { timeout: 2 });
+  assert.equal(merged.client_cpu_pct, 80);
+  assert.equal(merged.concurrency, 4);
+  assert.deepEqual(shares(7, 3), [3, 2, 2]);
+  assert.deepEqual(shares(2, 3), [1, 1]);
+
+  // A real run: 4 in flight over 3 processes against the 5 ms server.
+  const before = served;
+  const o = parseBenchArgs([
+    '--url',
+    `http://127.0.0.1:${port}`,
+    '--images',
+    dir,
+    '--concurrency',
+    '4',
+    '--procs',
+    '3',
+    '--warmup',
+    '200ms',
+    '--duration',
+    '800ms',
+    '--progress',
+    '0',
+  ]);
+  const report = await runBench(o, sink);
+  const r = report.steps[0];
+  assert.equal(r.processes, 3);
+  assert.equal(r.concurrency, 4);
+  assert.equal(r.latency.count, r.ok);
+  assert.ok(r.ok > 100, `ok ${r.ok}`);
+  assert.ok(r.throughput_rps <= (4 / (DELAY_MS / 1000)) * 1.02, `throughput ${r.throughput_rps}`);
+  assert.ok(r.latency.p50_ms >= DELAY_MS * 0.9, `p50 ${r.latency.p50_ms}`);
+  assert.ok(served - before >= r.requests, 'the server saw every request the processes counted');
 });

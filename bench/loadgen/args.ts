@@ -46,6 +46,8 @@ export interface BenchOptions {
   /** Allow a non-loopback URL/target. */
   allowRemote: boolean;
   seed: number;
+  /** Load-generator processes each step is spread over (procs.ts); 1: this one. */
+  procs: number;
   help: boolean;
 }
 
@@ -86,6 +88,9 @@ Load
                            --max-in-flight in open loop)
   --warmup DURATION        unmeasured load before each step's window (default 2s)
   --duration DURATION      measured window of each step (default 10s)
+  --procs N                spread each step over N load-generator processes (closed loop: the
+                           concurrency split between them; open loop: the rate), results merged;
+                           one Node process tops out near one core (default 1)
   --timeout DURATION       per-request timeout, counted as "timeout" (default 30s)
                            Durations: 500ms, 10s, 2m or plain seconds. A run ends by itself after
                            at most steps x (warmup + duration) + timeout.
@@ -172,6 +177,7 @@ const FLAGS_WITH_VALUE = new Set([
   '--label',
   '--progress',
   '--seed',
+  '--procs',
 ]);
 const BOOLEAN_FLAGS = new Set(['--allow-remote', '--check', '-h', '--help']);
 
@@ -266,6 +272,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     check: bools.has('--check'),
     allowRemote,
     seed: parsePositiveInt(raw.get('--seed') ?? '1', '--seed', true),
+    procs: parsePositiveInt(raw.get('--procs') ?? '1', '--procs'),
     help: bools.has('--help'),
   };
 }

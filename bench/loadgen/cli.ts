@@ -7,6 +7,7 @@ import { GrpcTarget } from './grpc-target.js';
 import { HttpTarget, type Target } from './http-target.js';
 import { loadImages } from './images.js';
 import { runStep, type StepResult } from './load.js';
+import { runStepInProcesses } from './procs.js';
 import { ProgressPrinter, progressLine } from './progress.js';
 import { hostInfo, tableHeader, tableRow, toCsv, type BenchReport } from './report.js';
 
@@ -46,6 +47,13 @@ export async function runBench(o: BenchOptions, out: NodeJS.WritableStream = pro
       const inFlightCap = o.mode === 'closed' ? load : o.maxInFlight;
       target.setConnections(o.connections || inFlightCap);
       const stepLabel = o.mode === 'closed' ? `c=${load}` : `${load}/s`;
+      if (o.procs > 1) {
+        out.write(`# ${stepLabel}: ${o.procs} load processes\n`);
+        const step = await runStepInProcesses(o, load);
+        steps.push(step);
+        out.write(tableRow(step) + '\n');
+        continue;
+      }
       const step = await runStep(
         target,
         images,

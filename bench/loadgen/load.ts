@@ -58,6 +58,8 @@ export interface StepResult {
   latency: LatencySummary;
   /** client process CPU time / wall time over the window, percent of one core */
   client_cpu_pct: number;
+  /** Load-generator processes that ran the step (--procs); absent: one. */
+  processes?: number;
   top1?: Record<string, number>;
   histogram_us: Array<[number, number]>;
 }

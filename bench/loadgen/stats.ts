@@ -126,6 +126,26 @@ export class LatencyHistogram {
     };
   }
 
+  /**
+   * The histogram a JSON step describes: its sparse counts (toSparse) with the count, min,
+   * mean and max of its summary (the sum is mean x count, to the summary's rounding).
+   */
+  static fromSummary(sparse: ReadonlyArray<readonly [number, number]>, s: LatencySummary): LatencyHistogram {
+    const h = new LatencyHistogram();
+    for (const [lowerUs, n] of sparse) {
+      const b = bucketOf(lowerUs);
+      while (h.counts.length <= b) h.counts.push(0);
+      h.counts[b] += n;
+      h.count += n;
+    }
+    if (h.count > 0) {
+      h.sum = s.mean_ms * 1000 * h.count;
+      h.min = s.min_ms * 1000;
+      h.max = s.max_ms * 1000;
+    }
+    return h;
+  }
+
   /** Sparse form for JSON output: [bucket lower bound in us, count] pairs. */
   toSparse(): Array<[number, number]> {
     const out: Array<[number, number]> = [];
