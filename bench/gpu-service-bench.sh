@@ -41,7 +41,7 @@
 # first:   (instead of run, same carry) first request after /health/ready against the steady-state
 #          p50 at every batch size (dist/bench/loadgen/first-request.js), three times: warm (model.json's
 #          warm-up and WARMUP_REQUESTS), engine (the engine's warm-up only) and cold (neither), for
-#          contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30).
+#          contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30), FIRST_MODES (warm engine cold).
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
@@ -318,7 +318,7 @@ first() {
   local cold=$G/models-nowarm
   rm -rf "$cold"; mkdir -p "$cold"; cp -r "$MODELS_DIR/$MODEL" "$cold/"
   node -e 'const f=process.argv[1], c=JSON.parse(require("fs").readFileSync(f)); c.warmup=[]; require("fs").writeFileSync(f, JSON.stringify(c, null, 2))' "$cold/$MODEL/model.json"
-  for mode in warm engine cold; do
+  for mode in ${FIRST_MODES:-warm engine cold}; do
     local dir=$MODELS_DIR; [ "$mode" = cold ] && dir=$cold
     local requests=false; [ "$mode" = warm ] && requests=true
     log "first: $mode ($dir, warm-up requests $requests)"
