@@ -200,10 +200,10 @@ test('the service sends JPEGs encoded, decodes the rest with sharp, and redoes w
   }
 });
 
-test('BATCH_DECODE=false and DECODE=cpu keep every image on the per-request path, with the same answers', async () => {
+test('BATCH_DECODE=false, DECODE=cpu and DECODE_STRICT=true keep every image on the per-request path, with the same answers', async () => {
   const images = [await greyJpeg(50), await greyJpeg(175)];
   const labels: string[][] = [];
-  const envs: Record<string, string>[] = [{ BATCH_DECODE: 'false' }, { DECODE: 'cpu' }, {}];
+  const envs: Record<string, string>[] = [{ BATCH_DECODE: 'false' }, { DECODE: 'cpu' }, { DECODE_STRICT: 'true', DECODE: 'gpu' }, {}];
   for (const env of envs) {
     const s = await serviceWith(env);
     try {
@@ -216,6 +216,7 @@ test('BATCH_DECODE=false and DECODE=cpu keep every image on the per-request path
     }
   }
   assert.deepEqual(labels, [
+    ['class2', 'class7'],
     ['class2', 'class7'],
     ['class2', 'class7'],
     ['class2', 'class7'],

@@ -274,7 +274,8 @@ export class ModelInstances {
    */
   private async warmImageBatches(m: LoadedModel, slot: VariantSlot, kind: BackendKind, backend: Backend): Promise<DeviceDecodeSpec | null> {
     const o = this.opts.config;
-    if (!backend.runImages || !o.batchDecode || o.decode === 'cpu' || !o.acceptedFormats.includes('jpeg')) return null;
+    const jpegsToGpu = o.decode !== 'cpu' && !o.decodeStrict && o.acceptedFormats.includes('jpeg'); // as CoreInferenceService routes them
+    if (!backend.runImages || !o.batchDecode || !jpegsToGpu) return null;
     const pre = m.config.preprocess;
     const size = m.config.architecture.img_size;
     const spec: DeviceDecodeSpec = {

@@ -89,7 +89,12 @@ export class CoreInferenceService implements InferenceService {
   constructor(repo: ModelRepository, config: Config, hooks: ServiceHooks = {}) {
     this.repo = repo;
     this.config = config;
-    this.decoder = new GpuDecodeRouter(config.decode ?? 'auto', { onFallback: hooks.onDecodeFallback, devices: config.devices });
+    // DECODE_STRICT refuses every image libjpeg warns about; nvJPEG decodes damaged entropy-coded
+    // data without a word, so under it JPEGs stay with sharp whatever DECODE says.
+    this.decoder = new GpuDecodeRouter(config.decodeStrict ? 'cpu' : (config.decode ?? 'auto'), {
+      onFallback: hooks.onDecodeFallback,
+      devices: config.devices,
+    });
     this.control = {
       mode: config.modelControlMode,
       index: (readyOnly: boolean): Promise<ModelIndexRow[]> => repo.index(readyOnly),
