@@ -257,6 +257,13 @@ run() {
       const ms = (1000 * sum("swin_inference_duration_seconds_sum")) / sum("swin_inference_duration_seconds_count");
       const dec = t.split("\n").filter((l) => l.startsWith("swin_decoded_images_total")).map((l) => l.replace(/^swin_decoded_images_total/, "")).join(" ");
       console.log(`${f.padEnd(32)} mean batch ${b.toFixed(1)} images, ${ms.toFixed(2)} ms a batch (decode included where batched); decoded ${dec}`);
+      // Where the time of a GPU-decoded batch goes (swin_gpu_batch_stage_seconds), ms per batch.
+      const stages = ["copy_in", "decode", "engine", "copy_out", "host_decode"].map((st) => {
+        const of = (suffix) => t.split("\n").filter((l) => l.startsWith("swin_gpu_batch_stage_seconds_" + suffix + "{") && l.includes(`stage="${st}"`)).reduce((a, l) => a + Number(l.split(" ").pop()), 0);
+        const c = of("count");
+        return c ? `${st} ${((1000 * of("sum")) / c).toFixed(2)}` : null;
+      }).filter(Boolean);
+      if (stages.length) console.log(`${"".padEnd(32)} per batch, ms: ${stages.join(", ")}`);
     }' "$(cd "$RES" && pwd)" | tee "$RES/summary.txt"
   if [ ${#BASE_FAILED[@]} -gt 0 ]; then
     printf 'FAIL: baseline %s\n' "${BASE_FAILED[@]}" | tee -a "$RES/summary.txt"

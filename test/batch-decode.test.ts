@@ -15,7 +15,7 @@ import { Batcher, type EncodedImages } from '../src/batching/batcher.js';
 import { loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
 import { ModelRepository } from '../src/models/model-repository.js';
-import { decodedImages } from '../src/observability/metrics.js';
+import { decodedImages, gpuBatchStageDuration } from '../src/observability/metrics.js';
 import { CoreInferenceService } from '../src/service/inference-service.js';
 import { FakeBackend, fakeLogits, uniformImages } from './helpers/fake-backend.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
@@ -52,7 +52,8 @@ class DecodingBackend extends FakeBackend {
       decoded.push(true);
       reasons.push(null);
     }
-    return { logits: fakeLogits(pixels, images.length, IMG, this.numClasses), decoded, reasons };
+    const stages = { copyInMs: 0.1, decodeMs: 2, engineMs: 3, copyOutMs: 0.05, hostDecodeMs: 1.5, wallMs: 6 };
+    return { logits: fakeLogits(pixels, images.length, IMG, this.numClasses), decoded, reasons, stages };
   }
 }
 
@@ -83,20 +84,22 @@ test('the batcher sends a batch holding encoded requests to runImages as one lis
   const backend = new DecodingBackend({ imageBytes: IMG, kind: 'cuda', maxBatchSize: 4 });
   const b = batcherOver(backend);
   assert.equal(b.takesEncoded, true);
-  const jpegs = [await greyJpeg(125), await greyJpeg(200)]; // classes 5 and 8
+  const jpegs = [await greyJpeg(125), await greyJpeg(200), await greyJpeg(75, 13)]; // classes 5 and 8; the last refused
   const first = b.submit(uniformImages([50], IMG), 1); // pixels: class 2
-  const second = b.submit({ images: jpegs, jpeg: [true, true] }, 2);
+  const second = b.submit({ images: jpegs, jpeg: [true, true, true] }, 3);
   const third = b.submit(uniformImages([225], IMG), 1); // class 9
   const [r1, r2, r3] = await Promise.all([first, second, third]);
   assert.deepEqual(
     backend.imageCalls.map((c) => c.jpeg),
-    [[false, true, true, false]],
+    [[false, true, true, true]],
+    'one batch of 4 (the limit); the pixel request after it runs next, through run()',
   );
-  assert.deepEqual(backend.calls, [], 'nothing went to run(): the batch held JPEGs');
+  assert.deepEqual(backend.calls, [1], 'the last request, pixels only, went to run()');
   assert.equal(top1(r1.logits, 0), 2);
   assert.deepEqual([top1(r2.logits, 0), top1(r2.logits, 1)], [5, 8]);
   assert.equal(top1(r3.logits, 0), 9);
-  assert.deepEqual(r2.decoded, [true, true]);
+  assert.deepEqual(r2.decoded, [true, true, false], "the second request's own flags, refusal in its place");
+  assert.deepEqual(r2.reasons, [null, null, 'refused for the test']);
   assert.equal(r1.decoded, undefined, 'a pixel request is told nothing about decoding');
   assert.equal(r2.batchSize, 4);
   await b.close();
@@ -165,6 +168,14 @@ async function serviceWith(env: Record<string, string>) {
   };
 }
 
+/** swin_gpu_batch_stage_seconds of the test model: observations and their sum. */
+async function stageSeconds(stage: string): Promise<{ count: number; sum: number }> {
+  const { values } = await gpuBatchStageDuration.get();
+  const of = (name: string) =>
+    values.filter((v) => v.metricName === name && v.labels.model === 'bd' && v.labels.stage === stage).reduce((a, v) => a + v.value, 0);
+  return { count: of('swin_gpu_batch_stage_seconds_count'), sum: of('swin_gpu_batch_stage_seconds_sum') };
+}
+
 async function decodedCount(decoder: string): Promise<number> {
   const { values } = await decodedImages.get();
   return values.filter((v) => v.labels.model === 'bd' && v.labels.decoder === decoder).reduce((s, v) => s + v.value, 0);
@@ -180,7 +191,7 @@ test('the service sends JPEGs encoded, decodes the rest with sharp, and redoes w
       .png()
       .toBuffer();
     const images = [await greyJpeg(125), png, await greyJpeg(200, 13)];
-    const [gpu0, sharp0] = [await decodedCount('gpu'), await decodedCount('sharp')];
+    const [gpu0, sharp0, engine0] = [await decodedCount('gpu'), await decodedCount('sharp'), await stageSeconds('engine')];
     const r = await s.service.classify('bd', images, { topK: 1 });
     assert.deepEqual(
       r.predictions.map((p) => p[0].label),
@@ -195,6 +206,9 @@ test('the service sends JPEGs encoded, decodes the rest with sharp, and redoes w
     assert.deepEqual(calls[0].spec, { size: 8, mode: 'squash', resize: 8, kernel: 'nearest', maxPixels: s.config.limits.maxImagePixels });
     assert.equal((await decodedCount('gpu')) - gpu0, 1);
     assert.equal((await decodedCount('sharp')) - sharp0, 2, 'the PNG and the refused JPEG');
+    const engine = await stageSeconds('engine');
+    assert.equal(engine.count - engine0.count, 1, 'one image batch: one observation per stage');
+    assert.ok(Math.abs(engine.sum - engine0.sum - 0.003) < 1e-9, `engine stage ${engine.sum - engine0.sum} s`);
   } finally {
     await s.close();
   }

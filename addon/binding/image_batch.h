@@ -19,6 +19,16 @@
 
 namespace swin {
 
+// Where one batch's time went, ms: GPU stages from CUDA events on the batch's stream, in
+// order, and two host walls. copy_in: decoded images to the device; decode: nvJPEG's batched
+// decode and the resize kernels (GPU); engine: the forward pass with its input and logits
+// copies on the device; copy_out: logits to the host. host_decode: the host's part of
+// decoding (header parses, the wait for the hardware decoder); wall: all of run().
+struct BatchStages {
+  float copy_in_ms = 0, decode_ms = 0, engine_ms = 0, copy_out_ms = 0;
+  double host_decode_ms = 0, wall_ms = 0;
+};
+
 struct ImageBatch {
   std::vector<const uint8_t*> data;  // per image: JPEG bytes, or height * width * 3 pixels
   std::vector<size_t> lengths;
@@ -29,6 +39,7 @@ struct ImageBatch {
   // meaningless: the caller decodes it another way and runs it again), reason says why.
   std::vector<uint8_t> decoded;
   std::vector<std::string> reasons;
+  BatchStages stages;  // after run()
 };
 
 // Whether this build and this engine can run ImageBatches (and why not, if not).
@@ -43,7 +54,9 @@ class ImageBatchRunner {
   ImageBatchRunner(const ImageBatchRunner&) = delete;
   ImageBatchRunner& operator=(const ImageBatchRunner&) = delete;
 
-  // Throws EngineError; batch.decoded/reasons are filled when it returns.
+  // Throws EngineError for the engine's failures; a JPEG that cannot be decoded on the GPU
+  // (refused, over the batch's decode memory, or decoding failed) comes back decoded = 0.
+  // batch.decoded/reasons are filled when it returns.
   void run(Engine& engine, ImageBatch& batch);
 
  private:

@@ -19,11 +19,15 @@ struct AddonData {
 // resources on a libuv thread, so the JS thread never waits on a running batch.
 class DisposeWorker : public Napi::AsyncWorker {
  public:
-  DisposeWorker(Napi::Env env, std::unique_ptr<Executor> executor, std::shared_ptr<Engine> engine, Napi::Object owner)
+  // `runners`: the image-batch decoders and buffers, freed after the threads stop (their
+  // teardown synchronises streams and frees device memory: not on the JS thread).
+  DisposeWorker(Napi::Env env, std::unique_ptr<Executor> executor, std::shared_ptr<Engine> engine, Napi::Object owner,
+                std::shared_ptr<void> runners)
       : Napi::AsyncWorker(env, "swin-engine-dispose"),
         deferred_(Napi::Promise::Deferred::New(env)),
         executor_(std::move(executor)),
-        engine_(std::move(engine)) {
+        engine_(std::move(engine)),
+        runners_(std::move(runners)) {
     owner_ = Napi::Persistent(owner);
   }
   Napi::Promise Promise() const { return deferred_.Promise(); }
@@ -32,6 +36,7 @@ class DisposeWorker : public Napi::AsyncWorker {
     try {
       if (executor_) executor_->shutdown();
       executor_.reset();
+      runners_.reset();
       engine_.reset();
     } catch (...) { error_ = std::current_exception(); }
   }
@@ -45,6 +50,7 @@ class DisposeWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::unique_ptr<Executor> executor_;
   std::shared_ptr<Engine> engine_;
+  std::shared_ptr<void> runners_;
   Napi::ObjectReference owner_;
   std::exception_ptr error_;
 };
@@ -228,6 +234,15 @@ Napi::Value NativeEngine::InferImages(const Napi::CallbackInfo& info) {
         }
         result.Set("decoded", decoded);
         result.Set("reasons", reasons);
+        const BatchStages& t = batch->stages;
+        Napi::Object stages = Napi::Object::New(env);
+        stages.Set("copyInMs", t.copy_in_ms);
+        stages.Set("decodeMs", t.decode_ms);
+        stages.Set("engineMs", t.engine_ms);
+        stages.Set("copyOutMs", t.copy_out_ms);
+        stages.Set("hostDecodeMs", t.host_decode_ms);
+        stages.Set("wallMs", t.wall_ms);
+        result.Set("stages", stages);
         deferred.Resolve(result);
       });
   return deferred.Promise();
@@ -241,9 +256,8 @@ Napi::Value NativeEngine::Dispose(const Napi::CallbackInfo& info) {
     return d.Promise();
   }
   disposed_ = true;
-  runners_.reset();  // idle decoders and buffers go now; a queued batch keeps the pool it holds
   // Batches already queued still run; new infer() calls reject with ERR_DISPOSED.
-  auto* worker = new DisposeWorker(env, std::move(executor_), std::move(engine_), Value());
+  auto* worker = new DisposeWorker(env, std::move(executor_), std::move(engine_), Value(), std::move(runners_));
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

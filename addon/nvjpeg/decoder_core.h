@@ -26,8 +26,11 @@ struct DecodeJob {
   std::vector<const uint8_t*> data;
   std::vector<size_t> lengths;
   DecodeSpec spec;
-  uint8_t* out = nullptr;        // decode(): n * size * size * 3 host bytes
-  std::vector<int> slots;        // decodeToDevice(): image i's place in d_out (empty: i)
+  uint8_t* out = nullptr;  // decode(): n * size * size * 3 host bytes
+  std::vector<int> slots;  // decodeToDevice(): image i's place in d_out (empty: i)
+  // Most scratch memory (decoded pixels + resize rows) the job may take; images past it are
+  // refused ("over this batch's GPU decode memory"). 0: no limit (the per-request decoder).
+  size_t max_scratch_bytes = 0;
   std::vector<uint8_t> decoded;  // per image: 1 on the GPU, 0 refused
   std::vector<std::string> reasons;
 

@@ -251,11 +251,18 @@ struct JpegDecoderCore::State {
       it.orientation = hdr.orientation;
       int W, H;
       orientedSize(it.w, it.h, it.orientation, &W, &H);
+      const size_t pixel_bytes = align256(static_cast<size_t>(it.w) * it.h * 3);
+      const size_t row_bytes = align256(static_cast<size_t>(W) * sp.size * 3 * sizeof(float));
+      if (job.max_scratch_bytes > 0 && decoded_bytes + tmp_bytes + pixel_bytes + row_bytes > job.max_scratch_bytes) {
+        job.reasons[i] =
+            "over this batch's GPU decode memory (" + std::to_string(job.max_scratch_bytes >> 20) + " MiB)";
+        continue;
+      }
       it.g = resizeGeometry(W, H, sp.squash, sp.resize, sp.size);
       it.offset = decoded_bytes;
-      decoded_bytes += align256(static_cast<size_t>(it.w) * it.h * 3);
+      decoded_bytes += pixel_bytes;
       it.tmp_offset = tmp_bytes;
-      tmp_bytes += align256(static_cast<size_t>(W) * sp.size * 3 * sizeof(float));
+      tmp_bytes += row_bytes;
       bool hw_ok = false;
       if (hw_) {
         int unsupported = 1;

@@ -57,4 +57,6 @@ export interface DeviceBatchResult {
   /** Per image: true = its logits are real; false = a JPEG the device refused (reasons[i] says why). */
   decoded: boolean[];
   reasons: (string | null)[];
+  /** Where the batch's time went, ms, where the backend measures it (the native addon's BatchStages). */
+  stages?: { copyInMs: number; decodeMs: number; engineMs: number; copyOutMs: number; hostDecodeMs: number; wallMs: number };
 }

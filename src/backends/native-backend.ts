@@ -84,7 +84,7 @@ class DeviceBackend implements Backend {
 
   async runImages(images: Uint8Array[], jpeg: readonly boolean[], spec: DeviceDecodeSpec): Promise<DeviceBatchResult> {
     const r = await this.engine.inferImages(images, Uint8Array.from(jpeg, Number), spec);
-    return { logits: r.logits, decoded: Array.from(r.decoded, (d) => d === 1), reasons: r.reasons };
+    return { logits: r.logits, decoded: Array.from(r.decoded, (d) => d === 1), reasons: r.reasons, stages: r.stages };
   }
 
   dispose(): Promise<void> {

@@ -49,9 +49,10 @@ export interface BatcherOptions {
   run(images: Uint8Array, n: number): Promise<Float32Array>;
   /**
    * Runs one batch of n images, each a JPEG (jpeg[i]) for the backend to decode on its device,
-   * or imageBytes of pixels. Absent: submit() takes pixels only.
+   * or imageBytes of pixels. Absent: submit() takes pixels only. `recorded` is false for a batch of
+   * warm-up requests only (no metrics).
    */
-  runImages?(images: Uint8Array[], jpeg: boolean[], n: number): Promise<DeviceBatchResult>;
+  runImages?(images: Uint8Array[], jpeg: boolean[], n: number, recorded: boolean): Promise<DeviceBatchResult>;
   /** Told about every failed batch (after its callers were rejected). */
   onBatchError?(err: ServeError): void;
   /** Tracing (tracing.ts): called as a batch starts with each request's trace context; the result is called when it ends. */
@@ -641,7 +642,12 @@ export class Batcher {
           jpeg.push(...j.images.jpeg);
         }
       }
-      return this.opts.runImages(images, jpeg, total);
+      return this.opts.runImages(
+        images,
+        jpeg,
+        total,
+        jobs.some((j) => !j.warmup),
+      );
     }
     if (jobs.length === 1) return this.opts.run(jobs[0].images as Uint8Array, total);
     const batch = new Uint8Array(total * imageBytes);

@@ -8,20 +8,32 @@
 import path from 'node:path';
 import type { BaseLogger } from 'pino';
 import sharp from 'sharp';
-import type { Backend, BackendKind, DeviceDecodeSpec, Variant } from '../backends/backend.js';
+import type { Backend, BackendKind, DeviceBatchResult, DeviceDecodeSpec, Variant } from '../backends/backend.js';
 import { artifactPath, candidateKinds, createBackend as defaultCreateBackend, type BackendFactory } from '../backends/backend-factory.js';
 import { Batcher, type BatchResult } from '../batching/batcher.js';
 import { batcherPriorityOptions, withPolicyOverrides } from '../batching/queue-policy.js';
 import { endSpan, startBatchSpan, tracingEnabled } from '../observability/tracing.js';
 import type { Config } from '../config.js';
 import { ServeError } from '../errors.js';
-import { modelReady, queueCapacity, selftestFailures } from '../observability/metrics.js';
+import { gpuBatchStageDuration, modelReady, queueCapacity, selftestFailures } from '../observability/metrics.js';
 import type { BatchingConfig, ModelConfig } from './model-config.js';
 import { Preprocessor } from '../decode/preprocess.js';
 import { defaultWarmupSizes, loadSelfTest, runWarmup, selfTestDevices, type DeviceLeftOut, type SelfTestData } from './selftest.js';
 import type { DeviceStatus } from '../service/service-types.js';
 
 export const VARIANTS: readonly Variant[] = ['fold', 'unfold'];
+
+/** swin_gpu_batch_stage_seconds from one image batch's stages (ms). */
+function observeStages(model: string, variant: Variant, t: NonNullable<DeviceBatchResult['stages']>): void {
+  const stages: [string, number][] = [
+    ['copy_in', t.copyInMs],
+    ['decode', t.decodeMs],
+    ['engine', t.engineMs],
+    ['copy_out', t.copyOutMs],
+    ['host_decode', t.hostDecodeMs],
+  ];
+  for (const [stage, ms] of stages) gpuBatchStageDuration.observe({ model, variant, stage }, ms / 1000);
+}
 const MAX_RETRY_DELAY_MS = 10 * 60_000;
 
 export interface VariantSlot {
@@ -339,8 +351,9 @@ export class ModelInstances {
         return logits;
       },
       ...(imageSpec && {
-        runImages: async (images: Uint8Array[], jpeg: boolean[]) => {
+        runImages: async (images: Uint8Array[], jpeg: boolean[], _n: number, recorded: boolean) => {
           const r = await backend.runImages!(images, jpeg, imageSpec);
+          if (r.stages && recorded) observeStages(m.name, slot.variant, r.stages);
           const k = m.config.architecture.num_classes;
           for (let i = 0; i < r.logits.length; i++) {
             if (r.decoded[Math.floor(i / k)] && !Number.isFinite(r.logits[i])) {

@@ -31,6 +31,20 @@ export interface ImageBatchResult {
   /** 1 = the image's logits are real; 0 = nvJPEG refused this JPEG (see reasons). */
   decoded: Uint8Array;
   reasons: (string | null)[];
+  stages: BatchStages;
+}
+
+/**
+ * Where one image batch's time went, ms (addon/binding/image_batch.h): GPU stages from CUDA
+ * events on its stream, and two host walls.
+ */
+export interface BatchStages {
+  copyInMs: number;
+  decodeMs: number;
+  engineMs: number;
+  copyOutMs: number;
+  hostDecodeMs: number;
+  wallMs: number;
 }
 
 export interface NativeEngine {

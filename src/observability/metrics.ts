@@ -82,6 +82,14 @@ export const inferenceDuration = new client.Histogram({
   registers: [registry],
 });
 
+export const gpuBatchStageDuration = new client.Histogram({
+  name: 'swin_gpu_batch_stage_seconds',
+  help: 'Time per stage of a batch decoded on the GPU (BATCH_DECODE): copy_in, decode, engine, copy_out (CUDA events), host_decode (host wall).',
+  labelNames: ['model', 'variant', 'stage'] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
 export const batchSize = new client.Histogram({
   name: 'swin_batch_size',
   help: 'Images per executed batch.',

@@ -133,9 +133,9 @@ export class CoreInferenceService implements InferenceService {
       let m: LoadedModel;
       try {
         m = this.repo.get(name);
-        const slot = this.repo.resolveVariant(m, undefined);
-        if (slot.batcher?.takesEncoded) continue; // its engine decodes JPEGs itself, warmed at load
-        kind = slot.kind;
+        // Warmed even where the engine decodes JPEGs per batch: KServe BYTES tensors and requests
+        // caught by a variant change still decode per request.
+        kind = this.repo.resolveVariant(m, undefined).kind;
       } catch {
         continue; // not servable: nothing to warm
       }
@@ -199,7 +199,7 @@ export class CoreInferenceService implements InferenceService {
     const deadline = opts.deadline ?? startedAt + this.config.requestTimeoutMs;
     const timeoutMs = opts.deadline === undefined ? this.config.requestTimeoutMs : undefined;
     const when = { deadline, timeoutMs: timeoutMs ?? deadline - startedAt, signal: opts.signal };
-    let { pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, true);
+    let { pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, 'device');
     let preprocessMs = performance.now() - start;
     // A request cancelled during preprocessing is refused (and counted as dropped) by the batcher.
     const submit = { deadline, timeoutMs, signal: opts.signal, ...policyOf(opts) };
@@ -209,7 +209,7 @@ export class CoreInferenceService implements InferenceService {
     } catch (err) {
       // The variant changed to one that takes pixels only while the JPEGs waited: decode them here.
       if (pixels instanceof Uint8Array || !(err instanceof ServeError) || err.code !== 'SWIN_BAD_TENSOR') throw err;
-      ({ pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, false));
+      ({ pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, 'router'));
       preprocessMs = performance.now() - start;
       r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
     }
@@ -252,7 +252,7 @@ export class CoreInferenceService implements InferenceService {
         undefined,
         { deadline, timeoutMs: Math.max(0, deadline - now), signal: opts.signal },
         opts,
-        false,
+        'router',
       );
       return pixels;
     } finally {
@@ -320,13 +320,15 @@ export class CoreInferenceService implements InferenceService {
     if (refused.length === 0) return { outcome: r, warnings: [], preprocessMs: 0 };
     this.decoder.noteRefused(refused.map((i) => r.reasons?.[i] ?? null));
     const start = performance.now();
+    // Straight to sharp: the GPU has had its try. Warnings carry the request's image numbers.
+    const onWarning = opts.onWarning;
     const again = await this.admitAndDecode(
       m,
       refused.map((i) => images[i]),
       opts.variant,
       when,
-      opts,
-      false,
+      { ...opts, onWarning: onWarning && ((w: ImageWarning) => onWarning({ ...w, image: refused[w.image] })) },
+      'sharp',
     );
     const preprocessMs = performance.now() - start;
     const r2 = await this.inferTraced(m, opts.variant, again.pixels, refused.length, submit);
@@ -334,7 +336,8 @@ export class CoreInferenceService implements InferenceService {
     const logits = r.logits.slice();
     refused.forEach((img, j) => logits.set(r2.logits.subarray(j * k, (j + 1) * k), img * k));
     return {
-      outcome: { ...r2, logits, queueMs: r.queueMs + r2.queueMs, inferenceMs: r.inferenceMs + r2.inferenceMs },
+      // The reply's variant, backend and batch size are the first run's, which served most rows.
+      outcome: { ...r, logits, queueMs: r.queueMs + r2.queueMs, inferenceMs: r.inferenceMs + r2.inferenceMs },
       warnings: again.warnings.map((w) => ({ ...w, image: refused[w.image] })),
       preprocessMs,
     };
@@ -352,9 +355,10 @@ export class CoreInferenceService implements InferenceService {
   /**
    * Fails fast on an unknown or unavailable variant, then admits before decoding: under
    * overload requests are refused here rather than decoded and then refused, and no more
-   * images are decoded than the variant's queue can take. With `encoded`, where the variant's
-   * engine decodes JPEGs per batch on its GPU, the JPEGs it takes stay encoded (EncodedImages)
-   * and only the others are decoded here.
+   * images are decoded than the variant's queue can take. `route`: "device", where the variant's
+   * engine decodes JPEGs per batch on its GPU: the JPEGs it takes stay encoded (EncodedImages)
+   * and only the others are decoded here; "router": per request, JPEGs to the GPU decoder where
+   * DECODE says so (gpu-decode.ts); "sharp": every image through sharp.
    */
   private async admitAndDecode(
     m: LoadedModel,
@@ -362,7 +366,7 @@ export class CoreInferenceService implements InferenceService {
     variant: Variant | undefined,
     when: DecodeWindow,
     opts: RequestOptions,
-    encoded: true,
+    route: 'device',
   ): Promise<{ pixels: Uint8Array | EncodedImages; warnings: ImageWarning[] }>;
   private async admitAndDecode(
     m: LoadedModel,
@@ -370,7 +374,7 @@ export class CoreInferenceService implements InferenceService {
     variant: Variant | undefined,
     when: DecodeWindow,
     opts: RequestOptions,
-    encoded: false,
+    route: 'router' | 'sharp',
   ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }>;
   private async admitAndDecode(
     m: LoadedModel,
@@ -378,7 +382,7 @@ export class CoreInferenceService implements InferenceService {
     variant: Variant | undefined,
     when: DecodeWindow,
     opts: RequestOptions,
-    encoded: boolean,
+    route: 'device' | 'router' | 'sharp',
   ): Promise<{ pixels: Uint8Array | EncodedImages; warnings: ImageWarning[] }> {
     const { priority, trace } = opts;
     const attrs = trace && { 'swin.model': m.name, 'swin.images': images.length };
@@ -404,7 +408,8 @@ export class CoreInferenceService implements InferenceService {
     const onAbort = () => gone.abort();
     when.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const onDevice = encoded && slot.batcher?.takesEncoded ? this.decoder.deviceJpegs(images, this.config.limits.maxImagePixels) : null;
+      const onDevice =
+        route === 'device' && slot.batcher?.takesEncoded ? this.decoder.deviceJpegs(images, this.config.limits.maxImagePixels) : null;
       // JPEGs for the GPU cost no CPU decode: not priced, not gated.
       const costs = await this.priceImages(m.name, images, onDevice);
       checkWindow(when); // gone while its headers were read
@@ -441,9 +446,14 @@ export class CoreInferenceService implements InferenceService {
         return { pixels: { images: items, jpeg: onDevice }, warnings };
       }
       const pixels = await untilDeadline(
-        this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels, {
-          warmup: opts.warmup,
-        }),
+        route === 'sharp'
+          ? gated.many(images).then((px) => {
+              if (!opts.warmup) decodedImages.inc({ model: m.name, decoder: 'sharp' }, images.length);
+              return px;
+            })
+          : this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels, {
+              warmup: opts.warmup,
+            }),
         when,
       );
       endSpan(decode);

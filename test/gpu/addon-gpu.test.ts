@@ -219,9 +219,25 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
         assert.deepEqual(got2.decoded, [...all.map(() => true), false]);
         assert.match(got2.reasons[n] ?? '', /truncated/);
         const d2 = maxDiff(got2.logits, want, all);
-        console.log(`inferImages: ${n} JPEGs, max |diff| to decode + infer ${d1}; mixed with pixels ${d2}`);
+        // Both engine threads at once, each with its own decoder, buffers and stream.
+        const together = await Promise.all(
+          Array.from({ length: 6 }, () =>
+            backend.runImages!(
+              jpegs,
+              jpegs.map(() => true),
+              spec,
+            ),
+          ),
+        );
+        const d3 = Math.max(...together.map((r) => maxDiff(r.logits, want, all)));
+        const s = got.stages;
+        console.log(
+          `inferImages: ${n} JPEGs, max |diff| to decode + infer ${d1}; mixed with pixels ${d2}; 6 at once ${d3}; ` +
+            `stages ms: ${JSON.stringify(s)}`,
+        );
         // Same pixels in the same engine: only the batch's order of work may differ.
-        assert.ok(d1 <= 1e-3 && d2 <= 1e-3, `${d1} ${d2}`);
+        assert.ok(d1 <= 1e-3 && d2 <= 1e-3 && d3 <= 1e-3, `${d1} ${d2} ${d3}`);
+        assert.ok(s && s.engineMs > 0 && s.decodeMs > 0 && s.wallMs >= s.engineMs, `stages ${JSON.stringify(s)}`);
       } finally {
         await Promise.all([backend.dispose(), decoder.dispose()]);
       }
