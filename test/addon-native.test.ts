@@ -201,7 +201,8 @@ describe('addon: worker-thread failures become rejected promises', () => {
 
   it('a healthy engine returns one row of logits per image', async () => {
     const e = await fault({ numClasses: 3 });
-    assert.deepEqual(e.info, {
+    const { imageBatchesReason, ...info } = e.info;
+    assert.deepEqual(info, {
       kind: 'fault',
       variant: 'fold',
       precision: 'fp32',
@@ -212,10 +213,16 @@ describe('addon: worker-thread failures become rejected promises', () => {
       width: 4,
       numClasses: 3,
       instances: 1,
+      imageBatches: false,
     });
+    // Only the CUDA engine takes image batches; the reason names what is missing.
+    assert.match(imageBatchesReason ?? '', /nvJPEG|cuda backend|takes no device input/);
     const logits = await e.infer(images(3), 3);
     assert.ok(logits instanceof Float32Array);
     assert.deepEqual([...logits], [10, 11, 12, 20, 21, 22, 30, 31, 32]);
+    const spec = { size: 4, mode: 'squash' as const, resize: 4, kernel: 'linear', maxPixels: 1e6 };
+    const refused = await rejectsWith(e.inferImages([images(1)], new Uint8Array([0]), spec), 'ERR_BACKEND_UNAVAILABLE');
+    assert.equal(refused.message, imageBatchesReason);
   });
 
   const cases: Array<[string, string, RegExp]> = [
