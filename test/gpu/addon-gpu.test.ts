@@ -42,6 +42,16 @@ async function ticksDuring<T>(work: () => Promise<T>): Promise<{ ticks: number; 
   }
 }
 
+/** swin-fmnist's model.json with its self-test images and reference logits (the repository as committed). */
+function fmnistModel(): { model: ModelConfig; input: Uint8Array; expected: number[][] } {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
+  const modelDir = path.join(root, 'engines/models/swin-fmnist');
+  const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
+  const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
+  const expected = JSON.parse(readFileSync(path.join(modelDir, model.selftest.expected_logits), 'utf8')) as number[][];
+  return { model, input, expected };
+}
+
 describe('addon on a GPU host', { skip: noGpu }, () => {
   it('capabilities() sees the GPUs and the CUDA build', () => {
     const c = addon().capabilities();
@@ -125,11 +135,7 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
       skip: !engineFile ? 'set SWIN_TEST_CUDA_ENGINE' : !caps?.backends.cuda && 'cuda backend not built',
     },
     async () => {
-      const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
-      const modelDir = path.join(root, 'engines/models/swin-fmnist');
-      const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
-      const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
-      const expected = JSON.parse(readFileSync(path.join(modelDir, model.selftest.expected_logits), 'utf8')) as number[][];
+      const { model, input, expected } = fmnistModel();
       const backend = await createNativeBackend('cuda', engineFile!, model, 'unfold', { instances: 2 });
       try {
         // The self-test picks its tolerance from this; an fp16 engine judged by the fp32 bound is refused.
@@ -164,13 +170,10 @@ describe('addon on a GPU host', { skip: noGpu }, () => {
       skip: !engineFile ? 'set SWIN_TEST_CUDA_ENGINE' : !caps?.backends.cuda && 'cuda backend not built',
     },
     async () => {
-      const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), process.env.SWIN_REPO_ROOT ?? '../..');
-      const modelDir = path.join(root, 'engines/models/swin-fmnist');
-      const model = JSON.parse(readFileSync(path.join(modelDir, 'model.json'), 'utf8')) as ModelConfig;
+      const { model, input } = fmnistModel();
       const size = model.architecture.img_size;
       const k = model.architecture.num_classes;
       const bytes = size * size * 3;
-      const input = new Uint8Array(readFileSync(path.join(modelDir, model.selftest.input)));
       const n = model.selftest.count;
       // The self-test images as JPEGs, larger than the input so the resize runs.
       const jpegs = await Promise.all(
