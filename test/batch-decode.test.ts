@@ -15,7 +15,7 @@ import { Batcher, type EncodedImages } from '../src/batching/batcher.js';
 import { loadConfig } from '../src/config.js';
 import { ServeError } from '../src/errors.js';
 import { ModelRepository } from '../src/models/model-repository.js';
-import { decodedImages, gpuBatchStageDuration } from '../src/observability/metrics.js';
+import { decodedImages, droppedRequests, gpuBatchStageDuration } from '../src/observability/metrics.js';
 import { CoreInferenceService } from '../src/service/inference-service.js';
 import { FakeBackend, fakeLogits, uniformImages } from './helpers/fake-backend.js';
 import { fakeModelConfig } from './helpers/fake-model.js';
@@ -34,8 +34,11 @@ function greyJpeg(level: number, width = 32): Promise<Buffer> {
 /** A FakeBackend that also "decodes on its device": sharp stands in for nvJPEG. JPEGs 13 pixels wide are refused. */
 class DecodingBackend extends FakeBackend {
   readonly imageCalls: { jpeg: boolean[]; spec: DeviceDecodeSpec }[] = [];
+  /** While set, runImages waits for it (to keep a batch running). */
+  imageGate: Promise<void> | null = null;
   async runImages(images: Uint8Array[], jpeg: readonly boolean[], spec: DeviceDecodeSpec): Promise<DeviceBatchResult> {
     this.imageCalls.push({ jpeg: [...jpeg], spec });
+    if (this.imageGate) await this.imageGate;
     const pixels = new Uint8Array(images.length * IMG);
     const decoded: boolean[] = [];
     const reasons: (string | null)[] = [];
@@ -235,4 +238,59 @@ test('BATCH_DECODE=false, DECODE=cpu and DECODE_STRICT=true keep every image on 
     ['class2', 'class7'],
     ['class2', 'class7'],
   ]);
+});
+
+test('an encoded request cancelled while queued is dropped once, like a pixel one; the batch running is untouched', async () => {
+  const backend = new DecodingBackend({ imageBytes: IMG, kind: 'cuda', maxBatchSize: 4 });
+  const b = batcherOver(backend);
+  let open!: () => void;
+  backend.imageGate = new Promise<void>((r) => (open = r));
+  const running = b.submit({ images: [await greyJpeg(100)], jpeg: [true] }, 1);
+  await new Promise((r) => setTimeout(r, 20)); // its batch is in runImages now
+  const gone = new AbortController();
+  const queued = b.submit({ images: [await greyJpeg(150), await greyJpeg(50)], jpeg: [true, true] }, 2, { signal: gone.signal });
+  const dropped = async () =>
+    (await droppedRequests.get()).values
+      .filter((v) => v.labels.model === 'batch-decode' && v.labels.reason === 'cancelled')
+      .reduce((a, v) => a + v.value, 0);
+  const before = await dropped();
+  gone.abort();
+  await assert.rejects(queued, (e: unknown) => e instanceof ServeError && e.code === 'SWIN_CANCELLED');
+  assert.equal((await dropped()) - before, 2, 'both of its images, once');
+  open();
+  const r = await running;
+  assert.equal(top1(r.logits, 0), 4);
+  assert.equal(backend.imageCalls.length, 1, 'the cancelled request never reached the engine');
+  await b.close();
+});
+
+test('JPEGs sent encoded to a variant that meanwhile takes pixels only are decoded here, the rest kept: each image decoded once', async () => {
+  const s = await serviceWith({});
+  try {
+    const repo = s.service.repository;
+    const infer = repo.infer.bind(repo);
+    let refusedOnce = false;
+    // The race: the variant that takes JPEGs is replaced between decoding and queueing.
+    repo.infer = async (m, variant, pixels, n, opts) => {
+      if (!(pixels instanceof Uint8Array) && !refusedOnce) {
+        refusedOnce = true;
+        throw new ServeError('SWIN_BAD_TENSOR', 'this backend takes decoded pixels only');
+      }
+      return infer(m, variant, pixels, n, opts);
+    };
+    const png = await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 75, g: 75, b: 75 } } })
+      .png()
+      .toBuffer();
+    const [gpu0, sharp0] = [await decodedCount('gpu'), await decodedCount('sharp')];
+    const r = await s.service.classify('bd', [await greyJpeg(200), png], { topK: 1 });
+    assert.equal(refusedOnce, true);
+    assert.deepEqual(
+      r.predictions.map((p) => p[0].label),
+      ['class8', 'class3'],
+    );
+    assert.equal((await decodedCount('sharp')) - sharp0, 2, 'the PNG once, the JPEG once');
+    assert.equal((await decodedCount('gpu')) - gpu0, 0);
+  } finally {
+    await s.close();
+  }
 });

@@ -207,9 +207,20 @@ export class CoreInferenceService implements InferenceService {
     try {
       r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
     } catch (err) {
-      // The variant changed to one that takes pixels only while the JPEGs waited: decode them here.
+      // The variant changed to one that takes pixels only while the JPEGs waited: decode them here
+      // (the images already decoded stay as they are).
       if (pixels instanceof Uint8Array || !(err instanceof ServeError) || err.code !== 'SWIN_BAD_TENSOR') throw err;
-      ({ pixels, warnings } = await this.admitAndDecode(m, images, opts.variant, when, opts, 'router'));
+      const sent: EncodedImages = pixels;
+      const jpegs = sent.jpeg.flatMap((jpeg, i) => (jpeg ? [i] : []));
+      const done = await this.decodeSome(m, images, jpegs, 'router', when, opts);
+      const bytes = m.preprocessor.imageBytes;
+      const all = new Uint8Array(images.length * bytes);
+      sent.images.forEach((img, i) => {
+        if (!sent.jpeg[i]) all.set(img, i * bytes);
+      });
+      jpegs.forEach((img, j) => all.set(done.pixels.subarray(j * bytes, (j + 1) * bytes), img * bytes));
+      pixels = all;
+      warnings = [...warnings, ...done.warnings].sort((a, b) => a.image - b.image);
       preprocessMs = performance.now() - start;
       r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
     }
@@ -320,27 +331,48 @@ export class CoreInferenceService implements InferenceService {
     if (refused.length === 0) return { outcome: r, warnings: [], preprocessMs: 0 };
     this.decoder.noteRefused(refused.map((i) => r.reasons?.[i] ?? null));
     const start = performance.now();
-    // Straight to sharp: the GPU has had its try. Warnings carry the request's image numbers.
-    const onWarning = opts.onWarning;
-    const again = await this.admitAndDecode(
-      m,
-      refused.map((i) => images[i]),
-      opts.variant,
-      when,
-      { ...opts, onWarning: onWarning && ((w: ImageWarning) => onWarning({ ...w, image: refused[w.image] })) },
-      'sharp',
-    );
+    let again: { pixels: Uint8Array; warnings: ImageWarning[] };
+    let r2: InferOutcome;
+    try {
+      // Straight to sharp: the GPU has had its try.
+      again = await this.decodeSome(m, images, refused, 'sharp', when, opts);
+      r2 = await this.inferTraced(m, opts.variant, again.pixels, refused.length, submit);
+    } catch (err) {
+      countDrop(err, m.name, images.length - refused.length); // the refused ones were counted where they failed
+      throw err;
+    }
     const preprocessMs = performance.now() - start;
-    const r2 = await this.inferTraced(m, opts.variant, again.pixels, refused.length, submit);
     const k = m.config.architecture.num_classes;
     const logits = r.logits.slice();
     refused.forEach((img, j) => logits.set(r2.logits.subarray(j * k, (j + 1) * k), img * k));
     return {
       // The reply's variant, backend and batch size are the first run's, which served most rows.
       outcome: { ...r, logits, queueMs: r.queueMs + r2.queueMs, inferenceMs: r.inferenceMs + r2.inferenceMs },
-      warnings: again.warnings.map((w) => ({ ...w, image: refused[w.image] })),
+      warnings: again.warnings,
       preprocessMs,
     };
+  }
+
+  /** Images `which` of the request decoded through `route`; warnings carry the request's image numbers. */
+  private async decodeSome(
+    m: LoadedModel,
+    images: Buffer[],
+    which: number[],
+    route: 'router' | 'sharp',
+    when: DecodeWindow,
+    opts: RequestOptions & { variant?: Variant },
+  ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }> {
+    const onWarning = opts.onWarning;
+    const mine = { ...opts, onWarning: onWarning && ((w: ImageWarning) => onWarning({ ...w, image: which[w.image] })) };
+    const r = await this.admitAndDecode(
+      m,
+      which.map((i) => images[i]),
+      opts.variant,
+      when,
+      mine,
+      route,
+    );
+    return { pixels: r.pixels, warnings: r.warnings.map((w) => ({ ...w, image: which[w.image] })) };
   }
 
   /** Stops admitting new work, lets every batcher finish what it accepted, releases the engines. */
