@@ -226,14 +226,7 @@ Napi::Value NativeEngine::InferImages(const Napi::CallbackInfo& info) {
         }
         Napi::Object result = Napi::Object::New(env);
         result.Set("logits", out);
-        Napi::Uint8Array decoded = Napi::Uint8Array::New(env, n);
-        Napi::Array reasons = Napi::Array::New(env, n);
-        for (int i = 0; i < n; ++i) {
-          decoded[i] = batch->decoded[i];
-          reasons.Set(i, batch->decoded[i] ? env.Null() : Napi::String::New(env, batch->reasons[i]));
-        }
-        result.Set("decoded", decoded);
-        result.Set("reasons", reasons);
+        setDecodeOutcome(env, result, n, batch->decoded, batch->reasons);
         const BatchStages& t = batch->stages;
         Napi::Object stages = Napi::Object::New(env);
         stages.Set("copyInMs", t.copy_in_ms);

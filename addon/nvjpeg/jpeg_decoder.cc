@@ -448,6 +448,19 @@ bool parseDecodeSpec(const Napi::Object& so, DecodeSpec* spec) {
   return true;
 }
 
+void setDecodeOutcome(Napi::Env env, Napi::Object result, int n, const std::vector<uint8_t>& decoded,
+                      const std::vector<std::string>& reasons) {
+  Napi::Uint8Array flags = Napi::Uint8Array::New(env, n);
+  Napi::Array why = Napi::Array::New(env, n);
+  for (int i = 0; i < n; ++i) {
+    const bool ok = !decoded.empty() && decoded[i];
+    flags[i] = ok ? 1 : 0;
+    why.Set(i, ok ? env.Null() : Napi::String::New(env, reasons.empty() ? "not decoded" : reasons[i]));
+  }
+  result.Set("decoded", flags);
+  result.Set("reasons", why);
+}
+
 Napi::Function JpegDecoder::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "JpegDecoder",
                                     {
@@ -556,16 +569,7 @@ Napi::Value JpegDecoder::Decode(const Napi::CallbackInfo& info) {
         }
         Napi::Object result = Napi::Object::New(env);
         result.Set("pixels", px);
-        Napi::Uint8Array decoded = Napi::Uint8Array::New(env, n);
-        Napi::Array reasons = Napi::Array::New(env, n);
-        for (int i = 0; i < n; ++i) {
-          decoded[i] = job->decoded.empty() ? 0 : job->decoded[i];
-          const bool ok = !job->decoded.empty() && job->decoded[i];
-          reasons.Set(i,
-                      ok ? env.Null() : Napi::String::New(env, job->reasons.empty() ? "not decoded" : job->reasons[i]));
-        }
-        result.Set("decoded", decoded);
-        result.Set("reasons", reasons);
+        setDecodeOutcome(env, result, n, job->decoded, job->reasons);
         deferred.Resolve(result);
       });
   return deferred.Promise();

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "binding/executor.h"
 #include "nvjpeg/decoder_core.h"
@@ -45,6 +46,11 @@ JpegHeader parseJpegHeader(const uint8_t* data, size_t size);
 
 // {size, mode: 'squash'|'shorter_side_crop', resize?, kernel, maxPixels?} -> spec; false when invalid.
 bool parseDecodeSpec(const Napi::Object& so, DecodeSpec* spec);
+
+// result.decoded (Uint8Array, 1 = done on the GPU) and result.reasons ((string|null)[], why not)
+// for n images; empty vectors (a job that never ran) mean none was decoded.
+void setDecodeOutcome(Napi::Env env, Napi::Object result, int n, const std::vector<uint8_t>& decoded,
+                      const std::vector<std::string>& reasons);
 
 class JpegDecoder : public Napi::ObjectWrap<JpegDecoder> {
  public:

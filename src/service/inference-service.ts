@@ -40,6 +40,11 @@ function countDrop(err: unknown, model: string, images: number): void {
   }
 }
 
+/** swin_decoded_images_total, except for warm-up requests. */
+function countDecoded(model: string, decoder: 'gpu' | 'sharp', n: number, opts: RequestOptions): void {
+  if (n > 0 && !opts.warmup) decodedImages.inc({ model, decoder }, n);
+}
+
 function checkWindow(w: DecodeWindow): void {
   const err = windowError(w);
   if (err) throw err;
@@ -207,19 +212,10 @@ export class CoreInferenceService implements InferenceService {
     try {
       r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
     } catch (err) {
-      // The variant changed to one that takes pixels only while the JPEGs waited: decode them here
-      // (the images already decoded stay as they are).
+      // The variant changed to one that takes pixels only while the JPEGs waited.
       if (pixels instanceof Uint8Array || !(err instanceof ServeError) || err.code !== 'SWIN_BAD_TENSOR') throw err;
-      const sent: EncodedImages = pixels;
-      const jpegs = sent.jpeg.flatMap((jpeg, i) => (jpeg ? [i] : []));
-      const done = await this.decodeSome(m, images, jpegs, 'router', when, opts);
-      const bytes = m.preprocessor.imageBytes;
-      const all = new Uint8Array(images.length * bytes);
-      sent.images.forEach((img, i) => {
-        if (!sent.jpeg[i]) all.set(img, i * bytes);
-      });
-      jpegs.forEach((img, j) => all.set(done.pixels.subarray(j * bytes, (j + 1) * bytes), img * bytes));
-      pixels = all;
+      const done = await this.decodeJpegsHere(m, images, pixels, when, opts);
+      pixels = done.pixels;
       warnings = [...warnings, ...done.warnings].sort((a, b) => a.image - b.image);
       preprocessMs = performance.now() - start;
       r = await this.inferTraced(m, opts.variant, pixels, images.length, submit);
@@ -327,7 +323,7 @@ export class CoreInferenceService implements InferenceService {
   ): Promise<{ outcome: InferOutcome; warnings: ImageWarning[]; preprocessMs: number }> {
     const refused = sent.jpeg.flatMap((jpeg, i) => (jpeg && r.decoded?.[i] === false ? [i] : []));
     const onGpu = sent.jpeg.filter(Boolean).length - refused.length;
-    if (onGpu > 0 && !opts.warmup) decodedImages.inc({ model: m.name, decoder: 'gpu' }, onGpu);
+    countDecoded(m.name, 'gpu', onGpu, opts);
     if (refused.length === 0) return { outcome: r, warnings: [], preprocessMs: 0 };
     this.decoder.noteRefused(refused.map((i) => r.reasons?.[i] ?? null));
     const start = performance.now();
@@ -351,6 +347,25 @@ export class CoreInferenceService implements InferenceService {
       warnings: again.warnings,
       preprocessMs,
     };
+  }
+
+  /** The JPEGs `sent` kept encoded, decoded per request; the images it holds as pixels kept as they are. */
+  private async decodeJpegsHere(
+    m: LoadedModel,
+    images: Buffer[],
+    sent: EncodedImages,
+    when: DecodeWindow,
+    opts: RequestOptions & { variant?: Variant },
+  ): Promise<{ pixels: Uint8Array; warnings: ImageWarning[] }> {
+    const jpegs = sent.jpeg.flatMap((jpeg, i) => (jpeg ? [i] : []));
+    const done = await this.decodeSome(m, images, jpegs, 'router', when, opts);
+    const bytes = m.preprocessor.imageBytes;
+    const pixels = new Uint8Array(images.length * bytes);
+    sent.images.forEach((img, i) => {
+      if (!sent.jpeg[i]) pixels.set(img, i * bytes);
+    });
+    jpegs.forEach((img, j) => pixels.set(done.pixels.subarray(j * bytes, (j + 1) * bytes), img * bytes));
+    return { pixels, warnings: done.warnings };
   }
 
   /** Images `which` of the request decoded through `route`; warnings carry the request's image numbers. */
@@ -471,8 +486,7 @@ export class CoreInferenceService implements InferenceService {
       };
       if (onDevice?.some(Boolean)) {
         const items = await untilDeadline(Promise.all(images.map((img, i) => (onDevice[i] ? img : gated.one(img, i)))), when);
-        const onCpu = onDevice.filter((d) => !d).length;
-        if (onCpu > 0 && !opts.warmup) decodedImages.inc({ model: m.name, decoder: 'sharp' }, onCpu);
+        countDecoded(m.name, 'sharp', onDevice.filter((d) => !d).length, opts);
         endSpan(decode);
         warnings.sort((a, b) => a.image - b.image);
         return { pixels: { images: items, jpeg: onDevice }, warnings };
@@ -480,7 +494,7 @@ export class CoreInferenceService implements InferenceService {
       const pixels = await untilDeadline(
         route === 'sharp'
           ? gated.many(images).then((px) => {
-              if (!opts.warmup) decodedImages.inc({ model: m.name, decoder: 'sharp' }, images.length);
+              countDecoded(m.name, 'sharp', images.length, opts);
               return px;
             })
           : this.decoder.many(m.config, gated, images, slot.kind, this.config.acceptedFormats, this.config.limits.maxImagePixels, {
