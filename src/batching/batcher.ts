@@ -581,7 +581,7 @@ export class Batcher {
       : undefined;
     let promise: Promise<Float32Array | DeviceBatchResult>;
     try {
-      promise = this.runBatch(jobs, total);
+      promise = this.runBatch(jobs, total, recorded);
     } catch (err) {
       promise = Promise.reject(err);
     }
@@ -628,26 +628,23 @@ export class Batcher {
   }
 
   /** Pixels to run(), joined into one buffer; a batch holding any EncodedImages to runImages() as one list. */
-  private runBatch(jobs: Job[], total: number): Promise<Float32Array | DeviceBatchResult> {
+  private runBatch(jobs: Job[], total: number, recorded: boolean): Promise<Float32Array | DeviceBatchResult> {
     const { imageBytes } = this.opts;
     if (this.opts.runImages && jobs.some((j) => !(j.images instanceof Uint8Array))) {
       const images: Uint8Array[] = [];
       const jpeg: boolean[] = [];
       for (const j of jobs) {
         if (j.images instanceof Uint8Array) {
-          for (let i = 0; i < j.n; i++) images.push(j.images.subarray(i * imageBytes, (i + 1) * imageBytes));
-          for (let i = 0; i < j.n; i++) jpeg.push(false);
+          for (let i = 0; i < j.n; i++) {
+            images.push(j.images.subarray(i * imageBytes, (i + 1) * imageBytes));
+            jpeg.push(false);
+          }
         } else {
           images.push(...j.images.images);
           jpeg.push(...j.images.jpeg);
         }
       }
-      return this.opts.runImages(
-        images,
-        jpeg,
-        total,
-        jobs.some((j) => !j.warmup),
-      );
+      return this.opts.runImages(images, jpeg, total, recorded);
     }
     if (jobs.length === 1) return this.opts.run(jobs[0].images as Uint8Array, total);
     const batch = new Uint8Array(total * imageBytes);
