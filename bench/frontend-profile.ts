@@ -7,8 +7,13 @@
 // prints the functions with the most self time. Issue 18 asks where a request's
 // CPU goes before multi-core front ends are considered; this answers on any machine.
 //
+// With --workers N the HTTP and gRPC servers run on N front-end worker threads
+// (FRONTEND_WORKERS) and the main thread keeps the service: the main-thread numbers
+// are then what the one scheduler costs per request.
+//
 //   npx tsx bench/frontend-profile.ts [--api http|grpc] [--images bench/.images/photos]
-//       [--concurrency 64] [--seconds 10] [--classes 1000] [--cpu-prof-out bench/.out/frontend.cpuprofile]
+//       [--concurrency 64] [--seconds 10] [--classes 1000] [--workers 0]
+//       [--cpu-prof-out bench/.out/frontend.cpuprofile]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -23,6 +28,7 @@ import { loadConfig } from '../src/config.js';
 import { ModelRepository } from '../src/models/model-repository.js';
 import type { ModelConfig } from '../src/models/model-config.js';
 import { CoreInferenceService } from '../src/service/inference-service.js';
+import { FrontEndWorkers } from '../src/api/workers/front-end-workers.js';
 
 interface Options {
   api: 'http' | 'grpc';
@@ -30,6 +36,7 @@ interface Options {
   concurrency: number;
   seconds: number;
   classes: number;
+  workers: number;
   cpuProfOut?: string;
 }
 
@@ -44,6 +51,7 @@ function parse(argv: string[]): Options {
     concurrency: Number(get('--concurrency') ?? 64),
     seconds: Number(get('--seconds') ?? 10),
     classes: Number(get('--classes') ?? 1000),
+    workers: Number(get('--workers') ?? 0),
     cpuProfOut: get('--cpu-prof-out'),
   };
 }
@@ -148,24 +156,20 @@ async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const root = mkdtempSync(path.join(os.tmpdir(), 'swin-frontend-'));
   writeModel(root, o.classes);
-  const config = loadConfig([], { MODELS_DIR: root, LOG_LEVEL: 'silent', BACKEND: 'onnxruntime', WARMUP_REQUESTS: 'false' });
+  const env = { MODELS_DIR: root, LOG_LEVEL: 'silent', BACKEND: 'onnxruntime', WARMUP_REQUESTS: 'false', HOST: '127.0.0.1', PORT: '0', GRPC_PORT: '0' };
+  const argv = ['--frontend-workers', String(o.workers)];
+  const config = loadConfig(argv, env);
   const repo = await ModelRepository.load({
     config,
     logger: pino({ level: 'silent' }),
     createBackend: async (req) => instantBackend(req.variant, o.classes),
   });
   const service = new CoreInferenceService(repo, config);
-  const app = await buildApp(config, service, { logger: { level: 'silent' } });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const port = (app.server.address() as { port: number }).port;
-  const grpc = await startGrpcServer(
-    service,
-    { host: '127.0.0.1', port: 0, maxMessageBytes: config.limits.maxBodyBytes },
-    pino({ level: 'silent' }),
-  );
+  const front = o.workers > 0 ? await workerFrontEnds() : await ownFrontEnd();
+  const { port, grpcPort } = front;
   const target =
     o.api === 'grpc'
-      ? ['--api', 'grpc', '--grpc-target', `127.0.0.1:${grpc.port}`, '--proto', 'proto/swin/v1/classifier.proto']
+      ? ['--api', 'grpc', '--grpc-target', `127.0.0.1:${grpcPort}`, '--proto', 'proto/swin/v1/classifier.proto']
       : ['--url', `http://127.0.0.1:${port}`];
   const warmupS = 3;
   const loadgen = spawn(
@@ -204,12 +208,18 @@ async function main(): Promise<void> {
   }
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
+  // The main thread's own CPU (Node >= 22.19 / 23.9); event-loop busy time also counts time the
+  // thread waited for a core, which on a small machine with workers and the load generator is much.
+  const threadCpu = () => (process as { threadCpuUsage?: () => NodeJS.CpuUsage }).threadCpuUsage?.();
+  const main0 = threadCpu();
   const served0 = await servedCount();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, (o.seconds - 0.6) * 1000));
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
+  const main1 = threadCpu();
   const served = (await servedCount()) - served0;
+  const mainCpuUs = main0 && main1 ? (main1.user - main0.user + main1.system - main0.system) / served : NaN;
   const wall = (performance.now() - t0) / 1000;
   if (session) {
     const { profile } = await session.post('Profiler.stop');
@@ -219,8 +229,7 @@ async function main(): Promise<void> {
     process.stdout.write(`CPU profile of the window: ${o.cpuProfOut}; most self time:\n${topSelf(profile).join('\n')}\n`);
   }
   await done;
-  await grpc.close(1000);
-  await app.close();
+  await front.close();
   await service.close();
   rmSync(root, { recursive: true, force: true });
 
@@ -230,14 +239,43 @@ async function main(): Promise<void> {
   process.stdout.write(out);
   process.stdout.write(
     `server, engine of no cost, ${o.classes} classes: ${served} requests in ${wall.toFixed(1)} s (${rps.toFixed(0)} req/s); ` +
-      `event loop ${(100 * elu.utilization).toFixed(0)}% busy, ${busyUs.toFixed(0)} us of main thread per request; ` +
+      `${o.workers > 0 ? `${o.workers} front-end workers; main thread's ` : ''}event loop ${(100 * elu.utilization).toFixed(0)}% busy, ${busyUs.toFixed(0)} us of main thread per request` +
+      `${Number.isNaN(mainCpuUs) ? '' : ` (its CPU: ${mainCpuUs.toFixed(0)} us)`}; ` +
       `process CPU ${cpuUs.toFixed(0)} us per request (${((cpu.user + cpu.system) / 1e6 / wall).toFixed(2)} cores); ` +
-      `one event loop carries at most ~${Math.round(1e6 / busyUs)} req/s of this\n`,
+      `the main thread carries at most ~${Math.round(1e6 / (Number.isNaN(mainCpuUs) ? busyUs : Math.min(busyUs, mainCpuUs)))} req/s of this\n`,
   );
 
+  async function workerFrontEnds() {
+    const workers = await FrontEndWorkers.start(config, service, argv, env, pino({ level: 'silent' }));
+    return {
+      port: workers.ports.http,
+      grpcPort: workers.ports.grpc,
+      metrics: () => workers.metricsText(),
+      close: () => workers.close(1000),
+    };
+  }
+
+  async function ownFrontEnd() {
+    const app = await buildApp(config, service, { logger: { level: 'silent' } });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const grpc = await startGrpcServer(
+      service,
+      { host: '127.0.0.1', port: 0, maxMessageBytes: config.limits.maxBodyBytes },
+      pino({ level: 'silent' }),
+    );
+    return {
+      port: (app.server.address() as { port: number }).port,
+      grpcPort: grpc.port,
+      metrics: async () => (await app.inject({ method: 'GET', url: '/metrics' })).body,
+      close: async () => {
+        await grpc.close(1000);
+        await app.close();
+      },
+    };
+  }
+
   async function servedCount(): Promise<number> {
-    const r = await app.inject({ method: 'GET', url: '/metrics' });
-    return r.body
+    return (await front.metrics())
       .split('\n')
       .filter(
         (l) => l.startsWith('swin_requests_total{') && l.includes(`api="${o.api === 'grpc' ? 'grpc' : 'http'}"`) && l.includes('code="OK"'),

@@ -77,6 +77,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** Wait before re-testing a variant taken out of service, ms (doubles up to 10 min). */
   selftestRetryMs: number;
+  /** Worker threads that parse HTTP and gRPC in front of the one scheduler on the main thread (src/api/workers/); 0 = the main thread does. */
+  frontendWorkers: number;
   /** Before the listeners open, send unrecorded POST /classify requests through the app (src/api/http/warmup.ts). */
   warmupRequests: boolean;
   /** gRPC connections are closed (GOAWAY) after this long, so clients re-resolve and re-balance; 0 = never. */
@@ -366,6 +368,13 @@ export const SETTINGS: readonly Setting[] = [
     help: 'wait before a failed variant is tested again, ms (doubles, up to 10 min)',
   },
   {
+    env: 'FRONTEND_WORKERS',
+    flag: 'frontend-workers',
+    kind: NON_NEGATIVE(64),
+    def: '0',
+    help: 'worker threads that parse HTTP and gRPC (SO_REUSEPORT, Node >= 22.12) and feed the one scheduler; 0 = the main thread',
+  },
+  {
     env: 'WARMUP_REQUESTS',
     flag: 'warmup-requests',
     kind: { type: 'enum', values: ['false', 'true'] },
@@ -477,6 +486,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
   }
   const num = (k: string) => v.get(k) as number;
   const opt = (k: string) => v.get(k) as number | undefined;
+  const access = readAccess(env);
 
   const formats = v.get('ACCEPTED_FORMATS') as string[];
   for (const f of formats) {
@@ -540,12 +550,26 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     shutdownDelayMs: num('SHUTDOWN_DELAY_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
+    frontendWorkers: frontendWorkers(num('FRONTEND_WORKERS'), access.rateLimitRps),
     warmupRequests: v.get('WARMUP_REQUESTS') === 'true',
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
-    access: readAccess(env),
+    access,
   };
+}
+
+/** FRONTEND_WORKERS, refused where it cannot work as documented (docs/configuration.md#front-end-workers). */
+function frontendWorkers(n: number, rateLimitRps: number): number {
+  if (n === 0) return 0;
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 12))
+    throw new ConfigError(`FRONTEND_WORKERS: needs Node >= 22.12 (listening with SO_REUSEPORT); this is ${process.version}`);
+  if (rateLimitRps > 0)
+    throw new ConfigError(
+      'FRONTEND_WORKERS: rate limiting (RATE_LIMIT_RPS) keeps its buckets in one thread; run with FRONTEND_WORKERS=0 or without RATE_LIMIT_RPS',
+    );
+  return n;
 }
 
 function readAccess(env: Record<string, string | undefined>): AccessConfig {

@@ -3,22 +3,16 @@
 // service, then stop accepting, answer every request already written (HTTP:
 // src/api/http/graceful-close.ts; gRPC: tryShutdown, forceShutdown at the drain
 // timeout), release engines, exit 0; exit 1 if that takes longer than
-// DRAIN_TIMEOUT_MS).
+// DRAIN_TIMEOUT_MS). With FRONTEND_WORKERS the listeners are on worker threads
+// (src/api/workers/) and this thread keeps the models, batchers and engines.
 import { existsSync } from 'node:fs';
-import type https from 'node:https';
 import path from 'node:path';
-import { pino } from 'pino';
-import { AccessController } from './api/access/access-control.js';
-import { grpcAccessInterceptor } from './api/access/grpc-access.js';
+import { pino, type Logger } from 'pino';
 import { LOG_REDACT_PATHS } from './api/access/http-access.js';
-import { accessConfigFromEnv } from './api/access/access-config.js';
-import { grpcServerTls, httpsServerOptions, readTlsFiles } from './api/access/tls.js';
-import { ConfigError, loadConfig, resolveEnv } from './config.js';
 import { BodyBudget } from './api/body-budget.js';
-import { grpcBodyBudgetInterceptor } from './api/grpc/grpc-body-budget.js';
-import { startGrpcServer } from './api/grpc/grpc-server.js';
-import { buildApp } from './api/http/app.js';
-import { sendWarmupRequests } from './api/http/warmup.js';
+import { buildFrontEnd } from './api/front-end.js';
+import { FrontEndWorkers } from './api/workers/front-end-workers.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
 import { CoreInferenceService } from './service/inference-service.js';
 import { ModelRepository } from './models/model-repository.js';
 import { ModelConfigError } from './models/model-json.js';
@@ -72,35 +66,8 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   }
   const warmedDecoders = await service.warmDecoders();
   if (warmedDecoders > 0) logger.info({ decoders: warmedDecoders }, 'GPU JPEG decoders opened and warmed');
-  const access = new AccessController(config.access);
-  // One budget of request bodies in flight for HTTP and gRPC (BODY_MEMORY_BUDGET_BYTES).
-  const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
-  logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
-  const app = await buildApp(config, service, { loggerInstance: logger, access, bodyBudget, server: httpsServerOptions(config.access) });
-  // WARMUP_REQUESTS: not counted, logged or traced one by one; this line says they ran (docs/model-json.md#warm-up).
-  const warm = await sendWarmupRequests(app, service, config);
-  if (warm) {
-    for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
-    logger.info(
-      { requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) },
-      'warm-up requests sent through POST /classify',
-    );
-  }
-  await app.listen({ port: config.port, host: config.host });
-
-  const grpcTls = grpcServerTls(config.access);
-  const grpc = await startGrpcServer(
-    service,
-    {
-      host: config.host,
-      port: config.grpcPort,
-      maxMessageBytes: config.limits.maxBodyBytes,
-      maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
-      credentials: grpcTls.credentials,
-      interceptors: [grpcAccessInterceptor(access), grpcBodyBudgetInterceptor(bodyBudget)],
-    },
-    logger,
-  );
+  // The protocol front end: on this thread, or on FRONTEND_WORKERS worker threads feeding this one.
+  const front = await startFrontEnds(config, service, argv, env, logger);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -110,6 +77,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     // SHUTDOWN_DELAY_MS: readiness goes 503 (HTTP and gRPC health) while requests are still
     // served, so load balancers stop sending before the listeners close (a pre-stop hook's sleep).
     service.beginDrain();
+    front.drain();
     if (config.shutdownDelayMs > 0) {
       logger.info(
         { signal, shutdownDelayMs: config.shutdownDelayMs },
@@ -125,7 +93,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     timer.unref();
     try {
       // Listeners first (in-flight requests finish and reply), then the batchers and engines.
-      await Promise.all([app.close(), grpc.close(config.drainTimeoutMs)]);
+      await front.close(config.drainTimeoutMs);
       await service.close();
       await shutdownTracing().catch((err: unknown) => logger.warn({ err }, 'flushing traces failed'));
       logger.info({ ms: Date.now() - started }, 'shutdown complete');
@@ -138,18 +106,57 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   };
   // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
   // read again; open connections keep going, new TLS handshakes get the new certificate.
-  process.on('SIGHUP', () => {
-    try {
-      const fresh = accessConfigFromEnv(resolveEnv(env).env);
-      access.reloadKeys(fresh.apiKeys);
-      const tls = readTlsFiles(fresh);
-      if (tls && 'setSecureContext' in app.server) (app.server as https.Server).setSecureContext(tls);
-      if (tls) grpcTls.reload(tls);
-      logger.info({ apiKeys: fresh.apiKeys.length, tls: tls !== null }, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
-    } catch (err) {
-      logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
-    }
-  });
+  process.on('SIGHUP', () => front.reload());
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+interface RunningFrontEnds {
+  drain(): void;
+  reload(): void;
+  close(graceMs: number): Promise<void>;
+}
+
+async function startFrontEnds(
+  config: Config,
+  service: CoreInferenceService,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): Promise<RunningFrontEnds> {
+  if (config.frontendWorkers > 0) {
+    const workers = await FrontEndWorkers.start(config, service, argv, { ...env }, logger);
+    logger.info({ workers: config.frontendWorkers, ...workers.ports }, 'front-end workers listening (HTTP and gRPC, SO_REUSEPORT)');
+    return {
+      drain: () => workers.drain(),
+      reload: () => {
+        workers.reload();
+        logger.info({ workers: config.frontendWorkers }, 'SIGHUP: front-end workers told to reload API keys and certificates');
+      },
+      close: (graceMs) => workers.close(graceMs),
+    };
+  }
+  // One budget of request bodies in flight for HTTP and gRPC (BODY_MEMORY_BUDGET_BYTES).
+  const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
+  logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
+  const { frontEnd, warm } = await buildFrontEnd(config, service, { logger, bodyBudget });
+  if (warm) {
+    for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
+    logger.info({ requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) }, 'warm-up requests sent through POST /classify');
+  }
+  await frontEnd.listen(config.port, config.grpcPort);
+  return {
+    drain: () => undefined,
+    // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
+    // read again; open connections keep going, new TLS handshakes get the new certificate.
+    reload: () => {
+      try {
+        const r = frontEnd.reload(env);
+        logger.info(r, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
+      }
+    },
+    close: (graceMs) => frontEnd.close(graceMs),
+  };
 }

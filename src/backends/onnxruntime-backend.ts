@@ -7,6 +7,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Backend, Variant } from './backend.js';
 import type { WorkerInit, WorkerReply } from './onnxruntime-worker.js';
+import { startWorkerThread } from '../worker-thread.js';
 
 export interface OnnxRuntimeOptions {
   path: string;
@@ -86,13 +87,7 @@ export class OnnxRuntimeBackend implements Backend {
       intraOpThreads: sessionThreads(this.opts.intraOpThreads, this.opts.instances),
       interOpThreads: this.opts.interOpThreads,
     };
-    const worker = WORKER_URL.pathname.endsWith('.ts')
-      ? // Loader hooks do not reach worker threads on Node 20: register tsx inside the worker first.
-        new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
-          { eval: true, workerData: init },
-        )
-      : new Worker(WORKER_URL, { workerData: init });
+    const worker = startWorkerThread(WORKER_URL, init);
     const slot: Slot = { worker, busy: false, pending: new Map() };
     return new Promise<Slot>((resolve, reject) => {
       const onFirst = (msg: WorkerReply) => {

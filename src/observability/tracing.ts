@@ -174,3 +174,16 @@ export function startBatchSpan(attributes: Attributes, requests: readonly unknow
 export function traceIdOfContext(ctx: TraceContext | undefined): string | undefined {
   return ctx === undefined ? undefined : trace.getSpanContext(ctx)?.traceId;
 }
+
+/** A request's context as W3C headers (traceparent, tracestate), to cross to another thread. */
+export function exportTraceContext(ctx: TraceContext): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagator.inject(ctx, carrier, { set: (c, k, v) => (c[k] = v) });
+  return carrier;
+}
+
+/** exportTraceContext's headers back into a context whose spans are children of the same span; undefined when off. */
+export function importTraceContext(carrier: Record<string, string> | undefined): TraceContext | undefined {
+  if (!tracer || carrier === undefined) return undefined;
+  return propagator.extract(ROOT_CONTEXT, carrier, { get: (c, k) => c[k], keys: (c) => Object.keys(c) });
+}

@@ -226,7 +226,8 @@ export class CoreInferenceService implements InferenceService {
       warnings.push(...redo.warnings);
       preprocessMs += redo.preprocessMs;
     }
-    const predictions = images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
+    const deferred = opts.deferTopK ? { logits: r.logits.slice(0, images.length * numClasses), numClasses, k } : undefined;
+    const predictions = deferred ? [] : images.map((_, i) => topK(r.logits, i, numClasses, k, m.config.labels));
     if (!opts.warmup) imagesTotal.inc({ api: opts.api ?? 'unknown', model: m.name, variant: r.variant, backend: r.backend }, images.length);
     const round = (x: number) => Math.round(x * 1000) / 1000;
     return {
@@ -235,6 +236,7 @@ export class CoreInferenceService implements InferenceService {
       variant: r.variant,
       backend: r.backend,
       predictions,
+      ...(deferred && { deferred }),
       ...(warnings.length > 0 && { warnings }),
       timings: {
         preprocess_ms: round(preprocessMs),

@@ -1,7 +1,7 @@
 // The only post-processing, done once after the engine (engines return raw logits):
 // softmax per row, and the k best classes of a row. /classify and gRPC Predict reply with
 // topK(); KServe's probabilities output and classification extension use the same pieces.
-import type { TopKEntry } from './service-types.js';
+import type { ClassifyResult, TopKEntry } from './service-types.js';
 
 /** softmax(logits[row]) into out[row] (max-subtracted, so large logits do not overflow). */
 function softmaxRow(logits: Float32Array, row: number, c: number, out: Float32Array | Float64Array): number {
@@ -51,6 +51,15 @@ export function topK(logits: Float32Array, row: number, numClasses: number, k: n
   const probs = new Float64Array(numClasses);
   softmaxRow(logits.subarray(row * numClasses, (row + 1) * numClasses), 0, numClasses, probs);
   return topIndices(probs, 0, numClasses, k).map((index) => ({ label: labels[index], index, score: probs[index] }));
+}
+
+/** A classify result made with deferTopK, finished: predictions from its logits and the model's labels. */
+export function finishTopK(result: ClassifyResult, labels: readonly string[]): ClassifyResult {
+  const d = result.deferred;
+  if (d === undefined) return result;
+  const { deferred: _d, ...rest } = result;
+  const n = d.logits.length / d.numClasses;
+  return { ...rest, predictions: Array.from({ length: n }, (_, i) => topK(d.logits, i, d.numClasses, d.k, labels)) };
 }
 
 /**

@@ -25,6 +25,20 @@ export interface RequestOptions {
   onWarning?: (warning: ImageWarning) => void;
   /** A start-up warm-up request (src/api/http/warmup.ts): served like any other, recorded in no metric. */
   warmup?: boolean;
+  /**
+   * classify: leave softmax/top-k to the caller, which gets `deferred` (the logits rows) and
+   * empty `predictions`. Front-end worker threads ask for it, so the main thread spends no
+   * time on it (src/api/workers/).
+   */
+  deferTopK?: boolean;
+}
+
+/** classify's logits when its caller asked for deferTopK: finish with finishTopK (postprocess.ts). */
+export interface DeferredTopK {
+  /** images x numClasses logits, row-major (a copy of the request's rows only). */
+  logits: Float32Array;
+  numClasses: number;
+  k: number;
 }
 
 export interface TopKEntry {
@@ -74,6 +88,8 @@ export interface ClassifyResult {
   variant: Variant;
   backend: BackendKind;
   predictions: TopKEntry[][];
+  /** deferTopK: the logits predictions are to be made from (predictions is then empty). */
+  deferred?: DeferredTopK;
   /** Only when an image's decoder warned (DECODE_STRICT refuses those instead). */
   warnings?: ImageWarning[];
   timings: Timings;

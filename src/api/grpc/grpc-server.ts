@@ -2,6 +2,7 @@
 // inference.GRPCInferenceService, grpc.health.v1 and server reflection, all
 // on one @grpc/grpc-js server sharing the InferenceService (and so the
 // batcher, model repository and error table) with HTTP.
+import net from 'node:net';
 import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -31,6 +32,12 @@ export interface GrpcServerOptions {
    * 0 or absent: connections live as long as the client keeps them.
    */
   maxConnectionAgeMs?: number;
+  /**
+   * Listen with SO_REUSEPORT beside other front ends of this process (FRONTEND_WORKERS): a TCP
+   * server of our own accepts and hands each connection to grpc-js (its connection injector),
+   * since grpc-js binds without that option.
+   */
+  reusePort?: boolean;
 }
 
 export interface GrpcServerHandle {
@@ -73,9 +80,22 @@ export async function startGrpcServer(service: InferenceService, opts: GrpcServe
   new ReflectionService({ ...protos.definition, ...healthDefinition }).addToServer(server);
 
   const credentials = opts.credentials ?? ServerCredentials.createInsecure();
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
-  });
+  let tcp: net.Server | null = null;
+  let port: number;
+  if (opts.reusePort) {
+    const injector = server.createConnectionInjector(credentials);
+    tcp = net.createServer((socket) => injector.injectConnection(socket));
+    const listening = tcp;
+    await new Promise<void>((resolve, reject) => {
+      listening.once('error', reject);
+      listening.listen({ port: opts.port, host: opts.host, reusePort: true } as net.ListenOptions, () => resolve());
+    });
+    port = (tcp.address() as net.AddressInfo).port;
+  } else {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  }
   logger.info({ host: opts.host, port, maxMessageBytes: opts.maxMessageBytes }, 'grpc server listening');
 
   return {
@@ -83,6 +103,7 @@ export async function startGrpcServer(service: InferenceService, opts: GrpcServe
     async close(graceMs = 10_000) {
       closing = true;
       clearInterval(poll);
+      tcp?.close();
       updateHealth();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -40,6 +40,8 @@ export interface BuildAppOptions {
   server?: Record<string, unknown>;
   /** The budget of request bodies in flight (tests watch it); default from config.bodyMemoryBudgetBytes. */
   bodyBudget?: BodyBudget;
+  /** /metrics text; default: this thread's registry (a front-end worker asks main for every thread's). */
+  metricsText?: () => Promise<string>;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,64}$/;
@@ -250,7 +252,8 @@ export async function buildApp(config: Config, service: InferenceService, opts: 
     },
   );
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
-    return reply.header('content-type', registry.contentType).send(await registry.metrics());
+    const text = opts.metricsText ? await opts.metricsText() : await registry.metrics();
+    return reply.header('content-type', registry.contentType).send(text);
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

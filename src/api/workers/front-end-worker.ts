@@ -1,0 +1,80 @@
+// A front-end worker thread (FRONTEND_WORKERS): the HTTP app and gRPC server of
+// src/api/front-end.ts in front of a ServiceProxy whose calls main's service
+// answers. Started by FrontEndWorkers (front-end-workers.ts), which tells it when
+// to listen (after its warm-up requests) and when to close.
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { LOG_REDACT_PATHS } from '../access/http-access.js';
+import { BodyBudget } from '../body-budget.js';
+import { buildFrontEnd, type FrontEnd } from '../front-end.js';
+import { loadConfig } from '../../config.js';
+import { registry } from '../../observability/metrics.js';
+import { initTracing, shutdownTracing } from '../../observability/tracing.js';
+import type { FrontEndWorkerData } from './front-end-workers.js';
+import type { MainToWorker, WorkerToMain } from './protocol.js';
+import { ServiceProxy } from './service-proxy.js';
+
+/** Metrics of the whole process, reported by main alone (a worker's would be counted once per thread). */
+const PROCESS_WIDE = /^(process_|nodejs_|swin_body_bytes_in_flight$)/;
+
+const data = workerData as FrontEndWorkerData;
+const port = parentPort!;
+const post = (msg: WorkerToMain) => port.postMessage(msg);
+const config = loadConfig(data.argv, data.env);
+const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS }).child({ frontEndWorker: data.index });
+initTracing(data.env);
+const proxy = new ServiceProxy(port, data.state);
+let frontEnd: FrontEnd | null = null;
+
+port.on('message', (msg: MainToWorker) => {
+  if (proxy.handle(msg)) return;
+  void control(msg).catch((err: unknown) => {
+    logger.error({ err }, `front-end worker: ${msg.t} failed`);
+    post({ t: 'failed', message: (err as Error).message });
+  });
+});
+
+async function control(msg: MainToWorker): Promise<void> {
+  switch (msg.t) {
+    case 'listen': {
+      const ports = await frontEnd!.listen(msg.http, msg.grpc);
+      post({ t: 'listening', ...ports });
+      break;
+    }
+    case 'collect': {
+      const metrics = (await registry.getMetricsAsJSON()).filter((m) => !PROCESS_WIDE.test(m.name));
+      post({ t: 'collected', id: msg.id, metrics });
+      break;
+    }
+    case 'reload':
+      try {
+        const r = frontEnd!.reload(data.env);
+        logger.info(r, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
+      }
+      break;
+    case 'close':
+      await frontEnd?.close(msg.graceMs);
+      await shutdownTracing().catch(() => undefined);
+      post({ t: 'closed' });
+      process.exit(0); // ends this thread only
+      break;
+    default:
+      break;
+  }
+}
+
+try {
+  const built = await buildFrontEnd(config, proxy, {
+    logger,
+    bodyBudget: new BodyBudget(config.bodyMemoryBudgetBytes, data.budget),
+    reusePort: true,
+    metricsText: () => proxy.metricsText(),
+  });
+  frontEnd = built.frontEnd;
+  for (const f of built.warm?.failed ?? []) logger.warn(f, 'a warm-up request failed; the service serves without it');
+  post({ t: 'warmed', sent: built.warm?.sent ?? 0, failed: built.warm?.failed.length ?? 0, ms: Math.round(built.warm?.ms ?? 0) });
+} catch (err) {
+  post({ t: 'failed', message: (err as Error).message });
+}
