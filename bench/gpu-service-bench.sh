@@ -47,7 +47,7 @@
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
 # BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
-# BASELINE_COMPILE=0 to leave the torch.compile baselines out, SKIP_SERVICE=1 to run only the
+# BASELINE_COMPILE=0 to leave the torch.compile baselines out, BASELINES="base-eager-fp16-b32 ..." (file names) to run only those, SKIP_SERVICE=1 to run only the
 # baselines (e.g. in a call of their own), LOADGEN_PROCS (4), SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
 # with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC,
 # LOCAL=1 for a dry run of `run` off the GPU host
@@ -232,11 +232,13 @@ run() {
     done
   fi
   if [ "${SKIP_BASELINE:-0}" != 1 ]; then
-    baseline "python eager fp32" base-eager-fp32 --arch swin_tiny
-    baseline "python eager fp16 batch<=32" base-eager-fp16-b32 --arch swin_tiny --half --max-batch 32
+    # BASELINES: which to run, by file name (default all four; the torch.compile ones only with BASELINE_COMPILE=1).
+    want() { [ -z "${BASELINES:-}" ] || [[ " $BASELINES " == *" $1 "* ]]; }
+    want base-eager-fp32 && baseline "python eager fp32" base-eager-fp32 --arch swin_tiny
+    want base-eager-fp16-b32 && baseline "python eager fp16 batch<=32" base-eager-fp16-b32 --arch swin_tiny --half --max-batch 32
     if [ "${BASELINE_COMPILE:-1}" = 1 ]; then
-      baseline "python torch.compile fp16" base-compile-fp16 --arch swin_tiny --half --compile --max-batch 1
-      baseline "python gpu-decode + torch.compile fp16 batch<=64" base-gpudecode-compile-fp16-b64 \
+      want base-compile-fp16 && baseline "python torch.compile fp16" base-compile-fp16 --arch swin_tiny --half --compile --max-batch 1
+      want base-gpudecode-compile-fp16-b64 && baseline "python gpu-decode + torch.compile fp16 batch<=64" base-gpudecode-compile-fp16-b64 \
         --arch swin_tiny --gpu-decode --half --compile --max-batch 64
     fi
   fi
