@@ -46,7 +46,7 @@
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
 # HACKATHON_TIMEOUT (s; default: what is left of 570 s since the script started),
-# BACKEND (cuda), MODEL (swin-tiny), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
+# BACKEND (cuda), MODEL (swin-tiny), MODEL_ARCH (swin_tiny; prepare: the engines/swintools preset, e.g. swinv2_base_w16 with MODEL=swinv2-base), MODELS_DIR, IMAGES, SKIP_BASELINE=1, ORT_ITERS (10),
 # BASELINE_COMPILE=0 to leave the torch.compile baselines out, BASELINES="base-eager-fp16-b32 ..." (file names) to run only those, SKIP_SERVICE=1 to run only the
 # baselines (e.g. in a call of their own), LOADGEN_PROCS (4), SERVICE_ENVS="label:VAR=v,...;label2:..." (service runs
 # with other settings, e.g. "perrequest:BATCH_DECODE=false;batch:BATCH_DECODE=true"), GRPC_CONC,
@@ -131,8 +131,8 @@ prepare() {
   mkdir -p addon/build/Release && cp build/gpu-addon/Release/swin_addon.node addon/build/Release/
   ldd build/gpu-addon/Release/swin_addon.node | grep -E 'not found|cublas|cudart' || true
   node -e "const a=require('./build/gpu-addon/Release/swin_addon.node'); console.log(JSON.stringify(a.capabilities ? a.capabilities() : Object.keys(a)))" || true
-  log "prepare: Swin-T model folder"
-  "$PY" bench/gpu_model_repo.py --out "$MODELS_DIR/$MODEL" --images .carry/bench-node/selftest-photos
+  log "prepare: $MODEL model folder (${MODEL_ARCH:-swin_tiny})"
+  "$PY" bench/gpu_model_repo.py --arch "${MODEL_ARCH:-swin_tiny}" --name "$MODEL" --out "$MODELS_DIR/$MODEL" --images .carry/bench-node/selftest-photos
   log "prepare: done"
 }
 
