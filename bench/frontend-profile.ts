@@ -156,7 +156,15 @@ async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const root = mkdtempSync(path.join(os.tmpdir(), 'swin-frontend-'));
   writeModel(root, o.classes);
-  const env = { MODELS_DIR: root, LOG_LEVEL: 'silent', BACKEND: 'onnxruntime', WARMUP_REQUESTS: 'false', HOST: '127.0.0.1', PORT: '0', GRPC_PORT: '0' };
+  const env = {
+    MODELS_DIR: root,
+    LOG_LEVEL: 'silent',
+    BACKEND: 'onnxruntime',
+    WARMUP_REQUESTS: 'false',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    GRPC_PORT: '0',
+  };
   const argv = ['--frontend-workers', String(o.workers)];
   const config = loadConfig(argv, env);
   const repo = await ModelRepository.load({

@@ -142,7 +142,10 @@ async function startFrontEnds(
   const { frontEnd, warm } = await buildFrontEnd(config, service, { logger, bodyBudget });
   if (warm) {
     for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
-    logger.info({ requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) }, 'warm-up requests sent through POST /classify');
+    logger.info(
+      { requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) },
+      'warm-up requests sent through POST /classify',
+    );
   }
   await frontEnd.listen(config.port, config.grpcPort);
   return {

@@ -21,7 +21,9 @@ const data = workerData as FrontEndWorkerData;
 const port = parentPort!;
 const post = (msg: WorkerToMain) => port.postMessage(msg);
 const config = loadConfig(data.argv, data.env);
-const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS }).child({ frontEndWorker: data.index });
+// Written to fd 1 like main's; flushed before the thread ends (pino flushes on exit only on the main thread).
+const logDest = pino.destination({ dest: 1, sync: false });
+const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS }, logDest).child({ frontEndWorker: data.index });
 initTracing(data.env);
 const proxy = new ServiceProxy(port, data.state);
 let frontEnd: FrontEnd | null = null;
@@ -57,6 +59,7 @@ async function control(msg: MainToWorker): Promise<void> {
     case 'close':
       await frontEnd?.close(msg.graceMs);
       await shutdownTracing().catch(() => undefined);
+      logDest.flushSync();
       post({ t: 'closed' });
       process.exit(0); // ends this thread only
       break;

@@ -156,7 +156,10 @@ export class FrontEndWorkers {
       const onStart = (msg: WorkerToMain) => {
         if (msg.t === 'warmed') {
           if (msg.sent > 0)
-            this.logger.info({ frontEndWorker: index, requests: msg.sent, failed: msg.failed, ms: msg.ms }, 'front-end worker: warm-up requests sent');
+            this.logger.info(
+              { frontEndWorker: index, requests: msg.sent, failed: msg.failed, ms: msg.ms },
+              'front-end worker: warm-up requests sent',
+            );
           slot.worker.off('message', onStart);
           resolve(slot);
         } else if (msg.t === 'failed') reject(new Error(`front-end worker ${index} did not start: ${msg.message}`));

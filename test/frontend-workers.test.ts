@@ -1,0 +1,184 @@
+// FRONTEND_WORKERS: HTTP and gRPC on worker threads in front of the one service on
+// the main thread (src/api/workers/). The same answers and errors as the main
+// thread's own front end, /metrics summed over every thread, the body budget shared,
+// a client that leaves cancels its request on main, the configuration refused where
+// it cannot work, and no accepted request lost on SIGTERM.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import sharp from 'sharp';
+import { BodyBudget } from '../src/api/body-budget.js';
+import { loadProtos } from '../src/api/grpc/protos.js';
+import { FrontEndWorkers } from '../src/api/workers/front-end-workers.js';
+import { ConfigError, loadConfig } from '../src/config.js';
+import type { ClassifyResult } from '../src/service/service-types.js';
+import { fakeService, type FakeService } from './helpers/fake-service.js';
+import { shutdownUnderLoad } from './helpers/shutdown-under-load.js';
+
+let fake: FakeService;
+let workers: FrontEndWorkers;
+let base: string;
+let png: Buffer;
+
+const ENV = { LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', GRPC_PORT: '0', WARMUP_REQUESTS: 'true' };
+
+before(async () => {
+  // A slow engine (60 ms a batch), so that a request can be cancelled while it waits.
+  fake = await fakeService({ env: ENV, delayMs: 60 });
+  const config = loadConfig(['--frontend-workers', '2'], { ...ENV, MODELS_DIR: fake.config.modelsDir });
+  workers = await FrontEndWorkers.start(
+    config,
+    fake.service,
+    ['--frontend-workers', '2'],
+    { ...ENV, MODELS_DIR: fake.config.modelsDir },
+    pino({ level: 'silent' }),
+  );
+  base = `http://127.0.0.1:${workers.ports.http}`;
+  png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 125, g: 125, b: 125 } } })
+    .png()
+    .toBuffer();
+});
+
+after(async () => {
+  await workers.close(1000);
+  await fake.close();
+});
+
+/** A POST on a fresh connection (no keep-alive), so the kernel spreads them over the workers. */
+function post(path: string, body: Buffer, contentType = 'image/png'): Promise<{ status: number; body: string }> {
+  return fetch(base + path, {
+    method: 'POST',
+    body: new Uint8Array(body),
+    headers: { 'content-type': contentType, connection: 'close' },
+  }).then(async (r) => ({ status: r.status, body: await r.text() }));
+}
+
+test('classify through the workers answers what the main thread would, top-k made on the worker', async () => {
+  const direct = await fake.app.inject({
+    method: 'POST',
+    url: '/classify?top_k=3',
+    headers: { 'content-type': 'image/png' },
+    payload: png,
+  });
+  assert.equal(direct.statusCode, 200);
+  const want = (JSON.parse(direct.body) as ClassifyResult).predictions;
+  for (let i = 0; i < 6; i++) {
+    const r = await post('/classify?top_k=3', png);
+    assert.equal(r.status, 200, r.body);
+    const got = JSON.parse(r.body) as ClassifyResult & { deferred?: unknown };
+    assert.deepEqual(got.predictions, want);
+    assert.equal(got.deferred, undefined, 'the logits stay inside the service');
+    assert.equal(got.model, 'fake');
+  }
+});
+
+test('errors keep their code and status through a worker', async () => {
+  const unknown = await post('/classify?model=nope', png);
+  assert.equal(unknown.status, 404);
+  assert.equal(JSON.parse(unknown.body).code, 'SWIN_MODEL_NOT_FOUND');
+  const topK = await post('/classify?top_k=99', png);
+  assert.equal(topK.status, 400);
+  assert.equal(JSON.parse(topK.body).code, 'SWIN_BAD_TOP_K');
+  const notImage = await post('/classify', Buffer.from('not an image at all'), 'application/octet-stream');
+  assert.equal(notImage.status >= 400 && notImage.status < 500, true, notImage.body);
+  const models = await fetch(`${base}/models/fake?version=7`);
+  assert.equal(models.status, 404);
+  assert.equal(((await models.json()) as { code: string }).code, 'SWIN_MODEL_VERSION_NOT_FOUND');
+  const ready = await fetch(`${base}/health/ready`);
+  assert.equal(ready.status, 200);
+});
+
+test('gRPC Predict through the workers', async () => {
+  const protos = loadProtos();
+  const client = new protos.classifier.swin.v1.Classifier(`127.0.0.1:${workers.ports.grpc}`, grpc.credentials.createInsecure());
+  try {
+    const res = await new Promise<{ predictions: { classes: { label: string }[] }[] }>((resolve, reject) =>
+      client.Predict({ images: [png, png], model: 'fake', top_k: 2 }, (err: grpc.ServiceError | null, r?: unknown) =>
+        err ? reject(err) : resolve(r as never),
+      ),
+    );
+    assert.equal(res.predictions.length, 2);
+    assert.equal(res.predictions[0].classes.length, 2);
+    const err = await new Promise<grpc.ServiceError>((resolve) =>
+      client.Predict({ images: [png], model: 'nope' }, (e: grpc.ServiceError | null) => resolve(e!)),
+    );
+    assert.equal(err.code, grpc.status.NOT_FOUND);
+  } finally {
+    client.close();
+  }
+});
+
+function metricValue(text: string, line: RegExp): number {
+  return text
+    .split('\n')
+    .filter((l) => line.test(l))
+    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+}
+
+test('/metrics sums every thread: requests counted in the workers, process metrics once', async () => {
+  const okLine = /^swin_requests_total\{api="http",model="fake",code="OK"\}/;
+  const before0 = metricValue(await (await fetch(`${base}/metrics`)).text(), okLine);
+  await Promise.all(Array.from({ length: 12 }, () => post('/classify', png)));
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.equal(metricValue(text, okLine) - before0, 12);
+  assert.equal(text.split('\n').filter((l) => l.startsWith('process_cpu_seconds_total ')).length, 1);
+  // Batches run on main: its histogram is in the same text.
+  assert.match(text, /^swin_batch_size_bucket\{/m);
+});
+
+test('a client that leaves cancels its request on main', async () => {
+  const dropped = async () => metricValue(await (await fetch(`${base}/metrics`)).text(), /^swin_dropped_requests_total\{/);
+  const d0 = await dropped();
+  // Enough requests that some wait behind the 60 ms batches, each aborted after 20 ms.
+  await Promise.all(
+    Array.from({ length: 24 }, async () => {
+      const req = http.request(`${base}/classify`, { method: 'POST', headers: { 'content-type': 'image/png' } });
+      req.on('error', () => undefined);
+      req.end(png);
+      await new Promise((r) => setTimeout(r, 20));
+      req.destroy();
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 400));
+  assert.ok((await dropped()) > d0, 'no request left the queue when its client went away');
+});
+
+test('the body budget is one counter for every thread', () => {
+  const shared = BodyBudget.sharedCounter();
+  const a = new BodyBudget(100, shared);
+  const b = new BodyBudget(100, shared);
+  const give = a.take(70);
+  assert.ok(give);
+  assert.equal(b.inFlight, 70);
+  assert.equal(b.take(40), null, 'over the budget across threads');
+  const small = b.take(30);
+  assert.ok(small);
+  give();
+  give();
+  small();
+  assert.equal(a.inFlight, 0, 'each charge given back once');
+});
+
+test('FRONTEND_WORKERS is refused where it cannot work as documented', () => {
+  assert.throws(
+    () => loadConfig(['--frontend-workers', '2'], { RATE_LIMIT_RPS: '10' }),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match((e as Error).message, /RATE_LIMIT_RPS/);
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig(['--frontend-workers', '-1'], {}), ConfigError);
+  assert.equal(loadConfig([], { SWIN_FRONTEND_WORKERS: '3' }).frontendWorkers, 3);
+  assert.equal(loadConfig([], {}).frontendWorkers, 0);
+});
+
+test('SIGTERM under load with front-end workers: exit 0, zero accepted requests lost', { timeout: 180_000 }, async () => {
+  const r = await shutdownUnderLoad({ workers: 16, loadMs: 3000, env: { FRONTEND_WORKERS: '2' } });
+  assert.equal(r.exitCode, 0, JSON.stringify(r));
+  assert.ok(r.inFlightAtSignal >= 4, `only ${r.inFlightAtSignal} requests were in flight at SIGTERM: the drain was not exercised`);
+  assert.equal(r.lost, 0, 'requests the server accepted but never answered');
+  assert.equal(r.clientOk, r.completedOk, 'every 200 the server sent reached a client');
+});
