@@ -122,6 +122,7 @@ ENV NODE_ENV=production \
     PORT=8080 \
     GRPC_PORT=8081 \
     BACKEND=auto \
+    FRONTEND_WORKERS=4 \
     TRT_PLAN_CACHE=/var/cache/swin-serve/trt \
     SWIN_ADDON_PATH=/app/addon/build/Release/swin_addon.node
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
