@@ -15,6 +15,7 @@ import { FrontEndWorkers } from '../src/api/workers/front-end-workers.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import type { ClassifyResult } from '../src/service/service-types.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
+import { versionedRepo } from './helpers/versioned-models.js';
 import { shutdownUnderLoad } from './helpers/shutdown-under-load.js';
 
 let fake: FakeService;
@@ -181,4 +182,34 @@ test('SIGTERM under load with front-end workers: exit 0, zero accepted requests 
   assert.ok(r.inFlightAtSignal >= 4, `only ${r.inFlightAtSignal} requests were in flight at SIGTERM: the drain was not exercised`);
   assert.equal(r.lost, 0, 'requests the server accepted but never answered');
   assert.equal(r.clientOk, r.completedOk, 'every 200 the server sent reached a client');
+});
+
+test('the repository extension through a worker: unload and load reach main, and the next request sees the change', async () => {
+  const r = await versionedRepo({ a: [1], b: [4] }, { MODEL_CONTROL_MODE: 'explicit', MODELS: 'a' });
+  const env = { ...ENV, MODELS_DIR: r.root, MODEL_CONTROL_MODE: 'explicit', WARMUP_REQUESTS: 'false' };
+  const argv = ['--frontend-workers', '2'];
+  const pool = await FrontEndWorkers.start(loadConfig(argv, env), r.service, argv, env, pino({ level: 'silent' }));
+  const url = `http://127.0.0.1:${pool.ports.http}`;
+  const json = (path: string, body?: unknown) =>
+    fetch(url + path, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { 'content-type': 'application/json', connection: 'close' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(async (res) => ({ status: res.status, body: (await res.json()) as unknown }));
+  try {
+    assert.deepEqual((await json('/v2/repository/index', { ready: true })).body, [{ name: 'a', version: '1', state: 'READY', reason: '' }]);
+    assert.equal((await json('/models/b')).status, 404);
+    const load = await json('/v2/repository/models/b/load', {});
+    assert.equal(load.status, 200, JSON.stringify(load.body));
+    // Any worker, at once: main pushed the new state before it answered the load.
+    for (let i = 0; i < 4; i++) assert.equal(((await json('/models/b')).body as { version: string }).version, '4');
+    const unload = await json('/v2/repository/models/a/unload', {});
+    assert.equal(unload.status, 200, JSON.stringify(unload.body));
+    for (let i = 0; i < 4; i++) assert.equal((await json('/models/a')).status, 404);
+    const refused = await json('/v2/repository/models/nope/load', {});
+    assert.ok(refused.status >= 400, JSON.stringify(refused.body));
+  } finally {
+    await pool.close(1000);
+    await r.close();
+  }
 });
