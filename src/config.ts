@@ -550,7 +550,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     shutdownDelayMs: num('SHUTDOWN_DELAY_MS'),
     drainTimeoutMs: num('DRAIN_TIMEOUT_MS'),
     selftestRetryMs: num('SELFTEST_RETRY_MS'),
-    frontendWorkers: frontendWorkers(num('FRONTEND_WORKERS'), access.rateLimitRps),
+    frontendWorkers: frontendWorkers(num('FRONTEND_WORKERS')),
     warmupRequests: v.get('WARMUP_REQUESTS') === 'true',
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
@@ -560,15 +560,11 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
 }
 
 /** FRONTEND_WORKERS, refused where it cannot work as documented (docs/configuration.md#front-end-workers). */
-function frontendWorkers(n: number, rateLimitRps: number): number {
+function frontendWorkers(n: number): number {
   if (n === 0) return 0;
   const [major, minor] = process.versions.node.split('.').map(Number);
   if (major < 22 || (major === 22 && minor < 12))
     throw new ConfigError(`FRONTEND_WORKERS: needs Node >= 22.12 (listening with SO_REUSEPORT); this is ${process.version}`);
-  if (rateLimitRps > 0)
-    throw new ConfigError(
-      'FRONTEND_WORKERS: rate limiting (RATE_LIMIT_RPS) keeps its buckets in one thread; run with FRONTEND_WORKERS=0 or without RATE_LIMIT_RPS',
-    );
   return n;
 }
 

@@ -162,26 +162,53 @@ test('the body budget is one counter for every thread', () => {
   assert.equal(a.inFlight, 0, 'each charge given back once');
 });
 
-test('FRONTEND_WORKERS is refused where it cannot work as documented', () => {
-  assert.throws(
-    () => loadConfig(['--frontend-workers', '2'], { RATE_LIMIT_RPS: '10' }),
-    (e: unknown) => {
-      assert.ok(e instanceof ConfigError);
-      assert.match((e as Error).message, /RATE_LIMIT_RPS/);
-      return true;
-    },
-  );
+test('FRONTEND_WORKERS: flag, prefixed variable, default, bad values', () => {
   assert.throws(() => loadConfig(['--frontend-workers', '-1'], {}), ConfigError);
+  assert.throws(() => loadConfig(['--frontend-workers', '65'], {}), ConfigError);
   assert.equal(loadConfig([], { SWIN_FRONTEND_WORKERS: '3' }).frontendWorkers, 3);
   assert.equal(loadConfig([], {}).frontendWorkers, 0);
+});
+
+test('rate limits are one set of buckets for every worker, over HTTP and gRPC', async () => {
+  const env = { ...ENV, MODELS_DIR: fake.config.modelsDir, WARMUP_REQUESTS: 'false', RATE_LIMIT_RPS: '0.01', RATE_LIMIT_BURST: '5' };
+  const argv = ['--frontend-workers', '3'];
+  const pool = await FrontEndWorkers.start(loadConfig(argv, env), fake.service, argv, env, pino({ level: 'silent' }));
+  try {
+    // Fresh connections spread over the 3 workers; one client (127.0.0.1) has 5 tokens in all.
+    const codes: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await fetch(`http://127.0.0.1:${pool.ports.http}/classify`, {
+        method: 'POST',
+        body: new Uint8Array(png),
+        headers: { 'content-type': 'image/png', connection: 'close' },
+      });
+      codes.push(r.status);
+      if (r.status === 429) assert.ok(Number(r.headers.get('retry-after')) >= 1);
+      await r.arrayBuffer();
+    }
+    assert.deepEqual(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    const protos = loadProtos();
+    const client = new protos.classifier.swin.v1.Classifier(`127.0.0.1:${pool.ports.grpc}`, grpc.credentials.createInsecure());
+    try {
+      const err = await new Promise<grpc.ServiceError | null>((resolve) =>
+        client.Predict({ images: [png], model: 'fake' }, (e: grpc.ServiceError | null) => resolve(e)),
+      );
+      assert.equal(err?.code, grpc.status.RESOURCE_EXHAUSTED, 'the same client is out of tokens over gRPC too');
+    } finally {
+      client.close();
+    }
+  } finally {
+    await pool.close(1000);
+  }
 });
 
 test('SIGTERM under load with front-end workers: exit 0, zero accepted requests lost', { timeout: 180_000 }, async () => {
   const r = await shutdownUnderLoad({ workers: 16, loadMs: 3000, env: { FRONTEND_WORKERS: '2' } });
   assert.equal(r.exitCode, 0, JSON.stringify(r));
-  assert.ok(r.inFlightAtSignal >= 4, `only ${r.inFlightAtSignal} requests were in flight at SIGTERM: the drain was not exercised`);
-  assert.equal(r.lost, 0, 'requests the server accepted but never answered');
-  assert.equal(r.clientOk, r.completedOk, 'every 200 the server sent reached a client');
+  const all = JSON.stringify(r);
+  assert.ok(r.inFlightAtSignal >= 4, `only ${r.inFlightAtSignal} requests were in flight at SIGTERM: the drain was not exercised (${all})`);
+  assert.equal(r.lost, 0, `requests the server accepted but never answered (${all})`);
+  assert.equal(r.clientOk, r.completedOk, `every 200 the server sent reached a client (${all})`);
 });
 
 test('the repository extension through a worker: unload and load reach main, and the next request sees the change', async () => {

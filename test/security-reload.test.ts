@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { AccessController } from '../src/api/access/access-control.js';
 import { ACCESS_DEFAULTS } from '../src/api/access/access-config.js';
 import { startServer, type ServerProcess } from './helpers/reliability-harness.js';
+import type { ServeError } from '../src/errors.js';
 import { selfSignedCert } from './helpers/security-certs.js';
 
 test('AccessController.reloadKeys replaces the accepted keys', () => {
@@ -19,7 +20,7 @@ test('AccessController.reloadKeys replaces the accepted keys', () => {
   assert.equal(req('old'), null);
   a.reloadKeys(['new']);
   assert.equal(req('new'), null);
-  assert.equal(req('old')?.code, 'SWIN_UNAUTHENTICATED');
+  assert.equal((req('old') as ServeError | null)?.code, 'SWIN_UNAUTHENTICATED');
 });
 
 function get(

@@ -9,7 +9,7 @@ import net from 'node:net';
 import type https from 'node:https';
 import type { FastifyInstance } from 'fastify';
 import type { BaseLogger } from 'pino';
-import { AccessController } from './access/access-control.js';
+import { AccessController, type TokenSource } from './access/access-control.js';
 import { accessConfigFromEnv } from './access/access-config.js';
 import { grpcAccessInterceptor } from './access/grpc-access.js';
 import { grpcServerTls, httpsServerOptions, readTlsFiles } from './access/tls.js';
@@ -28,6 +28,8 @@ export interface FrontEndOptions {
   reusePort?: boolean;
   /** /metrics text; default: this thread's registry. */
   metricsText?: () => Promise<string>;
+  /** Where RATE_LIMIT_RPS's tokens come from; default: buckets of this thread (a worker asks main's). */
+  tokens?: TokenSource;
 }
 
 export interface FrontEnd {
@@ -48,7 +50,7 @@ export async function buildFrontEnd(
   opts: FrontEndOptions,
 ): Promise<{ frontEnd: FrontEnd; warm: Awaited<ReturnType<typeof sendWarmupRequests>> }> {
   const { logger, bodyBudget } = opts;
-  const access = new AccessController(config.access);
+  const access = new AccessController(config.access, opts.tokens);
   const app = await buildApp(config, service, {
     loggerInstance: logger,
     access,

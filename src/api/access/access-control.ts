@@ -5,7 +5,15 @@
 import { ServeError } from '../../errors.js';
 import type { AccessConfig } from './access-config.js';
 import { ApiKeyChecker, presentedKey } from './api-keys.js';
-import { RateLimiter } from './token-bucket.js';
+import { RateLimiter, type TakeResult } from './token-bucket.js';
+
+/** Where rate-limit tokens come from: this thread's buckets, or main's (a front-end worker asks it). */
+export interface TokenSource {
+  take(client: string): TakeResult | Promise<TakeResult>;
+}
+
+/** check()'s answer: at once, or later when the tokens are counted on another thread. */
+export type AccessDecision = ServeError | null | Promise<ServeError | null>;
 
 export interface AccessRequest {
   /** Health and metrics probes: exempt from rate limiting, and from auth when so configured. */
@@ -18,11 +26,15 @@ export interface AccessRequest {
 
 export class AccessController {
   private checker: ApiKeyChecker;
-  readonly limiter: RateLimiter | null;
+  readonly limiter: TokenSource | null;
 
-  constructor(readonly config: AccessConfig) {
+  /** `tokens`: where RATE_LIMIT_RPS's buckets are (default: a RateLimiter of this thread's own). */
+  constructor(
+    readonly config: AccessConfig,
+    tokens?: TokenSource,
+  ) {
     this.checker = new ApiKeyChecker(config.apiKeys);
-    this.limiter = config.rateLimitRps > 0 ? new RateLimiter(config.rateLimitRps, config.rateLimitBurst) : null;
+    this.limiter = config.rateLimitRps > 0 ? (tokens ?? new RateLimiter(config.rateLimitRps, config.rateLimitBurst)) : null;
   }
 
   get keys(): ApiKeyChecker {
@@ -34,26 +46,29 @@ export class AccessController {
     this.checker = new ApiKeyChecker(apiKeys);
   }
 
-  /** null when the request may proceed, else the error to answer with. */
-  check(req: AccessRequest): ServeError | null {
+  /** null when the request may proceed, else the error to answer with (a Promise when the tokens are main's). */
+  check(req: AccessRequest): AccessDecision {
     const probe = req.kind !== 'api';
     const exempt = (req.kind === 'health' && this.config.publicHealth) || (req.kind === 'metrics' && this.config.publicMetrics);
     if (!this.keys.enabled) return probe || this.limiter === null ? null : this.limit(clientOf(undefined, req.remoteAddress));
     if (exempt) return null;
     const key = presentedKey(req.authorization, req.xApiKey);
     const valid = this.keys.check(key);
+    const unauthenticated = valid ? null : new ServeError('SWIN_UNAUTHENTICATED');
+    if (probe || this.limiter === null) return unauthenticated;
     // Failed attempts are charged to the remote address, so guessing keys is rate limited too.
-    if (!probe && this.limiter !== null) {
-      const denied = this.limit(clientOf(valid ? key : undefined, req.remoteAddress));
-      if (denied) return denied;
-    }
-    return valid ? null : new ServeError('SWIN_UNAUTHENTICATED');
+    const denied = this.limit(clientOf(valid ? key : undefined, req.remoteAddress));
+    return denied instanceof Promise ? denied.then((d) => d ?? unauthenticated) : (denied ?? unauthenticated);
   }
 
-  private limit(client: string): ServeError | null {
+  private limit(client: string): AccessDecision {
     const r = this.limiter!.take(client);
-    return r.allowed ? null : new ServeError('SWIN_RATE_LIMITED').withRetryAfter(r.retryAfterSeconds);
+    return r instanceof Promise ? r.then(refusal) : refusal(r);
   }
+}
+
+function refusal(r: TakeResult): ServeError | null {
+  return r.allowed ? null : new ServeError('SWIN_RATE_LIMITED').withRetryAfter(r.retryAfterSeconds);
 }
 
 /**

@@ -3,10 +3,10 @@
 // same AccessController as HTTP), and a helper for handlers that prefer to
 // check themselves.
 import { Metadata, ServerInterceptingCall, status as GrpcStatus, type ServerInterceptor } from '@grpc/grpc-js';
-import type { ServeError } from '../../errors.js';
+import { ServeError } from '../../errors.js';
 import { errorTrailers } from '../grpc/status-details.js';
 import type { AccessConfig } from './access-config.js';
-import { AccessController, type AccessRequest } from './access-control.js';
+import { AccessController, type AccessDecision, type AccessRequest } from './access-control.js';
 
 const HEALTH_METHODS = new Set([
   '/grpc.health.v1.Health/Check',
@@ -25,13 +25,13 @@ function metadataString(md: Metadata, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** null when the call may proceed, else the ServeError to fail it with. */
+/** null when the call may proceed, else the ServeError to fail it with (a Promise when the tokens are main's). */
 export function checkGrpcAccess(
   controller: AccessController,
   methodPath: string,
   metadata: Metadata,
   remoteAddress: string | undefined,
-): ServeError | null {
+): AccessDecision {
   return controller.check({
     kind: grpcRequestKind(methodPath),
     authorization: metadataString(metadata, 'authorization'),
@@ -48,12 +48,13 @@ export function grpcAccessInterceptor(cfg: AccessConfig | AccessController): Ser
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
+            const decide = (denied: ServeError | null) => {
+              if (denied === null) nextMetadata(metadata);
+              else call.sendStatus({ code: denied.grpcStatus as GrpcStatus, details: denied.message, metadata: errorTrailers(denied) });
+            };
             const denied = checkGrpcAccess(controller, method.path, metadata, call.getConnectionInfo().remoteAddress);
-            if (denied === null) {
-              nextMetadata(metadata);
-              return;
-            }
-            call.sendStatus({ code: denied.grpcStatus as GrpcStatus, details: denied.message, metadata: errorTrailers(denied) });
+            if (denied instanceof Promise) void denied.then(decide, () => decide(new ServeError('SWIN_INTERNAL')));
+            else decide(denied);
           },
         });
       },

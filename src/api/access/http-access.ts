@@ -53,7 +53,7 @@ async function accessPlugin(app: FastifyInstance, opts: { controller: AccessCont
     if (request.method === 'OPTIONS' && origins.length > 0) return;
     // The service's own start-up requests (src/api/http/warmup.ts): no key, no rate-limit bucket.
     if (isWarmupRequest(request)) return;
-    const denied = controller.check({
+    const denied = await controller.check({
       kind: httpRequestKind(request.url),
       authorization: request.headers.authorization,
       xApiKey: request.headers['x-api-key'],

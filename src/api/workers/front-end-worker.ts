@@ -74,6 +74,7 @@ try {
     bodyBudget: new BodyBudget(config.bodyMemoryBudgetBytes, data.budget),
     reusePort: true,
     metricsText: () => proxy.metricsText(),
+    tokens: { take: (client) => proxy.takeToken(client) },
   });
   frontEnd = built.frontEnd;
   for (const f of built.warm?.failed ?? []) logger.warn(f, 'a warm-up request failed; the service serves without it');

@@ -15,6 +15,7 @@ import { bodyBytesInFlight, registry } from '../../observability/metrics.js';
 import { importTraceContext } from '../../observability/tracing.js';
 import type { ImageWarning, InferenceService, ModelStatus } from '../../service/service-types.js';
 import { startWorkerThread } from '../../worker-thread.js';
+import { RateLimiter } from '../access/token-bucket.js';
 import { BodyBudget } from '../body-budget.js';
 import { toWire, type MainToWorker, type ServiceState, type WorkerToMain } from './protocol.js';
 import type { WireOptions } from './service-proxy.js';
@@ -70,6 +71,8 @@ export class FrontEndWorkers {
   private closing = false;
   private nextCollect = 1;
   private readonly poll: NodeJS.Timeout;
+  /** RATE_LIMIT_RPS's buckets, one set for every worker (they ask here for each request's token). */
+  private readonly tokens: RateLimiter | null;
   /** The ports every worker listens on (the first worker's, when the configuration says 0). */
   ports = { http: 0, grpc: 0 };
 
@@ -80,6 +83,7 @@ export class FrontEndWorkers {
     private readonly base: Omit<FrontEndWorkerData, 'index' | 'state' | 'budget'>,
     private readonly logger: BaseLogger,
   ) {
+    this.tokens = config.access.rateLimitRps > 0 ? new RateLimiter(config.access.rateLimitRps, config.access.rateLimitBurst) : null;
     this.poll = setInterval(() => this.pushState(), STATE_POLL_MS);
     this.poll.unref();
   }
@@ -257,6 +261,9 @@ export class FrontEndWorkers {
           break;
         case 'metrics':
           value = await this.metricsText();
+          break;
+        case 'rateLimit':
+          value = this.tokens?.take(args[0] as string) ?? { allowed: true, retryAfterSeconds: 0 };
           break;
         default:
           throw new Error(`unknown call ${op}`);

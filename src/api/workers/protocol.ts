@@ -8,7 +8,7 @@ import { ServeError, type ErrorCode } from '../../errors.js';
 import type { ModelIndexRow, ModelStatus } from '../../service/service-types.js';
 
 /** The service calls a worker forwards; `args` as the InferenceService method takes them, minus what cannot be cloned. */
-export type CallOp = 'classify' | 'preprocess' | 'inferTensor' | 'index' | 'load' | 'unload' | 'metrics';
+export type CallOp = 'classify' | 'preprocess' | 'inferTensor' | 'index' | 'load' | 'unload' | 'metrics' | 'rateLimit';
 
 export type WorkerToMain =
   | { t: 'call'; id: number; op: CallOp; args: unknown[] }

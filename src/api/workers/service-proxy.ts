@@ -4,6 +4,7 @@
 // from the last ServiceState main pushed. A client that goes away aborts its
 // call on main too (the request leaves the batcher's queue there).
 import type { MessagePort } from 'node:worker_threads';
+import type { TakeResult } from '../access/token-bucket.js';
 import type { Variant } from '../../backends/backend.js';
 import { ServeError } from '../../errors.js';
 import { exportTraceContext } from '../../observability/tracing.js';
@@ -77,6 +78,11 @@ export class ServiceProxy implements InferenceService {
   /** Aggregated /metrics text of the whole process (main collects every thread's). */
   metricsText(): Promise<string> {
     return this.call('metrics', [], undefined) as Promise<string>;
+  }
+
+  /** A token of RATE_LIMIT_RPS for this client from main's buckets (one set for every thread). */
+  takeToken(client: string): Promise<TakeResult> {
+    return this.call('rateLimit', [client], undefined) as Promise<TakeResult>;
   }
 
   /** Calls still waiting for main. */
