@@ -4,7 +4,10 @@
 // a client that leaves cancels its request on main, the configuration refused where
 // it cannot work, and no accepted request lost on SIGTERM.
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
@@ -15,6 +18,8 @@ import { FrontEndWorkers } from '../src/api/workers/front-end-workers.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import type { ClassifyResult } from '../src/service/service-types.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
+import { request, startServer } from './helpers/reliability-harness.js';
+import { selfSignedCert } from './helpers/security-certs.js';
 import { versionedRepo } from './helpers/versioned-models.js';
 import { shutdownUnderLoad } from './helpers/shutdown-under-load.js';
 
@@ -238,5 +243,53 @@ test('the repository extension through a worker: unload and load reach main, and
   } finally {
     await pool.close(1000);
     await r.close();
+  }
+});
+
+test('TLS with front-end workers: HTTPS and gRPC over TLS, SIGHUP reaches every worker', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'swin-workers-tls-'));
+  mkdirSync(join(dir, 'a'));
+  mkdirSync(join(dir, 'b'));
+  const a = selfSignedCert(join(dir, 'a'));
+  const b = selfSignedCert(join(dir, 'b'));
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  copyFileSync(a.certFile, certFile);
+  copyFileSync(a.keyFile, keyFile);
+  const caA = readFileSync(a.certFile);
+  const caB = readFileSync(b.certFile);
+  const server = await startServer(
+    { TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile, FRONTEND_WORKERS: '2', LOG_LEVEL: 'info' },
+    90_000,
+    caA,
+  );
+  const opts = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
+  const Client = loadProtos().kserve.inference.GRPCInferenceService;
+  const ready = (ca: Buffer) => {
+    const c = new Client(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(ca), opts);
+    return new Promise<boolean>((resolve, reject) =>
+      c.ServerReady({}, { deadline: Date.now() + 10_000 }, (err, res) => (c.close(), err ? reject(err) : resolve(res!.ready))),
+    );
+  };
+  const https = (ca: Buffer) => request(server.url, { method: 'GET', path: '/health/ready', ca, timeoutMs: 5000 });
+  try {
+    assert.equal((await https(caA)).status, 200);
+    assert.equal(await ready(caA), true);
+    copyFileSync(b.certFile, certFile);
+    copyFileSync(b.keyFile, keyFile);
+    server.proc.kill('SIGHUP');
+    const reloaded = () => server.logs().split('SIGHUP: API keys and HTTPS certificate reloaded').length - 1;
+    for (let i = 0; i < 100 && reloaded() < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(reloaded(), 2, 'each of the 2 workers reloaded');
+    // New connections, whichever worker takes them, present the second certificate.
+    for (let i = 0; i < 4; i++) {
+      assert.equal((await https(caB)).status, 200);
+      assert.equal(await ready(caB), true);
+    }
+    await assert.rejects(https(caA));
+  } finally {
+    server.proc.kill('SIGTERM');
+    await Promise.race([server.exited, new Promise((r) => setTimeout(r, 20_000))]);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
