@@ -27,6 +27,8 @@ let fake: FakeService;
 let workers: FrontEndWorkers;
 let base: string;
 let png: Buffer;
+/** What the pool of `before` logged (main thread's lines only). */
+const poolLog: string[] = [];
 
 const ENV = { LOG_LEVEL: 'silent', HOST: '127.0.0.1', PORT: '0', GRPC_PORT: '0', WARMUP_REQUESTS: 'true' };
 
@@ -34,12 +36,13 @@ before(async () => {
   // A slow engine (60 ms a batch), so that a request can be cancelled while it waits.
   fake = await fakeService({ env: ENV, delayMs: 60 });
   const config = loadConfig(['--frontend-workers', '2'], { ...ENV, MODELS_DIR: fake.config.modelsDir });
+  const logStream = { write: (line: string) => void poolLog.push(line) };
   workers = await FrontEndWorkers.start(
     config,
     fake.service,
     ['--frontend-workers', '2'],
     { ...ENV, MODELS_DIR: fake.config.modelsDir },
-    pino({ level: 'silent' }),
+    pino({ level: 'info' }, logStream),
   );
   base = `http://127.0.0.1:${workers.ports.http}`;
   png = await sharp({ create: { width: 8, height: 8, channels: 3, background: { r: 125, g: 125, b: 125 } } })
@@ -292,4 +295,22 @@ test('TLS with front-end workers: HTTPS and gRPC over TLS, SIGHUP reaches every 
     await Promise.race([server.exited, new Promise((r) => setTimeout(r, 20_000))]);
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a worker that dies is replaced on the same ports; the other keeps serving meanwhile', async () => {
+  const [victim, other] = workers.threads();
+  await victim.terminate();
+  // Until the replacement listens, the survivor takes every connection.
+  for (let i = 0; i < 3; i++) assert.equal((await post('/classify', png)).status, 200);
+  for (let i = 0; i < 200 && !poolLog.some((l) => l.includes('front-end worker replaced')); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  assert.ok(poolLog.some((l) => l.includes('a front-end worker exited; starting another')));
+  assert.ok(
+    poolLog.some((l) => l.includes('front-end worker replaced')),
+    'the replacement did not listen',
+  );
+  const [fresh, same] = workers.threads();
+  assert.notEqual(fresh, victim, 'a new thread took its place');
+  assert.equal(same, other);
+  for (let i = 0; i < 6; i++) assert.equal((await post('/classify', png)).status, 200);
 });

@@ -41,6 +41,8 @@ interface Slot {
   /** Main's AbortController per call still running for this worker. */
   aborts: Map<number, AbortController>;
   collects: Map<number, (metrics: unknown[]) => void>;
+  /** Resolves when the thread has ended, however it ended. */
+  exited: Promise<void>;
 }
 
 /** The ServiceState of `service` now (errors of a model with no serving version travel as WireErrors). */
@@ -113,6 +115,11 @@ export class FrontEndWorkers {
     }
   }
 
+  /** The worker threads now serving (tests, diagnostics). */
+  threads(): readonly Worker[] {
+    return this.slots.map((s) => s.worker);
+  }
+
   /** Shutdown has begun: the workers' readiness answers 503 from now on. */
   drain(): void {
     this.pushState();
@@ -130,10 +137,9 @@ export class FrontEndWorkers {
     this.pushState();
     await Promise.all(
       this.slots.map((s) => {
-        const exited = new Promise<void>((resolve) => s.worker.once('exit', () => resolve()));
         this.post(s, { t: 'close', graceMs });
         const timer = setTimeout(() => void s.worker.terminate(), graceMs + 1000);
-        return exited.finally(() => clearTimeout(timer));
+        return s.exited.finally(() => clearTimeout(timer));
       }),
     );
   }
@@ -154,7 +160,9 @@ export class FrontEndWorkers {
 
   private spawn(index: number): Promise<Slot> {
     const data: FrontEndWorkerData = { ...this.base, index, budget: this.shared, state: serviceState(this.service) };
-    const slot: Slot = { index, worker: startWorkerThread(WORKER_URL, data), aborts: new Map(), collects: new Map() };
+    const worker = startWorkerThread(WORKER_URL, data);
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const slot: Slot = { index, worker, aborts: new Map(), collects: new Map(), exited };
     this.slots[index] = slot;
     return new Promise<Slot>((resolve, reject) => {
       const onStart = (msg: WorkerToMain) => {
