@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -205,6 +206,29 @@ test('rate limits are one set of buckets for every worker, over HTTP and gRPC', 
     } finally {
       client.close();
     }
+  } finally {
+    await pool.close(1000);
+  }
+});
+
+test('a client gone while its rate-limit token comes from main gives its body charge back', async () => {
+  const env = { ...ENV, MODELS_DIR: fake.config.modelsDir, WARMUP_REQUESTS: 'false', RATE_LIMIT_RPS: '1000', RATE_LIMIT_BURST: '1000' };
+  const argv = ['--frontend-workers', '1'];
+  const pool = await FrontEndWorkers.start(loadConfig(argv, env), fake.service, argv, env, pino({ level: 'silent' }));
+  try {
+    for (let i = 0; i < 10; i++) {
+      const s = net.connect(pool.ports.http, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.write('POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 1000000\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 5));
+      s.destroy();
+      // Main busy: the worker's token answer comes after the client has gone.
+      const t = Date.now();
+      while (Date.now() - t < 40);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const text = await (await fetch(`http://127.0.0.1:${pool.ports.http}/metrics`)).text();
+    assert.equal(metricValue(text, /^swin_body_bytes_in_flight /), 0, 'charges of gone clients were kept');
   } finally {
     await pool.close(1000);
   }

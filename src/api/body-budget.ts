@@ -29,12 +29,7 @@ export class BodyBudget {
   /** Charges `bytes` and returns the function that gives them back, or null when over budget. */
   take(bytes: number): (() => void) | null {
     if (bytes <= 0) return () => {};
-    // One body larger than the whole budget still gets through alone (MAX_BODY_BYTES bounds it).
-    const before = this.add(bytes);
-    if (before > 0 && before + bytes > this.limit) {
-      this.add(-bytes);
-      return null;
-    }
+    if (!this.charge(bytes)) return null;
     let given = false;
     return () => {
       if (given) return;
@@ -43,15 +38,32 @@ export class BodyBudget {
     };
   }
 
-  /** Adds to the count and returns what it was before. */
-  private add(bytes: number): number {
-    let before: number;
-    if (this.counter) before = Number(Atomics.add(this.counter, 0, BigInt(bytes)));
-    else {
-      before = this.used;
-      this.used += bytes;
+  /**
+   * Adds `bytes` unless that takes a non-empty total over the limit (one body larger than the
+   * whole budget still gets through alone: MAX_BODY_BYTES bounds it). Shared: compare-and-swap,
+   * so a refused charge never shows in the total another thread reads.
+   */
+  private charge(bytes: number): boolean {
+    if (!this.counter) {
+      if (this.used > 0 && this.used + bytes > this.limit) return false;
+      this.add(bytes);
+      return true;
     }
-    bodyBytesInFlight.set(before + bytes);
-    return before;
+    for (;;) {
+      const before = Atomics.load(this.counter, 0);
+      const n = Number(before);
+      if (n > 0 && n + bytes > this.limit) return false;
+      if (Atomics.compareExchange(this.counter, 0, before, before + BigInt(bytes)) === before) {
+        bodyBytesInFlight.set(n + bytes);
+        return true;
+      }
+    }
+  }
+
+  private add(bytes: number): void {
+    let now: number;
+    if (this.counter) now = Number(Atomics.add(this.counter, 0, BigInt(bytes))) + bytes;
+    else now = this.used += bytes;
+    bodyBytesInFlight.set(now);
   }
 }

@@ -9,6 +9,7 @@
 // The charge: Content-Length, or MAX_BODY_BYTES for a chunked body of unknown
 // size; JSON counts twice (its text is decoded to a string, or scanned into
 // typed arrays: src/kserve/json-uint8-data.ts, besides the body itself).
+import { finished } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { ServeError } from '../../errors.js';
 import type { BodyBudget } from '../body-budget.js';
@@ -38,6 +39,8 @@ export function registerBodyBudget(app: FastifyInstance, budget: BodyBudget, max
       });
       throw new ServeError('SWIN_MEMORY_BUDGET', budget.limit).withRetryAfter(1);
     }
-    reply.raw.once('close', give);
+    // finished() also calls back for a reply already closed: a client gone while an earlier hook
+    // waited (a rate-limit token from main, with FRONTEND_WORKERS) gives its charge back too.
+    finished(reply.raw, () => give());
   });
 }
