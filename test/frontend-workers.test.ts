@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { MessageChannel } from 'node:worker_threads';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,6 +17,8 @@ import sharp from 'sharp';
 import { BodyBudget } from '../src/api/body-budget.js';
 import { loadProtos } from '../src/api/grpc/protos.js';
 import { FrontEndWorkers } from '../src/api/workers/front-end-workers.js';
+import type { WorkerToMain } from '../src/api/workers/protocol.js';
+import { ServiceProxy } from '../src/api/workers/service-proxy.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import type { ClassifyResult } from '../src/service/service-types.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
@@ -96,8 +99,28 @@ test('errors keep their code and status through a worker', async () => {
   const models = await fetch(`${base}/models/fake?version=7`);
   assert.equal(models.status, 404);
   assert.equal(((await models.json()) as { code: string }).code, 'SWIN_MODEL_VERSION_NOT_FOUND');
+  for (const v of ['constructor', '__proto__', 'toString']) {
+    const r = await fetch(`${base}/models/fake?version=${v}`);
+    assert.equal(r.status, 404, `version ${v}`);
+  }
   const ready = await fetch(`${base}/health/ready`);
   assert.equal(ready.status, 200);
+});
+
+test('the proxy sends each image to main in a buffer of its own size, not the pool it was cut from', async () => {
+  const { port1, port2 } = new MessageChannel();
+  const proxy = new ServiceProxy(port1, { ready: true, defaultModel: 'fake', models: [], controlMode: null });
+  const got = new Promise<WorkerToMain>((resolve) => port2.once('message', resolve));
+  const small = Buffer.from('a small image'); // a view into Node's shared pool
+  assert.ok(small.buffer.byteLength > small.byteLength);
+  void proxy.classify('fake', [small], {}).catch(() => undefined);
+  const msg = await got;
+  assert.equal(msg.t, 'call');
+  const sent = (msg as { args: unknown[] }).args[1] as Uint8Array[];
+  assert.equal(sent[0].buffer.byteLength, small.byteLength);
+  assert.equal(Buffer.from(sent[0]).toString(), 'a small image');
+  port1.close();
+  port2.close();
 });
 
 test('gRPC Predict through the workers', async () => {
@@ -306,7 +329,7 @@ test('TLS with front-end workers: HTTPS and gRPC over TLS, SIGHUP reaches every 
     copyFileSync(b.keyFile, keyFile);
     server.proc.kill('SIGHUP');
     const reloaded = () => server.logs().split('SIGHUP: API keys and HTTPS certificate reloaded').length - 1;
-    for (let i = 0; i < 100 && reloaded() < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 300 && reloaded() < 2; i++) await new Promise((r) => setTimeout(r, 50));
     assert.equal(reloaded(), 2, 'each of the 2 workers reloaded');
     // New connections, whichever worker takes them, present the second certificate.
     for (let i = 0; i < 4; i++) {
@@ -322,6 +345,11 @@ test('TLS with front-end workers: HTTPS and gRPC over TLS, SIGHUP reaches every 
 });
 
 test('a worker that dies is replaced on the same ports; the other keeps serving meanwhile', async () => {
+  const okLine = /^swin_requests_total\{api="http",model="fake",code="OK"\}/;
+  const answered = async () => metricValue(await (await fetch(`${base}/metrics`)).text(), okLine);
+  // 16 fresh connections: both workers count some (all on one: a chance of 1 in 32,768).
+  for (let i = 0; i < 16; i++) assert.equal((await post('/classify', png)).status, 200);
+  const before0 = await answered();
   const [victim, other] = workers.threads();
   await victim.terminate();
   // Until the replacement listens, the survivor takes every connection.
@@ -337,4 +365,19 @@ test('a worker that dies is replaced on the same ports; the other keeps serving 
   assert.notEqual(fresh, victim, 'a new thread took its place');
   assert.equal(same, other);
   for (let i = 0; i < 6; i++) assert.equal((await post('/classify', png)).status, 200);
+  // The dead thread's counts stay in the sum: the counter does not go back.
+  assert.ok((await answered()) >= before0 + 9, 'requests counted by the dead worker were dropped from /metrics');
+});
+
+test('a port another process holds is refused, not shared through SO_REUSEPORT', async () => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+  const taken = (holder.address() as net.AddressInfo).port;
+  const env = { ...ENV, MODELS_DIR: fake.config.modelsDir, PORT: String(taken), WARMUP_REQUESTS: 'false' };
+  const argv = ['--frontend-workers', '1'];
+  try {
+    await assert.rejects(FrontEndWorkers.start(loadConfig(argv, env), fake.service, argv, env, pino({ level: 'silent' })), /EADDRINUSE/);
+  } finally {
+    holder.close();
+  }
 });

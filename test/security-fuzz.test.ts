@@ -39,7 +39,16 @@ test(
           .map((l) => `# ${l}`)
           .join('\n'),
       );
-      assert.equal(code, 0, tail);
+      // What the server logged at error level (its faults, with the request's line): the failing case's cause.
+      const log = join(dir, 'server.log');
+      const serverErrors = existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('"level":50'))
+            .slice(0, 5)
+            .join('\n')
+        : '';
+      assert.equal(code, 0, `${tail}\nserver errors:\n${serverErrors}`);
       assert.match(tail, /(\d+) generated, \1 passed/);
       assert.doesNotMatch(tail, /Failures:/);
     } finally {

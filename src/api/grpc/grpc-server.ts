@@ -91,6 +91,7 @@ export async function startGrpcServer(service: InferenceService, opts: GrpcServe
       listening.listen({ port: opts.port, host: opts.host, reusePort: true } as net.ListenOptions, () => resolve());
     });
     port = (tcp.address() as net.AddressInfo).port;
+    listening.on('error', (err) => logger.error({ err }, 'grpc listener error')); // e.g. EMFILE on accept: logged, the listener goes on
   } else {
     port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`${opts.host}:${opts.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));

@@ -7,10 +7,12 @@
 // /metrics over every thread, fans out SIGHUP's reload and closes the workers
 // first on shutdown. A worker that dies is replaced; its calls already on main
 // finish and their replies are dropped.
+import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import client from 'prom-client';
 import type { BaseLogger } from 'pino';
 import type { Config } from '../../config.js';
+import { ServeError } from '../../errors.js';
 import { bodyBytesInFlight, registry } from '../../observability/metrics.js';
 import { importTraceContext } from '../../observability/tracing.js';
 import type { ImageWarning, InferenceService, ModelStatus } from '../../service/service-types.js';
@@ -25,6 +27,10 @@ const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './front-end-worker
 const STATE_POLL_MS = 200;
 /** A worker that does not answer a metrics collection within this is left out of that scrape. */
 const COLLECT_TIMEOUT_MS = 2000;
+/** A worker that dies is replaced after 1 s, doubling with each death in the last 5 minutes, up to 30 s. */
+const RESTART_BASE_MS = 1000;
+const RESTART_MAX_MS = 30_000;
+const RESTART_WINDOW_MS = 5 * 60_000;
 
 export interface FrontEndWorkerData {
   index: number;
@@ -43,6 +49,9 @@ interface Slot {
   collects: Map<number, (metrics: unknown[]) => void>;
   /** Resolves when the thread has ended, however it ended. */
   exited: Promise<void>;
+  /** Its metrics at the last scrape: stand in when it misses one, and are kept once it has ended. */
+  lastMetrics: unknown[] | null;
+  ended: boolean;
 }
 
 /** The ServiceState of `service` now (errors of a model with no serving version travel as WireErrors). */
@@ -61,6 +70,16 @@ export function serviceState(service: InferenceService): ServiceState {
   return { ready: service.isReady(), defaultModel: service.defaultModelName(), models, controlMode: service.control?.mode ?? null };
 }
 
+/** Rejects (EADDRINUSE, ...) when `port` cannot be bound without SO_REUSEPORT; port 0 always passes. */
+function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err) => reject(new Error(`port ${port} on ${host}: ${(err as Error).message}`)));
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 function asBuffer(u: Uint8Array): Buffer {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
@@ -72,6 +91,10 @@ export class FrontEndWorkers {
   private pushedVersions = new Set<string>();
   private closing = false;
   private nextCollect = 1;
+  /** Metrics of threads that have ended (counters must not go back when a worker dies). */
+  private retired: unknown[][] = [];
+  /** When each worker index died lately: the replacement's backoff. */
+  private readonly deaths = new Map<number, number[]>();
   private readonly poll: NodeJS.Timeout;
   /** RATE_LIMIT_RPS's buckets, one set for every worker (they ask here for each request's token). */
   private readonly tokens: RateLimiter | null;
@@ -102,6 +125,9 @@ export class FrontEndWorkers {
     env: Record<string, string | undefined>,
     logger: BaseLogger,
   ): Promise<FrontEndWorkers> {
+    // SO_REUSEPORT would let this process share a port another one (of the same user) holds, and
+    // split its traffic silently: a port in use is refused here, as without workers.
+    await Promise.all([config.port, config.grpcPort].map((p) => assertPortFree(config.host, p)));
     const pool = new FrontEndWorkers(config, service, BodyBudget.sharedCounter(), { argv, env }, logger);
     try {
       const started = await Promise.all(Array.from({ length: config.frontendWorkers }, (_, i) => pool.spawn(i)));
@@ -149,7 +175,8 @@ export class FrontEndWorkers {
     bodyBytesInFlight.set(new BodyBudget(0, this.shared).inFlight);
     const own = await registry.getMetricsAsJSON();
     const theirs = await Promise.all(this.slots.map((s) => this.collect(s)));
-    return client.AggregatorRegistry.aggregate([own, ...theirs.filter((m) => m !== null)]).metrics();
+    if (this.retired.length > 8) this.retired = [await client.AggregatorRegistry.aggregate(this.retired).getMetricsAsJSON()];
+    return client.AggregatorRegistry.aggregate([own, ...theirs.filter((m) => m !== null), ...this.retired]).metrics();
   }
 
   private async terminate(): Promise<void> {
@@ -162,7 +189,8 @@ export class FrontEndWorkers {
     const data: FrontEndWorkerData = { ...this.base, index, budget: this.shared, state: serviceState(this.service) };
     const worker = startWorkerThread(WORKER_URL, data);
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    const slot: Slot = { index, worker, aborts: new Map(), collects: new Map(), exited };
+    const slot: Slot = { index, worker, aborts: new Map(), collects: new Map(), exited, lastMetrics: null, ended: false };
+    void exited.then(() => (slot.ended = true));
     this.slots[index] = slot;
     return new Promise<Slot>((resolve, reject) => {
       const onStart = (msg: WorkerToMain) => {
@@ -182,7 +210,10 @@ export class FrontEndWorkers {
         this.logger.error({ frontEndWorker: index, err }, 'front-end worker failed');
         reject(err);
       });
-      slot.worker.once('exit', (code) => this.onExit(slot, code));
+      slot.worker.once('exit', (code) => {
+        reject(new Error(`front-end worker ${index} exited (code ${code}) before it was ready`));
+        this.onExit(slot, code);
+      });
     });
   }
 
@@ -195,21 +226,38 @@ export class FrontEndWorkers {
         } else if (msg.t === 'failed') reject(new Error(`front-end worker ${s.index} could not listen: ${msg.message}`));
       };
       s.worker.on('message', onMsg);
+      void s.exited.then(() => reject(new Error(`front-end worker ${s.index} exited before it listened`)));
       this.post(s, { t: 'listen', http, grpc });
     });
   }
 
   private onExit(s: Slot, code: number): void {
     for (const ac of s.aborts.values()) ac.abort();
-    if (this.closing || this.slots[s.index] !== s) return;
-    // A worker that died while serving: its connections are gone; a new one takes its place.
-    this.logger.error({ frontEndWorker: s.index, code }, 'a front-end worker exited; starting another');
-    this.spawn(s.index)
-      .then((fresh) => this.listen(fresh, this.ports.http, this.ports.grpc))
-      .then(
-        () => this.logger.info({ frontEndWorker: s.index }, 'front-end worker replaced'),
-        (err: unknown) => this.logger.error({ frontEndWorker: s.index, err }, 'a front-end worker could not be replaced'),
-      );
+    if (s.lastMetrics) this.retired.push(s.lastMetrics);
+    if (this.closing || this.slots[s.index] !== s || this.ports.http === 0) return; // closing, replaced, or still starting
+    // A worker that died while serving: its connections are gone; a new one takes its place, after a
+    // delay that grows while replacements keep dying (an unreadable certificate, say).
+    const now = Date.now();
+    const recent = (this.deaths.get(s.index) ?? []).filter((t) => now - t < RESTART_WINDOW_MS);
+    recent.push(now);
+    this.deaths.set(s.index, recent);
+    const delayMs = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** (recent.length - 1));
+    this.logger.error({ frontEndWorker: s.index, code, delayMs }, 'a front-end worker exited; starting another');
+    const timer = setTimeout(() => {
+      if (this.closing) return;
+      this.spawn(s.index)
+        .then((fresh) =>
+          this.listen(fresh, this.ports.http, this.ports.grpc).catch(async (err: unknown) => {
+            await fresh.worker.terminate(); // its exit schedules the next try
+            throw err;
+          }),
+        )
+        .then(
+          () => this.logger.info({ frontEndWorker: s.index }, 'front-end worker replaced'),
+          (err: unknown) => this.logger.error({ frontEndWorker: s.index, err }, 'a front-end worker could not be replaced'),
+        );
+    }, delayMs);
+    timer.unref();
   }
 
   private onMessage(s: Slot, msg: WorkerToMain): void {
@@ -263,9 +311,12 @@ export class FrontEndWorkers {
           break;
         case 'load':
         case 'unload':
-          await svc.control![op](args[0] as string);
-          // The worker that asked sees the change in its next synchronous call.
-          this.pushState();
+          try {
+            await svc.control![op](args[0] as string);
+          } finally {
+            // The worker that asked sees the change (or the part that took) in its next synchronous call.
+            this.pushState();
+          }
           break;
         case 'metrics':
           value = await this.metricsText();
@@ -278,6 +329,8 @@ export class FrontEndWorkers {
       }
       this.post(s, { t: 'reply', id, value, ...(warnings.length > 0 && { warnings }) });
     } catch (err) {
+      // A fault of ours is logged here, with main's stack; the worker's reply then names the code only.
+      if (!(err instanceof ServeError)) this.logger.error({ err, op, frontEndWorker: s.index }, 'a front-end worker call failed on main');
       this.post(s, { t: 'error', id, error: toWire(err) });
     } finally {
       s.aborts.delete(id);
@@ -285,15 +338,18 @@ export class FrontEndWorkers {
   }
 
   private collect(s: Slot): Promise<unknown[] | null> {
+    if (s.ended) return Promise.resolve(null); // its last metrics are with the retired ones
     const id = this.nextCollect++;
     return new Promise((resolve) => {
+      // A worker that misses the scrape (busy, or gone) counts with what it had at the last one.
       const timer = setTimeout(() => {
         s.collects.delete(id);
-        resolve(null);
+        resolve(s.lastMetrics);
       }, COLLECT_TIMEOUT_MS);
       s.collects.set(id, (metrics) => {
         clearTimeout(timer);
         s.collects.delete(id);
+        s.lastMetrics = metrics;
         resolve(metrics);
       });
       this.post(s, { t: 'collect', id });

@@ -30,6 +30,15 @@ interface Pending {
 type CallOptions = RequestOptions & { variant?: Variant; topK?: number; version?: string };
 export type WireOptions = Omit<CallOptions, 'signal' | 'onWarning' | 'trace'> & { trace?: Record<string, string> };
 
+/**
+ * The images as they go to main: structured clone copies a view's whole ArrayBuffer, and small
+ * Buffers are views into Node's shared 8 KiB pool (or a body's larger chunk), so a view that does
+ * not span its buffer is first copied to its own size.
+ */
+function ownBuffers(images: Uint8Array[]): Uint8Array[] {
+  return images.map((u) => (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? u : new Uint8Array(u)));
+}
+
 function wireOptions(opts: CallOptions): WireOptions {
   const { signal: _signal, onWarning: _onWarning, trace, ...rest } = opts;
   return { ...rest, ...(trace !== undefined && { trace: exportTraceContext(trace) }) };
@@ -124,7 +133,7 @@ export class ServiceProxy implements InferenceService {
         this.state.models.map((x) => x.name).join(', ') || 'none',
       );
     if (version !== undefined && version !== '') {
-      const s = m.versions[version];
+      const s = Object.hasOwn(m.versions, version) ? m.versions[version] : undefined;
       if (!s)
         throw new ServeError(
           'SWIN_MODEL_VERSION_NOT_FOUND',
@@ -140,7 +149,9 @@ export class ServiceProxy implements InferenceService {
 
   private labelsOf(model: string, version: string | undefined): readonly string[] {
     const m = this.state.models.find((x) => x.name === model);
-    const status = (version !== undefined && m?.versions[version]) || (m && !isWireError(m.current) ? m.current : undefined);
+    const status =
+      (version !== undefined && m && Object.hasOwn(m.versions, version) && m.versions[version]) ||
+      (m && !isWireError(m.current) ? m.current : undefined);
     return status?.config.labels ?? [];
   }
 
@@ -158,12 +169,16 @@ export class ServiceProxy implements InferenceService {
     opts: RequestOptions & { variant?: Variant; topK?: number; version?: string },
   ): Promise<ClassifyResult> {
     // Softmax/top-k here, on this thread, not on main's (deferTopK).
-    const r = (await this.call('classify', [modelName, images, { ...wireOptions(opts), deferTopK: true }], opts)) as ClassifyResult;
+    const r = (await this.call(
+      'classify',
+      [modelName, ownBuffers(images), { ...wireOptions(opts), deferTopK: true }],
+      opts,
+    )) as ClassifyResult;
     return finishTopK(r, this.labelsOf(r.model, r.version));
   }
 
   preprocess(modelName: string, images: Buffer[], opts: RequestOptions & { version?: string }): Promise<Uint8Array> {
-    return this.call('preprocess', [modelName, images, wireOptions(opts)], opts) as Promise<Uint8Array>;
+    return this.call('preprocess', [modelName, ownBuffers(images), wireOptions(opts)], opts) as Promise<Uint8Array>;
   }
 
   inferTensor(
@@ -172,7 +187,7 @@ export class ServiceProxy implements InferenceService {
     n: number,
     opts: RequestOptions & { variant?: Variant; version?: string },
   ): Promise<TensorResult> {
-    return this.call('inferTensor', [modelName, pixels, n, wireOptions(opts)], opts) as Promise<TensorResult>;
+    return this.call('inferTensor', [modelName, ...ownBuffers([pixels]), n, wireOptions(opts)], opts) as Promise<TensorResult>;
   }
 
   /** The worker's servers close themselves; main closes the service. */
