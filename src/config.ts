@@ -486,7 +486,6 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
   }
   const num = (k: string) => v.get(k) as number;
   const opt = (k: string) => v.get(k) as number | undefined;
-  const access = readAccess(env);
 
   const formats = v.get('ACCEPTED_FORMATS') as string[];
   for (const f of formats) {
@@ -555,7 +554,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), rawEnv: NodeJ
     grpcMaxConnectionAgeMs: num('GRPC_MAX_CONNECTION_AGE_MS'),
     defaultTopK: num('DEFAULT_TOP_K'),
     logLevel: v.get('LOG_LEVEL') as Config['logLevel'],
-    access,
+    access: readAccess(env),
   };
 }
 

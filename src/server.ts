@@ -139,27 +139,13 @@ async function startFrontEnds(
   // One budget of request bodies in flight for HTTP and gRPC (BODY_MEMORY_BUDGET_BYTES).
   const bodyBudget = new BodyBudget(config.bodyMemoryBudgetBytes);
   logger.info({ bodyMemoryBudgetBytes: config.bodyMemoryBudgetBytes }, 'request bodies in flight are bounded');
-  const { frontEnd, warm } = await buildFrontEnd(config, service, { logger, bodyBudget });
-  if (warm) {
-    for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
-    logger.info(
-      { requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) },
-      'warm-up requests sent through POST /classify',
-    );
-  }
+  const frontEnd = await buildFrontEnd(config, service, { logger, bodyBudget });
   await frontEnd.listen(config.port, config.grpcPort);
   return {
     drain: () => undefined,
     // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
     // read again; open connections keep going, new TLS handshakes get the new certificate.
-    reload: () => {
-      try {
-        const r = frontEnd.reload(env);
-        logger.info(r, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
-      }
-    },
+    reload: () => frontEnd.reload(env),
     close: (graceMs) => frontEnd.close(graceMs),
   };
 }

@@ -5,8 +5,8 @@
 // of the service itself (FRONTEND_WORKERS=0), or each front-end worker thread runs
 // one in front of a ServiceProxy (src/api/workers/), all listening on the same
 // ports with SO_REUSEPORT so the kernel spreads connections over them.
-import net from 'node:net';
 import type https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { AccessController, type TokenSource } from './access/access-control.js';
@@ -34,21 +34,19 @@ export interface FrontEndOptions {
 
 export interface FrontEnd {
   app: FastifyInstance;
-  access: AccessController;
   /** Opens the listeners; port 0 picks a free one (the first worker's is then given to the others). */
   listen(httpPort: number, grpcPort: number): Promise<{ http: number; grpc: number }>;
-  /** SIGHUP: API keys and the certificate read again; open connections keep theirs. Throws when the new files do not load. */
-  reload(env: Record<string, string | undefined>): { apiKeys: number; tls: boolean };
+  /**
+   * SIGHUP: API keys and the certificate read again; open connections keep theirs. Logs the
+   * outcome; when the new files do not load, the previous keys and certificate stay in use.
+   */
+  reload(env: Record<string, string | undefined>): void;
   /** Stops accepting, answers every request already read (up to graceMs for gRPC calls). */
   close(graceMs: number): Promise<void>;
 }
 
-/** Builds the servers and sends the warm-up requests; nothing listens until listen(). */
-export async function buildFrontEnd(
-  config: Config,
-  service: InferenceService,
-  opts: FrontEndOptions,
-): Promise<{ frontEnd: FrontEnd; warm: Awaited<ReturnType<typeof sendWarmupRequests>> }> {
+/** Builds the servers and sends (and logs) the warm-up requests; nothing listens until listen(). */
+export async function buildFrontEnd(config: Config, service: InferenceService, opts: FrontEndOptions): Promise<FrontEnd> {
   const { logger, bodyBudget } = opts;
   const access = new AccessController(config.access, opts.tokens);
   const app = await buildApp(config, service, {
@@ -58,14 +56,20 @@ export async function buildFrontEnd(
     server: httpsServerOptions(config.access),
     metricsText: opts.metricsText,
   });
-  // WARMUP_REQUESTS: not counted, logged or traced one by one; the caller logs that they ran.
+  // WARMUP_REQUESTS: not counted, logged or traced one by one; this line says they ran (docs/model-json.md#warm-up).
   const warm = await sendWarmupRequests(app, service, config);
+  if (warm) {
+    for (const f of warm.failed) logger.warn(f, 'a warm-up request failed; the service serves without it');
+    logger.info(
+      { requests: warm.sent, failed: warm.failed.length, ms: Math.round(warm.ms) },
+      'warm-up requests sent through POST /classify',
+    );
+  }
   const grpcTls = grpcServerTls(config.access);
   let grpc: GrpcServerHandle | null = null;
 
-  const frontEnd: FrontEnd = {
+  return {
     app,
-    access,
     async listen(httpPort, grpcPort) {
       await app.listen({ port: httpPort, host: config.host, ...(opts.reusePort && { reusePort: true }) });
       grpc = await startGrpcServer(
@@ -81,19 +85,22 @@ export async function buildFrontEnd(
         },
         logger,
       );
-      return { http: (app.server.address() as net.AddressInfo).port, grpc: grpc.port };
+      return { http: (app.server.address() as AddressInfo).port, grpc: grpc.port };
     },
     reload(env) {
-      const fresh = accessConfigFromEnv(resolveEnv(env).env);
-      const tls = readTlsFiles(fresh);
-      access.reloadKeys(fresh.apiKeys);
-      if (tls && 'setSecureContext' in app.server) (app.server as https.Server).setSecureContext(tls);
-      if (tls) grpcTls.reload(tls);
-      return { apiKeys: fresh.apiKeys.length, tls: tls !== null };
+      try {
+        const fresh = accessConfigFromEnv(resolveEnv(env).env);
+        const tls = readTlsFiles(fresh);
+        access.reloadKeys(fresh.apiKeys);
+        if (tls && 'setSecureContext' in app.server) (app.server as https.Server).setSecureContext(tls);
+        if (tls) grpcTls.reload(tls);
+        logger.info({ apiKeys: fresh.apiKeys.length, tls: tls !== null }, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
+      }
     },
     async close(graceMs) {
       await Promise.all([app.close(), grpc?.close(graceMs)]);
     },
   };
-  return { frontEnd, warm };
 }

@@ -49,12 +49,7 @@ async function control(msg: MainToWorker): Promise<void> {
       break;
     }
     case 'reload':
-      try {
-        const r = frontEnd!.reload(data.env);
-        logger.info(r, 'SIGHUP: API keys and HTTPS certificate reloaded (gRPC too)');
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'SIGHUP: reload failed; the previous keys and certificate stay in use');
-      }
+      frontEnd!.reload(data.env);
       break;
     case 'close':
       await frontEnd?.close(msg.graceMs);
@@ -69,16 +64,14 @@ async function control(msg: MainToWorker): Promise<void> {
 }
 
 try {
-  const built = await buildFrontEnd(config, proxy, {
+  frontEnd = await buildFrontEnd(config, proxy, {
     logger,
     bodyBudget: new BodyBudget(config.bodyMemoryBudgetBytes, data.budget),
     reusePort: true,
     metricsText: () => proxy.metricsText(),
     tokens: { take: (client) => proxy.takeToken(client) },
   });
-  frontEnd = built.frontEnd;
-  for (const f of built.warm?.failed ?? []) logger.warn(f, 'a warm-up request failed; the service serves without it');
-  post({ t: 'warmed', sent: built.warm?.sent ?? 0, failed: built.warm?.failed.length ?? 0, ms: Math.round(built.warm?.ms ?? 0) });
+  post({ t: 'warmed' });
 } catch (err) {
   post({ t: 'failed', message: (err as Error).message });
 }

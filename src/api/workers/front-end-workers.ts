@@ -54,7 +54,7 @@ interface Slot {
   ended: boolean;
 }
 
-/** The ServiceState of `service` now (errors of a model with no serving version travel as WireErrors). */
+/** The ServiceState of `service` now. */
 export function serviceState(service: InferenceService): ServiceState {
   const models = service.listModels().map((m) => {
     const versions: Record<string, ModelStatus> = {};
@@ -102,7 +102,7 @@ export class FrontEndWorkers {
   ports = { http: 0, grpc: 0 };
 
   private constructor(
-    private readonly config: Config,
+    config: Config,
     private readonly service: InferenceService,
     private readonly shared: SharedArrayBuffer,
     private readonly base: Omit<FrontEndWorkerData, 'index' | 'state' | 'budget'>,
@@ -195,11 +195,6 @@ export class FrontEndWorkers {
     return new Promise<Slot>((resolve, reject) => {
       const onStart = (msg: WorkerToMain) => {
         if (msg.t === 'warmed') {
-          if (msg.sent > 0)
-            this.logger.info(
-              { frontEndWorker: index, requests: msg.sent, failed: msg.failed, ms: msg.ms },
-              'front-end worker: warm-up requests sent',
-            );
           slot.worker.off('message', onStart);
           resolve(slot);
         } else if (msg.t === 'failed') reject(new Error(`front-end worker ${index} did not start: ${msg.message}`));

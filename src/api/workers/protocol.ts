@@ -5,7 +5,7 @@
 // errors travel as code + message, abort signals as an `abort` message, the
 // trace context as W3C headers, decoder warnings with the reply.
 import { ServeError, type ErrorCode } from '../../errors.js';
-import type { ModelIndexRow, ModelStatus } from '../../service/service-types.js';
+import type { ModelStatus } from '../../service/service-types.js';
 
 /** The service calls a worker forwards; `args` as the InferenceService method takes them, minus what cannot be cloned. */
 export type CallOp = 'classify' | 'preprocess' | 'inferTensor' | 'index' | 'load' | 'unload' | 'metrics' | 'rateLimit';
@@ -14,7 +14,8 @@ export type WorkerToMain =
   | { t: 'call'; id: number; op: CallOp; args: unknown[] }
   | { t: 'abort'; id: number }
   | { t: 'listening'; http: number; grpc: number }
-  | { t: 'warmed'; sent: number; failed: number; ms: number }
+  /** Its front end is built and its warm-up requests sent (it logged them). */
+  | { t: 'warmed' }
   /** Reply to `collect`: this thread's metrics (prom-client's JSON form), process-wide ones left out. */
   | { t: 'collected'; id: number; metrics: unknown[] }
   | { t: 'closed' }
@@ -33,8 +34,8 @@ export type MainToWorker =
 export interface ServiceState {
   ready: boolean;
   defaultModel: string;
-  /** Per model: the status requests naming no version get (or the error they get), and each loaded version's. */
-  models: { name: string; current: ModelStatus | WireError; versions: Record<string, ModelStatus> }[];
+  /** Per model (as listModels() has them): the status requests naming no version get, and each loaded version's. */
+  models: { name: string; current: ModelStatus; versions: Record<string, ModelStatus> }[];
   /** null: model control is off (no repository extension). */
   controlMode: string | null;
 }
@@ -61,9 +62,3 @@ export function fromWire(w: WireError): Error {
   if (w.metadata) err.metadata = w.metadata;
   return err;
 }
-
-export function isWireError(x: ModelStatus | WireError): x is WireError {
-  return !('variants' in x);
-}
-
-export type IndexRows = ModelIndexRow[];

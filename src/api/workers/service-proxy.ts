@@ -18,7 +18,7 @@ import type {
   RequestOptions,
   TensorResult,
 } from '../../service/service-types.js';
-import { fromWire, isWireError, type CallOp, type MainToWorker, type ServiceState, type WorkerToMain } from './protocol.js';
+import { fromWire, type CallOp, type MainToWorker, type ServiceState, type WorkerToMain } from './protocol.js';
 
 interface Pending {
   resolve(value: unknown): void;
@@ -94,11 +94,6 @@ export class ServiceProxy implements InferenceService {
     return this.call('rateLimit', [client], undefined) as Promise<TakeResult>;
   }
 
-  /** Calls still waiting for main. */
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
   private call(op: CallOp, args: unknown[], opts: RequestOptions | undefined): Promise<unknown> {
     const signal = opts?.signal;
     if (signal?.aborted) return Promise.reject(new ServeError('SWIN_CANCELLED'));
@@ -121,7 +116,7 @@ export class ServiceProxy implements InferenceService {
   }
 
   listModels(): ModelStatus[] {
-    return this.state.models.map((m) => m.current).filter((s): s is ModelStatus => !isWireError(s));
+    return this.state.models.map((m) => m.current);
   }
 
   getModel(name: string, version?: string): ModelStatus {
@@ -143,15 +138,12 @@ export class ServiceProxy implements InferenceService {
         );
       return s;
     }
-    if (isWireError(m.current)) throw fromWire(m.current);
     return m.current;
   }
 
   private labelsOf(model: string, version: string | undefined): readonly string[] {
     const m = this.state.models.find((x) => x.name === model);
-    const status =
-      (version !== undefined && m && Object.hasOwn(m.versions, version) && m.versions[version]) ||
-      (m && !isWireError(m.current) ? m.current : undefined);
+    const status = (version !== undefined && m && Object.hasOwn(m.versions, version) && m.versions[version]) || m?.current;
     return status?.config.labels ?? [];
   }
 
