@@ -21,7 +21,8 @@ const data = workerData as FrontEndWorkerData;
 const port = parentPort!;
 const post = (msg: WorkerToMain) => port.postMessage(msg);
 const config = loadConfig(data.argv, data.env);
-// Written to fd 1 like main's; flushed before the thread ends (pino flushes on exit only on the main thread).
+// Written to fd 1 like main's, asynchronously. Ended before the thread exits: a line
+// still being written when the thread ends would be lost (flushSync skips it).
 const logDest = pino.destination({ dest: 1, sync: false });
 const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS }, logDest).child({ frontEndWorker: data.index });
 initTracing(data.env);
@@ -54,13 +55,22 @@ async function control(msg: MainToWorker): Promise<void> {
     case 'close':
       await frontEnd?.close(msg.graceMs);
       await shutdownTracing().catch(() => undefined);
-      logDest.flushSync();
+      await endLog();
       post({ t: 'closed' });
       process.exit(0); // ends this thread only
       break;
     default:
       break;
   }
+}
+
+/** Waits for the line being written and writes the rest; fd 1 itself stays open for main. */
+function endLog(): Promise<void> {
+  return new Promise((resolve) => {
+    logDest.once('close', () => resolve());
+    logDest.once('error', () => resolve());
+    logDest.end();
+  });
 }
 
 try {
