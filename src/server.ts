@@ -36,6 +36,17 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     config.modelsDir = path.join(shipped, 'engines/models');
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT_PATHS });
   logger.info({ node: process.version, threadpool: process.env.UV_THREADPOOL_SIZE, backend: config.backend }, 'swin-serve starting');
+  // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
+  // read again; open connections keep going, new TLS handshakes get the new certificate.
+  // Handled from here on: a worker may answer ready before this thread has its front ends,
+  // and SIGHUP's default action would end the process. One that comes while starting is
+  // carried out once the front ends run (the files may have changed after they were read).
+  let front: RunningFrontEnds | null = null;
+  let reloadWhenStarted = false;
+  process.on('SIGHUP', () => {
+    if (front) front.reload();
+    else reloadWhenStarted = true;
+  });
   // Before the models load: the batchers are built with or without batch spans.
   const tracing = initTracing(env);
   if (tracing.enabled) logger.info(tracing, 'OpenTelemetry tracing on');
@@ -67,7 +78,12 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
   const warmedDecoders = await service.warmDecoders();
   if (warmedDecoders > 0) logger.info({ decoders: warmedDecoders }, 'GPU JPEG decoders opened and warmed');
   // The protocol front end: on this thread, or on FRONTEND_WORKERS worker threads feeding this one.
-  const front = await startFrontEnds(config, service, argv, env, logger);
+  const frontEnds = await startFrontEnds(config, service, argv, env, logger);
+  front = frontEnds;
+  if (reloadWhenStarted) {
+    logger.info('SIGHUP came while starting: reloading now');
+    frontEnds.reload();
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -77,7 +93,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     // SHUTDOWN_DELAY_MS: readiness goes 503 (HTTP and gRPC health) while requests are still
     // served, so load balancers stop sending before the listeners close (a pre-stop hook's sleep).
     service.beginDrain();
-    front.drain();
+    frontEnds.drain();
     if (config.shutdownDelayMs > 0) {
       logger.info(
         { signal, shutdownDelayMs: config.shutdownDelayMs },
@@ -93,7 +109,7 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
     timer.unref();
     try {
       // Listeners first (in-flight requests finish and reply), then the batchers and engines.
-      await front.close(config.drainTimeoutMs);
+      await frontEnds.close(config.drainTimeoutMs);
       await service.close();
       await shutdownTracing().catch((err: unknown) => logger.warn({ err }, 'flushing traces failed'));
       logger.info({ ms: Date.now() - started }, 'shutdown complete');
@@ -104,9 +120,6 @@ export async function startServer(argv = process.argv.slice(2), env = process.en
       process.exit(1);
     }
   };
-  // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
-  // read again; open connections keep going, new TLS handshakes get the new certificate.
-  process.on('SIGHUP', () => front.reload());
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
 }
@@ -143,8 +156,6 @@ async function startFrontEnds(
   await frontEnd.listen(config.port, config.grpcPort);
   return {
     drain: () => undefined,
-    // SIGHUP: API keys (AUTH_API_KEYS and its file) and the TLS certificate of both servers are
-    // read again; open connections keep going, new TLS handshakes get the new certificate.
     reload: () => frontEnd.reload(env),
     close: (graceMs) => frontEnd.close(graceMs),
   };

@@ -151,3 +151,44 @@ test('gRPC: a new certificate reaches new handshakes; the connection open before
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('SIGHUP while the server starts does not end it; the reload is carried out once it serves', { timeout: 120_000 }, async () => {
+  const { spawn } = await import('node:child_process');
+  const { ROOT, freePort, request } = await import('./helpers/reliability-harness.js');
+  const dir = mkdtempSync(join(tmpdir(), 'swin-reload-start-'));
+  const keysFile = join(dir, 'keys');
+  writeFileSync(keysFile, 'old-key\n');
+  const port = await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), GRPC_PORT: String(await freePort()), SWIN_AUTH_API_KEYS_FILE: keysFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let exit: number | string | null = null;
+  proc.on('exit', (code, sig) => (exit = code ?? sig));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const models = (key: string) => request(url, { method: 'GET', path: '/models', headers: { 'x-api-key': key }, timeoutMs: 5000 });
+  try {
+    for (let i = 0; i < 600 && !out.includes('swin-serve starting'); i++) await new Promise((r) => setTimeout(r, 25));
+    // The models are still loading: no listener yet.
+    writeFileSync(keysFile, 'new-key\n');
+    proc.kill('SIGHUP');
+    let ready = false;
+    for (let i = 0; i < 600 && exit === null && !ready; i++) {
+      ready = (await request(url, { method: 'GET', path: '/health/ready', timeoutMs: 1000 }).catch(() => null))?.status === 200;
+      if (!ready) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(exit, null, `the server ended on SIGHUP while starting:\n${out.slice(-2000)}`);
+    assert.ok(ready, 'the server became ready');
+    assert.match(out, /SIGHUP came while starting: reloading now/);
+    assert.equal((await models('new-key')).status, 200);
+    assert.equal((await models('old-key')).status, 401);
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => (exit !== null ? r(null) : proc.once('exit', r)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
