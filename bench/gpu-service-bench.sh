@@ -42,6 +42,13 @@
 #          p50 at every batch size (dist/bench/loadgen/first-request.js), three times: warm (model.json's
 #          warm-up and WARMUP_REQUESTS), engine (the engine's warm-up only) and cold (neither), for
 #          contrast (issue 16: within 2x). FIRST_SIZES (1-32), FIRST_REPEATS (30), FIRST_MODES (warm engine cold).
+# timeline: (instead of run, same carry) a GPU timeline of batches at the peak, in place of nsys (not on the
+#          GPU host): builds bench/cupti-trace (a CUPTI injection library), starts the service with it
+#          (FRONTEND_WORKERS=4, or TIMELINE_WORKERS), drives /classify at TIMELINE_CONC (256) in flight,
+#          records TIMELINE_WINDOW_S (0.5) s of kernels, copies and CUDA calls in mid-run, and turns them
+#          into tables (bench/cupti_timeline.py: timeline.md, the raw trace as cupti-trace.tsv.gz); then the
+#          same load without tracing, for the tracer's own cost. CUPTI_DIR (its include/ and lib/) and
+#          CUDA_INCLUDE (cuda.h) where they are not in the toolkit or beside PyTorch.
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
@@ -340,6 +347,69 @@ first() {
   grep -E '^(ready|worst)' "$RES"/first-*.txt | tee "$RES/summary.txt"
 }
 
+# The CUPTI headers and library: the toolkit's, or the nvidia-cuda-cupti wheel's beside PyTorch.
+cupti_dir() {
+  local d
+  for d in /usr/local/cuda/extras/CUPTI /usr/local/cuda /usr/local/cuda/targets/x86_64-linux \
+    $("$PY" -c 'import nvidia, os; print(" ".join(os.path.join(p, s) for p in nvidia.__path__ for s in ("cu13", "cuda_cupti")))' 2>/dev/null); do
+    [ -f "$d/include/cupti.h" ] && ls "$d"/lib64/libcupti.so* "$d"/lib/libcupti.so* >/dev/null 2>&1 && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
+timeline() {
+  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
+  if [ "${LOCAL:-0}" != 1 ]; then
+    log "timeline: unpack node_modules and dist"
+    tar -C . -xJf .carry/bench-run/modules.tar.xz
+    tar -C . -xJf .carry/bench-run/dist.tar.xz
+  fi
+  host_info
+  local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
+  local cupti lib tracer=$PWD/build/cupti-trace/libswin_cupti_trace.so
+  cupti=${CUPTI_DIR:-$(cupti_dir)} || { echo "no CUPTI (cupti.h and libcupti.so) on this machine"; exit 1; }
+  lib=$(ls "$cupti"/lib64/libcupti.so* "$cupti"/lib/libcupti.so* 2>/dev/null | head -1 || true)
+  log "timeline: build the tracer against $lib"
+  mkdir -p build/cupti-trace
+  g++ -std=c++17 -O2 -shared -fPIC -I"$cupti/include" -I/usr/local/cuda/include ${CUDA_INCLUDE:+-I"$CUDA_INCLUDE"} bench/cupti-trace/cupti_trace.cc \
+    -o "$tracer" "$lib" -Wl,-rpath,"$(dirname "$lib")" -lpthread
+  local T=$G/cupti
+  rm -rf "$T"; mkdir -p "$T"
+  local workers=${TIMELINE_WORKERS:-4} conc=${TIMELINE_CONC:-256}
+  log "timeline: swin-serve traced (FRONTEND_WORKERS=$workers), $conc in flight"
+  CUDA_INJECTION64_PATH=$tracer SWIN_CUPTI_DIR=$T FRONTEND_WORKERS=$workers SWIN_ADDON_PATH="$ADDON" \
+    node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
+    --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service-timeline.log" 2>&1 &
+  local svc=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 180 || { tail -40 "$RES/service-timeline.log"; exit 1; }
+  bench "swin-serve http traced" "serve-http-traced" --url "http://127.0.0.1:$PORT" --concurrency "$conc" &
+  local load=$!
+  sleep $((WARMUP + DURATION / 2))
+  touch "$T/start"; sleep "${TIMELINE_WINDOW_S:-0.5}"; touch "$T/stop"
+  for _ in $(seq 1 40); do ls "$T"/trace-*.tsv >/dev/null 2>&1 && break; sleep 0.5; done
+  wait "$load" || true
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics-timeline.txt" || true
+  kill "$svc" 2>/dev/null || true; wait "$svc" 2>/dev/null || true
+  grep -E '^cupti-trace' "$RES/service-timeline.log" || true
+  local trace; trace=$(ls "$T"/trace-*.tsv 2>/dev/null | head -1 || true)
+  if [ -n "$trace" ]; then
+    gzip -c "$trace" > "$RES/cupti-trace.tsv.gz"
+    "$PY" bench/cupti_timeline.py "$trace" --classes "${CLASSES:-1000}" --json "$RES/timeline.json" | tee "$RES/timeline.md" || true
+  else
+    echo "FAIL: no trace was written (service-timeline.log)"
+  fi
+  log "timeline: the same load without the tracer"
+  SWIN_ADDON_PATH="$ADDON" FRONTEND_WORKERS=$workers node dist/src/main.js --models-dir "$MODELS_DIR" --models "$MODEL" --backend "$BACKEND" \
+    --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" --log-level warn > "$RES/service-untraced.log" 2>&1 &
+  svc=$!
+  wait_ready "http://127.0.0.1:$PORT/health/ready" "$svc" 180 || { tail -40 "$RES/service-untraced.log"; exit 1; }
+  bench "swin-serve http untraced" "serve-http-untraced" --url "http://127.0.0.1:$PORT" --concurrency "$conc"
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$RES/metrics-untraced.txt" || true
+  kill "$svc" 2>/dev/null || true; wait "$svc" 2>/dev/null || true
+  grep -h -E 'throughput|req/s' "$RES/bench.log" | tail -4 > "$RES/summary.txt" || true
+  [ -n "$trace" ]
+}
+
 BASE_FAILED=()   # baselines that did not start or answered no request: `run` exits 1 after its summary
 
 baseline() {  # label, name, python_baseline args...
@@ -366,8 +436,10 @@ case "$PHASE" in
   run) run ;;
   hackathon) hackathon ;;
   first) first ;;
+  timeline) timeline ;;
+  prepare+timeline) prepare; timeline ;;
   prepare+hackathon) prepare; hackathon ;;
   fmnist) fmnist ;;
   all) prepare; run; hackathon ;;
-  *) echo "usage: $0 prepare|run|first|fmnist|hackathon|prepare+hackathon|all"; exit 2 ;;
+  *) echo "usage: $0 prepare|run|first|timeline|prepare+timeline|fmnist|hackathon|prepare+hackathon|all"; exit 2 ;;
 esac
