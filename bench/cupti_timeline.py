@@ -70,6 +70,21 @@ def union_ns(intervals):
     return total
 
 
+def duration_ms(records):
+    """Summed durations."""
+    return sum(r["end_ns"] - r["start_ns"] for r in records) / 1e6
+
+
+def busy_ms(records):
+    """Time covered by at least one of them (overlaps counted once)."""
+    return union_ns([(r["start_ns"], r["end_ns"]) for r in records]) / 1e6
+
+
+def span_ms(records):
+    """First start to last end; 0 for none."""
+    return (max(r["end_ns"] for r in records) - min(r["start_ns"] for r in records)) / 1e6 if records else 0.0
+
+
 def batches_of(rows, classes):
     calls = defaultdict(list)  # thread -> runtime API calls
     for r in rows:
@@ -113,7 +128,7 @@ def describe(thread, calls, previous_sync, launch_at, gpu_by_corr, classes):
     dtoh = [g for g in by.get("copy DtoH", []) if g["start_ns"] >= launch["start_ns"]]
     images = dtoh[-1]["bytes"] // (4 * classes) if dtoh else 0
     final_sync = calls[-1]
-    engine = by.get("engine", [])
+    syncs = [c for c in calls if api(c["name"]) == "cudaStreamSynchronize"]
     return {
         "thread": thread,
         "images": images,
@@ -122,14 +137,14 @@ def describe(thread, calls, previous_sync, launch_at, gpu_by_corr, classes):
         "wall_ms": (t1 - t0) / 1e6,
         # Host stages on the engine thread.
         "host_until_engine_launch_ms": (launch["start_ns"] - t0) / 1e6,
-        "engine_launch_call_ms": (launch["end_ns"] - launch["start_ns"]) / 1e6,
-        "final_sync_wait_ms": (final_sync["end_ns"] - final_sync["start_ns"]) / 1e6,
-        "sync_calls_ms": sum(c["end_ns"] - c["start_ns"] for c in calls if api(c["name"]) == "cudaStreamSynchronize") / 1e6,
+        "engine_launch_call_ms": duration_ms([launch]),
+        "final_sync_wait_ms": duration_ms([final_sync]),
+        "sync_calls_ms": duration_ms(syncs),
         "api_calls": len(calls),
         # GPU work launched by this batch's calls.
-        "gpu": {k: {"n": len(v), "busy_ms": union_ns([(g["start_ns"], g["end_ns"]) for g in v]) / 1e6} for k, v in by.items()},
-        "engine_span_ms": (max(g["end_ns"] for g in engine) - min(g["start_ns"] for g in engine)) / 1e6 if engine else 0.0,
-        "gpu_busy_ms": union_ns([(g["start_ns"], g["end_ns"]) for g in gpu]) / 1e6,
+        "gpu": {k: {"n": len(v), "busy_ms": busy_ms(v)} for k, v in by.items()},
+        "engine_span_ms": span_ms(by.get("engine", [])),
+        "gpu_busy_ms": busy_ms(gpu),
         "steps": steps(calls, gpu, t0),
     }
 
@@ -139,7 +154,9 @@ def steps(calls, gpu, t0):
     kind merged into one step (start, end, count)."""
     items = [(c["start_ns"], c["end_ns"], "host", api(c["name"])) for c in calls]
     for g in gpu:
-        what = kernel_kind(g) + " kernels" if g["kind"] == "K" else ("copy " + g["name"] if g["kind"] == "M" else "memset")
+        what = (
+            kernel_kind(g) + " kernels" if g["kind"] == "K" else ("copy " + g["name"] if g["kind"] == "M" else "memset")
+        )
         items.append((g["start_ns"], g["end_ns"], "gpu", what))
     items.sort()
     merged = []
@@ -183,13 +200,19 @@ def main():
     bs = [b for b in batches_of(rows, a.classes) if b["t0"] >= w0]
     gpu_rows = [r for r in rows if r["kind"] in "KMS" and w0 <= r["start_ns"] <= w1]
     busy = union_ns([(r["start_ns"], min(r["end_ns"], w1)) for r in gpu_rows]) / 1e6
-    engine_busy = union_ns([(r["start_ns"], min(r["end_ns"], w1)) for r in gpu_rows if r["kind"] == "K" and r["graph"]]) / 1e6
+    engine_busy = (
+        union_ns([(r["start_ns"], min(r["end_ns"], w1)) for r in gpu_rows if r["kind"] == "K" and r["graph"]]) / 1e6
+    )
     threads = sorted({b["thread"] for b in bs})
     images = sum(b["images"] for b in bs)
-    print(f"CUPTI window {window_ms:.1f} ms, {len(rows)} records ({meta.get('dropped', 0)} dropped), "
-          f"{len(bs)} whole batches on {len(threads)} engine thread(s), {images} images "
-          f"({images / (window_ms / 1e3):.0f} images/s of batches that started in the window)")
-    print(f"GPU busy (any kernel or copy) {100 * busy / window_ms:.1f}% of the window; engine kernels {100 * engine_busy / window_ms:.1f}%\n")
+    print(
+        f"CUPTI window {window_ms:.1f} ms, {len(rows)} records ({meta.get('dropped', 0)} dropped), "
+        f"{len(bs)} whole batches on {len(threads)} engine thread(s), {images} images "
+        f"({images / (window_ms / 1e3):.0f} images/s of batches that started in the window)"
+    )
+    print(
+        f"GPU busy (any kernel or copy) {100 * busy / window_ms:.1f}% of the window; engine kernels {100 * engine_busy / window_ms:.1f}%\n"
+    )
     if not bs:
         sys.exit("no whole batch in the window: is it long enough, and did the engine run CUDA graphs?")
 
@@ -217,8 +240,10 @@ def main():
 
     walls = sorted(bs, key=lambda b: b["wall_ms"])
     one = walls[len(walls) // 2]
-    print(f"\nOne batch (the median by wall time): {one['images']} images, {one['wall_ms']:.3f} ms on its thread, "
-          f"GPU busy {one['gpu_busy_ms']:.3f} ms\n")
+    print(
+        f"\nOne batch (the median by wall time): {one['images']} images, {one['wall_ms']:.3f} ms on its thread, "
+        f"GPU busy {one['gpu_busy_ms']:.3f} ms\n"
+    )
     print("| at ms | span ms | busy ms | where | what | count |")
     print("|---:|---:|---:|---|---|---:|")
     for s in one["steps"]:

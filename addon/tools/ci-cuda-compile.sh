@@ -5,8 +5,9 @@
 #      CUDA 13 headers;
 #   2. the CUDA engine's host code (addon/cuda/*.cc: cuBLASLt GEMMs, safetensors and its
 #      nlohmann/json parsing, the engine);
-#   3. with NVCC=1 (scripts/test.sh sets it), every .cu kernel file for sm_90a with nvcc.
-# Objects only: nothing is linked or run. Not covered: addon/tensorrt/tensorrt_engine.cc, whose
+#   3. bench/cupti-trace (the GPU-timeline tracer), compiled and linked against CUPTI;
+#   4. with NVCC=1 (scripts/test.sh sets it), every .cu kernel file for sm_90a with nvcc.
+# Objects only (but the tracer, which is linked): nothing is run. Not covered: addon/tensorrt/tensorrt_engine.cc, whose
 # TensorRT headers cannot be fetched here (addon/tools/check-tensorrt-build.sh takes them
 # from a snapshot, docs/tensorrt.md).
 #
@@ -47,6 +48,16 @@ for f in addon/{binding,common,nvjpeg,testing,cuda}/*.cc; do   # not tensorrt/: 
   n=$((n + 1))
 done
 echo "ci-cuda-compile: $n host files compiled (g++ $(g++ -dumpversion), -Werror)"
+
+# bench/cupti-trace: the GPU-timeline injection library, linked against the wheel's CUPTI (torch
+# brings nvidia-cuda-cupti); the driver finds it by its InitializeInjection symbol.
+cupti_lib=$(ls "$cuda"/lib/libcupti.so* 2>/dev/null | head -1 || true)
+[ -n "$cupti_lib" ] && [ -f "$cuda/include/cupti.h" ] || { echo "ci-cuda-compile: no CUPTI in $cuda" >&2; exit 1; }
+g++ -std=c++17 -O2 -shared -fPIC "${warn[@]}" -isystem "$cuda/include" bench/cupti-trace/cupti_trace.cc \
+  -o "$work/libswin_cupti_trace.so" "$cupti_lib" -lpthread || { echo "ci-cuda-compile: FAILED bench/cupti-trace" >&2; exit 1; }
+nm -D --defined-only "$work/libswin_cupti_trace.so" | grep -q ' InitializeInjection$' \
+  || { echo "ci-cuda-compile: bench/cupti-trace does not export InitializeInjection" >&2; exit 1; }
+echo "ci-cuda-compile: bench/cupti-trace linked against $(basename "$cupti_lib")"
 
 if [ "${NVCC:-0}" = 1 ]; then
   nvcc=("$cuda/bin/nvcc" -std=c++17 -O2 -arch=sm_90a -Werror all-warnings -Xcompiler -Wall,-Werror

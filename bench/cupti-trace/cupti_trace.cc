@@ -106,7 +106,14 @@ void keep(const CUpti_Activity* rec) {
     case CUPTI_ACTIVITY_KIND_DRIVER: {
       auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(rec);
       const bool runtime = rec->kind == CUPTI_ACTIVITY_KIND_RUNTIME;
-      row = {runtime ? 'R' : 'D', a->start, a->end, 0, a->correlationId, a->threadId, 0, 0,
+      row = {runtime ? 'R' : 'D',
+             a->start,
+             a->end,
+             0,
+             a->correlationId,
+             a->threadId,
+             0,
+             0,
              apiName(runtime ? CUPTI_CB_DOMAIN_RUNTIME_API : CUPTI_CB_DOMAIN_DRIVER_API, a->cbid)};
       break;
     }
@@ -115,8 +122,7 @@ void keep(const CUpti_Activity* rec) {
       row = {'Y', s->start, s->end, s->streamId, s->correlationId, 0, 0, 0, "sync" + std::to_string(s->type)};
       break;
     }
-    default:
-      return;
+    default: return;
   }
   if (row.start < from || row.start > to) return;
   std::lock_guard<std::mutex> lock(rows_mutex);
@@ -183,9 +189,9 @@ extern "C" int InitializeInjection(void) {
   }
   if (!check(cuptiActivityRegisterCallbacks(bufferRequested, bufferCompleted), "cuptiActivityRegisterCallbacks"))
     return 0;
-  const CUpti_ActivityKind kinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
-                                      CUPTI_ACTIVITY_KIND_MEMSET,           CUPTI_ACTIVITY_KIND_RUNTIME,
-                                      CUPTI_ACTIVITY_KIND_DRIVER,           CUPTI_ACTIVITY_KIND_SYNCHRONIZATION};
+  const CUpti_ActivityKind kinds[] = {
+      CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_MEMSET,
+      CUPTI_ACTIVITY_KIND_RUNTIME,           CUPTI_ACTIVITY_KIND_DRIVER, CUPTI_ACTIVITY_KIND_SYNCHRONIZATION};
   int enabled = 0;
   for (CUpti_ActivityKind k : kinds) enabled += check(cuptiActivityEnable(k), "cuptiActivityEnable") ? 1 : 0;
   if (enabled == 0) return 0;
