@@ -213,14 +213,20 @@ serve_and_measure() {
 }
 
 
-run() {
+# The phases after prepare: node from it, node_modules and dist from .carry/bench-run
+# (LOCAL=1: this checkout's own, for a dry run off the GPU host).
+start_after_prepare() {  # phase name
   command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
-  if [ "${LOCAL:-0}" != 1 ]; then   # LOCAL=1: this checkout's node_modules and dist (a dry run off the GPU host)
-    log "run: unpack node_modules and dist"
+  if [ "${LOCAL:-0}" != 1 ]; then
+    log "$1: unpack node_modules and dist"
     tar -C . -xJf .carry/bench-run/modules.tar.xz
     tar -C . -xJf .carry/bench-run/dist.tar.xz
   fi
   host_info
+}
+
+run() {
+  start_after_prepare run
   local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
 
   log "run: decode ceiling (service preprocessing, sharp, no HTTP)"
@@ -281,13 +287,8 @@ run() {
 }
 
 fmnist() {
-  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
+  start_after_prepare fmnist
   local C=.carry/bench-run
-  if [ "${LOCAL:-0}" != 1 ]; then
-    tar -C . -xJf $C/modules.tar.xz
-    tar -C . -xJf $C/dist.tar.xz
-  fi
-  host_info
   log "fmnist: swin-serve, default settings (engines/models as committed)"
   node dist/src/main.js --host 127.0.0.1 --port "$PORT" --grpc-port "$GRPC_PORT" > "$RES/service.log" 2>&1 &
   local svc=$!
@@ -321,13 +322,7 @@ fmnist() {
 }
 
 first() {
-  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
-  if [ "${LOCAL:-0}" != 1 ]; then
-    log "first: unpack node_modules and dist"
-    tar -C . -xJf .carry/bench-run/modules.tar.xz
-    tar -C . -xJf .carry/bench-run/dist.tar.xz
-  fi
-  host_info
+  start_after_prepare first
   local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
   local img; img=$(find "$IMAGES" -type f -name '*.jp*g' | head -1)
   # A copy of the model folder with warm-up off: what the first requests cost without it.
@@ -358,13 +353,7 @@ cupti_dir() {
 }
 
 timeline() {
-  command -v node >/dev/null || { echo "node missing: the prepare call's machine is gone; run prepare again"; exit 3; }
-  if [ "${LOCAL:-0}" != 1 ]; then
-    log "timeline: unpack node_modules and dist"
-    tar -C . -xJf .carry/bench-run/modules.tar.xz
-    tar -C . -xJf .carry/bench-run/dist.tar.xz
-  fi
-  host_info
+  start_after_prepare timeline
   local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
   local cupti lib tracer=$PWD/build/cupti-trace/libswin_cupti_trace.so
   cupti=${CUPTI_DIR:-$(cupti_dir)} || { echo "no CUPTI (cupti.h and libcupti.so) on this machine"; exit 1; }
