@@ -25,7 +25,9 @@
 #   .carry/bench-run/fmnist-idx/     the Fashion-MNIST test split (IDX) for test/gpu/gpu-decode.test.ts
 #
 # The two folders go in separate calls (node alone is a third of the limit); see
-# bench/gpu-service-bench.sh. Prints the sizes.
+# bench/gpu-service-bench.sh. Prints the sizes. FMNIST=0 leaves out the Fashion-MNIST and
+# JPEG-case folders (only the `fmnist` phase reads them), so that both folders fit one call
+# (prepare with run, first or timeline) beside a tree without the model's .onnx/.safetensors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE_BIN=${NODE_BIN:-$(command -v node)}   # e.g. .cache/node-24/package/bin/node (scripts/test-on-node.sh 24)
@@ -75,17 +77,21 @@ mkdir -p "$RUN_DIR/photos"
 [ -d bench/.images/photos ] || npm run -s bench:images
 cp bench/.images/photos/*.jpg "$RUN_DIR/photos/"
 rm -rf "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/jpeg-cases" "$RUN_DIR/fmnist-idx"
-# The Fashion-MNIST test split (IDX, 4.3 MiB) for test/gpu/gpu-decode.test.ts (FMNIST_DIR).
-mkdir -p "$RUN_DIR/fmnist-idx" && cp "${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}"/t10k-*-ubyte.gz "$RUN_DIR/fmnist-idx/"
-cp -r bench/.images/fmnist-jpeg "$RUN_DIR/fmnist-jpeg"
-npx tsx bench/write-jpeg-cases.ts --out "$RUN_DIR/jpeg-cases"
-if [ -n "${CPU_URL:-}" ]; then   # the CPU service's answers on the same JPEGs, for the fmnist phase
-  python3 bench/fmnist_service_accuracy.py --url "$CPU_URL" --images "$RUN_DIR/fmnist-jpeg" --out "$RUN_DIR/fmnist-cpu.json"
-  python3 bench/jpeg_refusal_check.py --url "$CPU_URL" --dir "$RUN_DIR/jpeg-cases"
+if [ "${FMNIST:-1}" != 0 ]; then
+  # The Fashion-MNIST test split (IDX, 4.3 MiB) for test/gpu/gpu-decode.test.ts (FMNIST_DIR).
+  mkdir -p "$RUN_DIR/fmnist-idx" && cp "${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}"/t10k-*-ubyte.gz "$RUN_DIR/fmnist-idx/"
+  cp -r bench/.images/fmnist-jpeg "$RUN_DIR/fmnist-jpeg"
+  npx tsx bench/write-jpeg-cases.ts --out "$RUN_DIR/jpeg-cases"
+  if [ -n "${CPU_URL:-}" ]; then   # the CPU service's answers on the same JPEGs, for the fmnist phase
+    python3 bench/fmnist_service_accuracy.py --url "$CPU_URL" --images "$RUN_DIR/fmnist-jpeg" --out "$RUN_DIR/fmnist-cpu.json"
+    python3 bench/jpeg_refusal_check.py --url "$CPU_URL" --dir "$RUN_DIR/jpeg-cases"
+  fi
 fi
 
 du -b "$NODE_DIR"/*.xz "$RUN_DIR"/*.xz | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
-du -sb "$RUN_DIR/photos" "$RUN_DIR/fmnist-jpeg" "$RUN_DIR/fmnist-idx" "$NODE_DIR/selftest-photos" | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
+for d in "$RUN_DIR/photos" "$NODE_DIR/selftest-photos" "$RUN_DIR"/fmnist-* "$RUN_DIR/jpeg-cases"; do
+  if [ -e "$d" ]; then du -sb "$d"; fi
+done | awk '{printf "%8.1f MiB  %s\n", $1/1048576, $2}'
 tracked=$(git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
 untracked=$(git ls-files --others --exclude-standard -z | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1); untracked=${untracked:-0}
 printf '%8.1f MiB  working tree that travels with every call (tracked + untracked-not-ignored)\n' \
