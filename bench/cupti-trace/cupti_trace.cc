@@ -82,29 +82,35 @@ std::string apiName(CUpti_CallbackDomain domain, CUpti_CallbackId cbid) {
   return name;
 }
 
-// Turns a record into a row when it starts inside the window (or the window is not closed yet).
+// Turns a record into a row when it starts inside the window (or the window is not closed yet);
+// the others are dropped before their names are looked up.
 void keep(const CUpti_Activity* rec) {
   const uint64_t from = window_start.load(), to = window_end.load();
+  const auto outside = [&](uint64_t start) { return start < from || start > to; };
   Row row{};
   switch (rec->kind) {
     case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
       auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
+      if (outside(k->start)) return;
       row = {'K', k->start, k->end, k->streamId, k->correlationId, 0, 0, k->graphId, demangle(k->name)};
       break;
     }
     case CUPTI_ACTIVITY_KIND_MEMCPY: {
       auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(rec);
+      if (outside(m->start)) return;
       row = {'M', m->start, m->end, m->streamId, m->correlationId, 0, m->bytes, m->graphId, copyKindName(m->copyKind)};
       break;
     }
     case CUPTI_ACTIVITY_KIND_MEMSET: {
       auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(rec);
+      if (outside(m->start)) return;
       row = {'S', m->start, m->end, m->streamId, m->correlationId, 0, m->bytes, m->graphId, "memset"};
       break;
     }
     case CUPTI_ACTIVITY_KIND_RUNTIME:
     case CUPTI_ACTIVITY_KIND_DRIVER: {
       auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(rec);
+      if (outside(a->start)) return;
       const bool runtime = rec->kind == CUPTI_ACTIVITY_KIND_RUNTIME;
       row = {runtime ? 'R' : 'D',
              a->start,
@@ -119,12 +125,12 @@ void keep(const CUpti_Activity* rec) {
     }
     case CUPTI_ACTIVITY_KIND_SYNCHRONIZATION: {
       auto* s = reinterpret_cast<const CUpti_ActivitySynchronization2*>(rec);
+      if (outside(s->start)) return;
       row = {'Y', s->start, s->end, s->streamId, s->correlationId, 0, 0, 0, "sync" + std::to_string(s->type)};
       break;
     }
     default: return;
   }
-  if (row.start < from || row.start > to) return;
   std::lock_guard<std::mutex> lock(rows_mutex);
   rows.push_back(std::move(row));
 }
