@@ -132,6 +132,14 @@ export function isServeError(err: unknown): err is ServeError {
   return err instanceof ServeError;
 }
 
+/**
+ * Why work on an aborted signal stops: the ServeError it was aborted with (a deadline aborts
+ * with 504 SWIN_DEADLINE_EXCEEDED), else 499 SWIN_CANCELLED.
+ */
+export function abortError(signal: AbortSignal): ServeError {
+  return isServeError(signal.reason) ? signal.reason : new ServeError('SWIN_CANCELLED');
+}
+
 /** Failures that are the server's fault: the only ones logged at error level, with a stack. */
 const SERVER_FAULTS: ReadonlySet<ErrorCode> = new Set(['SWIN_INFERENCE_FAILED', 'SWIN_NON_FINITE_OUTPUT', 'SWIN_INTERNAL']);
 /** Refusals under load or out of time: expected, but an operator wants to see them. */

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { ServeError } from '../src/errors.js';
 import { fakeService, type FakeService } from './helpers/fake-service.js';
 import { greyPng } from './helpers/http-bodies.js';
+import { stripPng } from './helpers/strip-png.js';
 
 let s: FakeService;
 let calls = 0;
@@ -65,4 +66,23 @@ test('a decode that outlasts the deadline is answered 504 at the deadline; a dis
   const pending = codeOf(s.service.classify(undefined, [png], { signal: ac.signal, deadline: Date.now() + 60_000 }));
   ac.abort();
   assert.equal(await pending, 'SWIN_CANCELLED');
+});
+
+test('a decode still running at the deadline is answered 504, not 499, with or without decode processes', async (t) => {
+  // The deadline aborts the running decode's signal; the code must say "deadline", not
+  // "cancelled" (CI once saw a 499 here). A 1 x 3,000,000 strip decodes for about half a second.
+  const strip = await stripPng(1, 3_000_000);
+  for (const processes of ['0', '1']) {
+    const d = await fakeService({ env: { REQUEST_TIMEOUT_MS: '150', MAX_DECODE_COST_MS: '100000', DECODE_PROCESSES: processes } });
+    try {
+      const codes: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        codes.push(await codeOf(d.service.classify(undefined, [strip], {})));
+      }
+      t.diagnostic(`DECODE_PROCESSES=${processes}: ${codes.join(' ')}`);
+      assert.deepEqual(codes, Array(4).fill('SWIN_DEADLINE_EXCEEDED'));
+    } finally {
+      await d.close();
+    }
+  }
 });

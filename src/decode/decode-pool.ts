@@ -19,7 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { DecodeJob, DecodeReply } from './decode-worker.js';
-import { ServeError } from '../errors.js';
+import { abortError, ServeError } from '../errors.js';
 import type { CpuPreprocessor } from './gpu-decode.js';
 import { preprocessDuration } from '../observability/metrics.js';
 import { decodeEach, type DecodeContext, type Preprocessor } from './preprocess.js';
@@ -117,7 +117,7 @@ export class DecodePool {
 
   private async one(local: Preprocessor, key: string, input: Buffer, index: number, ctx: DecodeContext): Promise<Buffer> {
     if (this.closed || this.children.size === 0) return local.one(input, index, ctx);
-    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    if (ctx.signal?.aborted) throw abortError(ctx.signal);
     const start = performance.now();
     const id = this.nextId++;
     const onGone = () => this.abandon(id);
@@ -143,7 +143,7 @@ export class DecodePool {
       const job = child.pending.get(id);
       if (!job) continue;
       child.pending.delete(id);
-      job.reject(new ServeError('SWIN_CANCELLED'));
+      job.reject(job.ctx.signal ? abortError(job.ctx.signal) : new ServeError('SWIN_CANCELLED'));
       if ((job.ctx.costMs ?? 0) >= RETIRE_COST_MS && child.known.has(job.msg.key) && !child.retired) {
         child.retired = true;
         child.proc.kill('SIGKILL');

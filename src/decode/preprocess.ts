@@ -10,7 +10,7 @@
 // sharp's fastShrinkOnLoad) when the target is at most half their size, so a
 // 12 MP photo is never fully decoded to feed a 224-pixel model.
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
-import { ServeError } from '../errors.js';
+import { abortError, ServeError } from '../errors.js';
 import { jpegDamage } from './jpeg-damage.js';
 import { preprocessDuration } from '../observability/metrics.js';
 import type { ModelConfig } from '../models/model-config.js';
@@ -72,7 +72,7 @@ export class Preprocessor {
   /** One encoded image -> size x size x 3 bytes. `index` names the image in error messages. */
   async one(input: Buffer, index = 0, ctx: DecodeContext = {}): Promise<Buffer> {
     const start = performance.now();
-    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    if (ctx.signal?.aborted) throw abortError(ctx.signal);
     if (input.length === 0) throw new ServeError('SWIN_EMPTY_BODY');
     const accepted = this.limits.acceptedFormats;
     // XML/SVG is refused before libvips sees it (librsvg would parse it, and could follow references).
@@ -98,7 +98,7 @@ export class Preprocessor {
     const [w, h] = swap ? [height, width] : [width, height];
 
     // Its request went away while the header was read (both wait in libuv's queue): skip the decode.
-    if (ctx.signal?.aborted) throw new ServeError('SWIN_CANCELLED');
+    if (ctx.signal?.aborted) throw abortError(ctx.signal);
     const build = (failOn: 'warning' | 'error') => this.pipeline(input, failOn, w, h);
     let out: { data: Buffer; info: OutputInfo };
     try {

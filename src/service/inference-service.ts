@@ -452,9 +452,13 @@ export class CoreInferenceService implements InferenceService {
     const decode = startStage(trace, 'decode', attrs);
     // Aborted when the request is cancelled or its deadline passes: queued decodes are skipped,
     // a decode process retires a runaway decode (src/decode-pool.ts).
+    // Its reason is the reply's code: 504 at the deadline, 499 when the client went away.
     const gone = new AbortController();
-    const timer = setTimeout(() => gone.abort(), Math.max(0, when.deadline - Date.now()));
-    const onAbort = () => gone.abort();
+    const timer = setTimeout(
+      () => gone.abort(new ServeError('SWIN_DEADLINE_EXCEEDED', when.timeoutMs)),
+      Math.max(0, when.deadline - Date.now()),
+    );
+    const onAbort = () => gone.abort(new ServeError('SWIN_CANCELLED'));
     when.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const onDevice =
