@@ -47,8 +47,9 @@
 #          (FRONTEND_WORKERS=4, or TIMELINE_WORKERS), drives /classify at TIMELINE_CONC (256) in flight,
 #          records TIMELINE_WINDOW_S (0.5) s of kernels, copies and CUDA calls in mid-run, and turns them
 #          into tables (bench/cupti_timeline.py: timeline.md, the raw trace as cupti-trace.tsv.gz); then the
-#          same load without tracing, for the tracer's own cost. CUPTI_DIR (its include/ and lib/) and
-#          CUDA_INCLUDE (cuda.h) where they are not in the toolkit or beside PyTorch.
+#          same load without tracing, for the tracer's own cost. CUPTI is looked for by
+#          bench/cupti-trace/find-cupti.sh (toolkit, PyTorch's CUDA wheels, Triton's wheel); CUPTI_DIR (its
+#          include/ and lib64/ or lib/) and CUDA_INCLUDE (cuda.h) where it is elsewhere.
 # Results: bench/.out/gpu/results, packed into $OUT/results-<phase>.tgz on exit.
 #
 # Knobs (environment): DURATION (s, default 8), WARMUP (s, 3), CONC (closed-loop list), BASE_CONC, SKIP_CEILING=1,
@@ -342,25 +343,15 @@ first() {
   grep -E '^(ready|worst)' "$RES"/first-*.txt | tee "$RES/summary.txt"
 }
 
-# The CUPTI headers and library: the toolkit's, or the nvidia-cuda-cupti wheel's beside PyTorch.
-cupti_dir() {
-  local d
-  for d in /usr/local/cuda/extras/CUPTI /usr/local/cuda /usr/local/cuda/targets/x86_64-linux \
-    $("$PY" -c 'import nvidia, os; print(" ".join(os.path.join(p, s) for p in nvidia.__path__ for s in ("cu13", "cuda_cupti")))' 2>/dev/null); do
-    [ -f "$d/include/cupti.h" ] && ls "$d"/lib64/libcupti.so* "$d"/lib/libcupti.so* >/dev/null 2>&1 && { echo "$d"; return 0; }
-  done
-  return 1
-}
-
 timeline() {
   start_after_prepare timeline
   local ADDON=${SWIN_ADDON_PATH:-$PWD/build/gpu-addon/Release/swin_addon.node}
-  local cupti lib tracer=$PWD/build/cupti-trace/libswin_cupti_trace.so
-  cupti=${CUPTI_DIR:-$(cupti_dir)} || { echo "no CUPTI (cupti.h and libcupti.so) on this machine"; exit 1; }
-  lib=$(ls "$cupti"/lib64/libcupti.so* "$cupti"/lib/libcupti.so* 2>/dev/null | head -1 || true)
+  local found inc lib tracer=$PWD/build/cupti-trace/libswin_cupti_trace.so
+  found=$(bash bench/cupti-trace/find-cupti.sh "$PY") || exit 1
+  read -r inc lib <<< "$found"
   log "timeline: build the tracer against $lib"
   mkdir -p build/cupti-trace
-  g++ -std=c++17 -O2 -shared -fPIC -I"$cupti/include" -I/usr/local/cuda/include ${CUDA_INCLUDE:+-I"$CUDA_INCLUDE"} bench/cupti-trace/cupti_trace.cc \
+  g++ -std=c++17 -O2 -shared -fPIC -I"$inc" -I/usr/local/cuda/include ${CUDA_INCLUDE:+-I"$CUDA_INCLUDE"} bench/cupti-trace/cupti_trace.cc \
     -o "$tracer" "$lib" -Wl,-rpath,"$(dirname "$lib")" -lpthread
   local T=$G/cupti
   rm -rf "$T"; mkdir -p "$T"

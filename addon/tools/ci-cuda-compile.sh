@@ -51,9 +51,10 @@ echo "ci-cuda-compile: $n host files compiled (g++ $(g++ -dumpversion), -Werror)
 
 # bench/cupti-trace: the GPU-timeline injection library, linked against the wheel's CUPTI (torch
 # brings nvidia-cuda-cupti); the driver finds it by its InitializeInjection symbol.
-cupti_lib=$(ls "$cuda"/lib/libcupti.so* 2>/dev/null | head -1 || true)
-[ -n "$cupti_lib" ] && [ -f "$cuda/include/cupti.h" ] || { echo "ci-cuda-compile: no CUPTI in $cuda" >&2; exit 1; }
-g++ -std=c++17 -O2 -shared -fPIC "${warn[@]}" -isystem "$cuda/include" bench/cupti-trace/cupti_trace.cc \
+# Found as the GPU host's timeline phase finds it (bench/cupti-trace/find-cupti.sh), in the wheels' folder.
+cupti_found=$(CUPTI_CANDIDATES="$cuda" bash bench/cupti-trace/find-cupti.sh) || { echo "ci-cuda-compile: no CUPTI in $cuda" >&2; exit 1; }
+read -r cupti_inc cupti_lib <<< "$cupti_found"
+g++ -std=c++17 -O2 -shared -fPIC "${warn[@]}" -isystem "$cupti_inc" -isystem "$cuda/include" bench/cupti-trace/cupti_trace.cc \
   -o "$work/libswin_cupti_trace.so" "$cupti_lib" -lpthread || { echo "ci-cuda-compile: FAILED bench/cupti-trace" >&2; exit 1; }
 nm -D --defined-only "$work/libswin_cupti_trace.so" | grep -q ' InitializeInjection$' \
   || { echo "ci-cuda-compile: bench/cupti-trace does not export InitializeInjection" >&2; exit 1; }
