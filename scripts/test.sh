@@ -83,6 +83,7 @@ phase "addon: CUDA engine, nvJPEG and GPU host code compiled against CUDA 13 hea
 cuda_log=$(mktemp)
 NVCC=1 bash addon/tools/ci-cuda-compile.sh "$cuda_root" > "$cuda_log" 2>&1 &
 cuda_pid=$!
+trap 'kill "$cuda_pid" 2>/dev/null || true; rm -f "$cuda_log"' EXIT   # a failing step before the wait ends it too
 
 phase "lint and format: TypeScript (ESLint, Prettier)"
 npx eslint .
@@ -100,7 +101,7 @@ phase "Python tool tests (CPU)"
 phase "addon: waiting for the CUDA compile check"
 cuda_rc=0
 wait "$cuda_pid" || cuda_rc=$?
-cat "$cuda_log" && rm -f "$cuda_log"
+cat "$cuda_log"
 [ "$cuda_rc" -eq 0 ] || { echo "the CUDA compile check failed (exit $cuda_rc)"; exit "$cuda_rc"; }
 
 # What differs between Node lines: worker transfers (onnxruntime backend), Node-API addons

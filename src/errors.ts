@@ -136,8 +136,8 @@ export function isServeError(err: unknown): err is ServeError {
  * Why work on an aborted signal stops: the ServeError it was aborted with (a deadline aborts
  * with 504 SWIN_DEADLINE_EXCEEDED), else 499 SWIN_CANCELLED.
  */
-export function abortError(signal: AbortSignal): ServeError {
-  return isServeError(signal.reason) ? signal.reason : new ServeError('SWIN_CANCELLED');
+export function abortError(signal: AbortSignal | undefined): ServeError {
+  return isServeError(signal?.reason) ? signal.reason : new ServeError('SWIN_CANCELLED');
 }
 
 /** Failures that are the server's fault: the only ones logged at error level, with a stack. */

@@ -143,7 +143,7 @@ export class DecodePool {
       const job = child.pending.get(id);
       if (!job) continue;
       child.pending.delete(id);
-      job.reject(job.ctx.signal ? abortError(job.ctx.signal) : new ServeError('SWIN_CANCELLED'));
+      job.reject(abortError(job.ctx.signal));
       if ((job.ctx.costMs ?? 0) >= RETIRE_COST_MS && child.known.has(job.msg.key) && !child.retired) {
         child.retired = true;
         child.proc.kill('SIGKILL');

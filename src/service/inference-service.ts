@@ -450,9 +450,9 @@ export class CoreInferenceService implements InferenceService {
     }
     endSpan(admission);
     const decode = startStage(trace, 'decode', attrs);
-    // Aborted when the request is cancelled or its deadline passes: queued decodes are skipped,
-    // a decode process retires a runaway decode (src/decode-pool.ts).
-    // Its reason is the reply's code: 504 at the deadline, 499 when the client went away.
+    // Aborted when the request is cancelled or its deadline passes, with the reply's error as its
+    // reason (499 or 504): queued decodes are skipped, a decode process retires a runaway decode
+    // (src/decode-pool.ts).
     const gone = new AbortController();
     const timer = setTimeout(
       () => gone.abort(new ServeError('SWIN_DEADLINE_EXCEEDED', when.timeoutMs)),
